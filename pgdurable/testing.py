@@ -1,0 +1,151 @@
+"""pytest fixtures that give every test a real PostgreSQL.
+
+Loaded with ``-p pgdurable.testing`` (see pyproject.toml). One throwaway
+cluster is started per test session through the same ``EmbeddedCluster`` code
+users run (fsync off, since it is discarded). A template database gets the
+pgdurable schema once; each test then receives its own clone, so tests never
+see each other's rows. A missing server binary fails the session with the
+installation hint; it never skips.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from pgdurable import db, migrator
+from pgdurable.embedded import SUPERUSER, EmbeddedCluster
+
+TEMPLATE_DATABASE = "pgdurable_template"
+TEST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+}
+
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.01, what: str = ""
+) -> T:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or repr(condition)}"
+            )
+        time.sleep(interval)
+
+
+@dataclass
+class TestDatabase:
+    """A database of the session cluster that belongs to one test."""
+
+    __test__ = False  # not a test class, despite the name
+
+    cluster: EmbeddedCluster
+    name: str
+
+    def conninfo(self, user: str = SUPERUSER) -> str:
+        return self.cluster.conninfo(dbname=self.name, user=user)
+
+    def connect(self, user: str = SUPERUSER, *, autocommit: bool = True) -> db.Connection:
+        """A connection logged in as ``user`` (a real login, not SET ROLE)."""
+        return db.connect(self.conninfo(user), autocommit=autocommit)
+
+    def execute(
+        self, query: str, params: Sequence[Any] | None = None, *, user: str = SUPERUSER
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement as ``user`` in its own transaction; returns its rows (if any)."""
+        with self.connect(user) as conn:
+            cursor = conn.execute(query.encode() if params is None else query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def value(
+        self, query: str, params: Sequence[Any] | None = None, *, user: str = SUPERUSER
+    ) -> Any:
+        """The first column of the first row."""
+        rows = self.execute(query, params, user=user)
+        return rows[0][0] if rows else None
+
+    def create_role(self, name: str, *, login: bool = True, superuser: bool = False) -> str:
+        """Create a cluster role (kept for the session; roles are cluster-wide)."""
+        options = ("LOGIN" if login else "NOLOGIN") + (" SUPERUSER" if superuser else "")
+        with self.connect() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone()
+            if not exists:
+                conn.execute(
+                    db.sql.SQL("CREATE ROLE {} " + options).format(db.sql.Identifier(name))
+                )
+        return name
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[EmbeddedCluster]:
+    """A PostgreSQL cluster started for this test session and removed after it."""
+    base = Path(tempfile.mkdtemp(prefix="pgdurable-test-"))
+    # mkdtemp makes a 0700 folder; the server account (when we run as root) must enter it.
+    base.chmod(0o755)
+    cluster = EmbeddedCluster(base / "cluster", settings=TEST_SETTINGS)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_cluster: EmbeddedCluster) -> str:
+    """A database with the full pgdurable schema, cloned by ``database``."""
+    db.create_database_if_missing(pg_cluster.conninfo("postgres"), TEMPLATE_DATABASE)
+    with db.connection(pg_cluster.conninfo(TEMPLATE_DATABASE)) as conn:
+        migrator.apply(conn)
+    return TEMPLATE_DATABASE
+
+
+def _clone(cluster: EmbeddedCluster, template: str) -> TestDatabase:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    db.create_database_if_missing(cluster.conninfo("postgres"), name, template=template)
+    return TestDatabase(cluster, name)
+
+
+def _drop(database: TestDatabase) -> None:
+    with db.connection(database.cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(
+            db.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                db.sql.Identifier(database.name)
+            )
+        )
+
+
+@pytest.fixture
+def database(pg_cluster: EmbeddedCluster, template_database: str) -> Iterator[TestDatabase]:
+    """A fresh database with the pgdurable schema installed, dropped after the test."""
+    clone = _clone(pg_cluster, template_database)
+    yield clone
+    _drop(clone)
+
+
+@pytest.fixture
+def empty_database(pg_cluster: EmbeddedCluster) -> Iterator[TestDatabase]:
+    """A fresh database without the pgdurable schema, dropped after the test."""
+    clone = _clone(pg_cluster, "template0")
+    yield clone
+    _drop(clone)
