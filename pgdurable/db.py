@@ -9,15 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
+import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
+from psycopg.types.string import TextLoader
 
 from pgdurable.errors import DatabaseUnavailable
 
 __all__ = [
+    "AsyncConnection",
+    "AsyncPool",
     "Connection",
+    "DatabaseError",
+    "async_connect",
+    "async_pool",
+    "conninfo_with",
+    "in_transaction",
+    "is_connection_error",
+    "sqlstate",
+    "type_name",
     "connect",
     "create_database_if_missing",
     "describe_conninfo",
@@ -26,6 +40,8 @@ __all__ = [
 ]
 
 Connection = psycopg.Connection
+AsyncConnection = psycopg.AsyncConnection
+AsyncPool = psycopg_pool.AsyncConnectionPool
 DatabaseError = psycopg.Error
 
 
@@ -78,3 +94,100 @@ def create_database_if_missing(admin_conninfo: str, name: str, template: str | N
         except psycopg.errors.DuplicateDatabase:
             return False  # created concurrently by another process
         return True
+
+
+# -- asyncio (the worker) -----------------------------------------------------
+
+
+async def async_connect(
+    conninfo: str, *, autocommit: bool = False, **overrides: object
+) -> psycopg.AsyncConnection:
+    """An asyncio connection; raises DatabaseUnavailable like ``connect``."""
+    try:
+        return await psycopg.AsyncConnection.connect(conninfo, autocommit=autocommit, **overrides)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"could not connect to {describe_conninfo(conninfo) or 'the libpq default'}: {exc}"
+        ) from exc
+
+
+def async_pool(
+    conninfo: str,
+    *,
+    max_size: int,
+    name: str,
+    autocommit: bool = False,
+    user_steps: bool = False,
+) -> psycopg_pool.AsyncConnectionPool:
+    """A closed asyncio pool (``await pool.open()`` it).
+
+    ``user_steps`` prepares connections that run users' workflow steps:
+
+    numeric values stay the server's text, so their scale survives (SPEC B
+    §4.2: numeric becomes a JSON string as written), and connections are
+    reset with DISCARD ALL when returned, so session state a user's step
+    leaves behind (SET, temp tables, prepared statements) never reaches the
+    next step; the startup options (application_name, GUCs set with
+    ``options``) are the session defaults and survive the reset.
+    """
+
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        conn.adapters.register_loader("numeric", TextLoader)
+
+    async def reset(conn: psycopg.AsyncConnection) -> None:
+        await conn.execute("DISCARD ALL")
+
+    return psycopg_pool.AsyncConnectionPool(
+        conninfo,
+        min_size=0,
+        max_size=max_size,
+        name=name,
+        open=False,
+        configure=configure if user_steps else None,
+        reset=reset if user_steps else None,
+        kwargs={"autocommit": autocommit},
+        reconnect_timeout=5,
+    )
+
+
+def conninfo_with(conninfo: str, **params: Any) -> str:
+    """``conninfo`` with some parameters replaced (e.g. user, dbname, options)."""
+    return make_conninfo(conninfo, **{k: v for k, v in params.items() if v is not None})
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, or None for anything else."""
+    return getattr(exc, "sqlstate", None) if isinstance(exc, psycopg.Error) else None
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the connection (not the statement) failed: worth retrying elsewhere."""
+    return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout) and not (
+        isinstance(exc, psycopg.errors.QueryCanceled)
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """The server's message for a database error (first line, as PostgreSQL words it)."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        return primary
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def in_transaction(conn: psycopg.AsyncConnection | psycopg.Connection) -> bool:
+    """True while the connection is inside an open, healthy transaction block."""
+    return conn.info.transaction_status == TransactionStatus.INTRANS
+
+
+def type_name(oid: int) -> str:
+    """A type's name as the reference reports it (upper case, ``[]`` for arrays)."""
+    info = psycopg.adapters.types.get(oid)
+    if info is not None:
+        return info.name.upper()
+    for candidate in psycopg.adapters.types:
+        if candidate.array_oid == oid:
+            return candidate.name.upper() + "[]"
+    return f"OID {oid}"

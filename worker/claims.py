@@ -1,0 +1,102 @@
+"""One claim of one instance, from load to release (the unit the worker runs).
+
+``drive`` loads the instance, replays it (``interpreter.Execution``) and ends
+the claim in exactly one way:
+
+- finished: root stamped, instance ``completed``/``failed``, run row removed;
+- suspended: the run is released with its wake time and awaited signals;
+- cancelled (df.cancel): the run row is removed, status stays ``cancelled``;
+- lease lost: nothing is written (another worker owns the instance);
+- retry (connection trouble) or task cancellation (shutdown, lost lease):
+  released to be claimed again at once; replay resumes where the journal ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+from pgdurable.worker.graph import load_instance
+from pgdurable.worker.interpreter import BREAK_OUTSIDE_LOOP, Execution, Scope
+from pgdurable.worker.journal import Journal
+from pgdurable.worker.outcomes import Broke, Cancelled, Failed, LeaseLost, Retry, Suspended
+from pgdurable.worker.results import dumps
+from pgdurable.worker.steps import Services
+
+from pgdurable import db
+
+log = logging.getLogger("pgdurable.worker")
+
+
+async def load(pool: db.AsyncPool, instance_id: str):
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT pgdurable.load_v1(%s)", [instance_id])
+        row = await cursor.fetchone()
+    return load_instance(row[0]) if row and row[0] else None
+
+
+def _identity_problem(instance) -> str | None:
+    if not instance.role:
+        return "role of the instance no longer exists"
+    if instance.role_is_superuser and not instance.superuser_allowed:
+        return (
+            f'current_user "{instance.role}" is a superuser and '
+            "pg_durable.enable_superuser_instances is off; start workflows as an ordinary role"
+        )
+    return None
+
+
+async def drive(pool: db.AsyncPool, services: Services, journal: Journal) -> str:
+    """Run one claimed instance as far as it goes; returns how the claim ended."""
+    try:
+        instance = await load(pool, journal.instance_id)
+        if instance is None:
+            return "gone"
+        execution = Execution(instance, journal, services)
+        root = instance.nodes[instance.root]
+        root_scope = Scope(instance.id, 1)
+        problem = _identity_problem(instance)
+        try:
+            if problem:
+                raise Failed(problem)
+            result = await execution.run(root, root_scope)
+        except Failed as failure:
+            execution.stamp(root, root_scope, "failed", dumps(failure.error))
+            await journal.finish("failed", execution.take_stamps(), failure.error)
+            log.info(
+                json.dumps({"instance": instance.id, "event": "failed", "error": failure.error})
+            )
+            return "failed"
+        except Broke:
+            execution.stamp(root, root_scope, "failed", dumps(BREAK_OUTSIDE_LOOP))
+            await journal.finish("failed", execution.take_stamps(), BREAK_OUTSIDE_LOOP)
+            return "failed"
+        except Suspended as wait:
+            await execution.flush()
+            wake = wait.wake_at if wait.wake_at is not None else "infinity"
+            await journal.release(wake, sorted(wait.signals))
+            return "suspended"
+        except Cancelled:
+            await journal.finish("cancelled", [], None)
+            return "cancelled"
+        await journal.finish("completed", execution.take_stamps(), result)
+        log.info(json.dumps({"instance": instance.id, "event": "completed"}))
+        return "completed"
+    except LeaseLost:
+        return "lease_lost"
+    except Retry as exc:
+        log.warning("instance %s: connection problem, will retry: %s", journal.instance_id, exc)
+        await _release_soon(journal, seconds=1)
+        return "retry"
+    except asyncio.CancelledError:
+        await asyncio.shield(_release_soon(journal, seconds=0))
+        raise
+
+
+async def _release_soon(journal: Journal, *, seconds: float) -> None:
+    try:
+        await journal.release(datetime.now(UTC) + timedelta(seconds=seconds), [])
+    except Exception:  # the lease simply expires instead
+        log.debug("release of %s failed", journal.instance_id, exc_info=True)

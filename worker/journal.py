@@ -1,0 +1,144 @@
+"""The database side of one claim: every durable write the worker makes.
+
+A ``Journal`` is bound to one claimed run (instance id, lease epoch, token).
+Each method is one call of a ``pgdurable.*_v1`` function on the worker's own
+(superuser, autocommit) pool, and each such function checks the lease first,
+so a worker that lost its lease cannot write anything (SPEC A.2.4). SQL steps
+complete on the user's connection instead (see ``steps.py``); that call is
+built here too so all lease-carrying SQL lives in one place.
+
+Failures map to control flow: a fenced write raises ``LeaseLost``; a broken
+connection raises ``Retry`` (the claim is abandoned and resumed later).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pgdurable.worker.outcomes import LeaseLost, Retry
+
+from pgdurable import db
+
+LEASE_LOST = "PD001"
+
+COMPLETE_STEP = "SELECT pgdurable.complete_step_v1(%s, %s, %s, %s, %s, %s, %s::json)"
+
+
+def lease_error(exc: BaseException) -> Exception | None:
+    """The control-flow exception a database error stands for, if any."""
+    if db.sqlstate(exc) == LEASE_LOST:
+        return LeaseLost(str(exc))
+    if db.is_connection_error(exc):
+        return Retry(str(exc))
+    return None
+
+
+class Journal:
+    def __init__(self, pool: db.AsyncPool, instance_id: str, epoch: int, token: bytes) -> None:
+        self.pool = pool
+        self.instance_id = instance_id
+        self.epoch = epoch
+        self.token = token
+
+    @property
+    def lease(self) -> tuple[str, int, bytes]:
+        return (self.instance_id, self.epoch, self.token)
+
+    async def _rows(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        try:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchall() if cursor.description else []
+        except db.DatabaseError as exc:
+            mapped = lease_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
+
+    async def stamp(self, stamps: list[dict[str, Any]]) -> str:
+        """Write node stamps in order; returns the instance's status."""
+        rows = await self._rows(
+            "SELECT pgdurable.stamp_nodes_v1(%s, %s, %s, %s::jsonb)",
+            [*self.lease, json.dumps(stamps)],
+        )
+        return rows[0][0]
+
+    async def record(
+        self,
+        scope: str,
+        gen: int,
+        node: str,
+        outcome: str,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        named: str | None = None,
+        delivery: str | None = None,
+        stamp: bool = True,
+    ) -> None:
+        await self._rows(
+            "SELECT pgdurable.record_v1(%s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s::json,"
+            " %s, %s)",
+            [*self.lease, scope, gen, node, outcome, result, error, named, delivery, stamp],
+        )
+
+    async def timer(
+        self,
+        scope: str,
+        gen: int,
+        node: str,
+        *,
+        due_at: datetime | None = None,
+        seconds: float | None = None,
+        result: str | None = None,
+    ) -> tuple[datetime, bool]:
+        """Create the node's timer once; (due time, fired). A fired timer with a
+        ``result`` journals it (the node is then complete)."""
+        rows = await self._rows(
+            "SELECT * FROM pgdurable.timer_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s)",
+            [*self.lease, scope, gen, node, due_at, seconds, result, result is not None],
+        )
+        return rows[0][0], rows[0][1]
+
+    async def consume_signal(self, scope: str, gen: int, node: str, name: str) -> str | None:
+        rows = await self._rows(
+            "SELECT pgdurable.consume_signal_v1(%s, %s, %s, %s, %s, %s, %s)::text",
+            [*self.lease, scope, gen, node, name],
+        )
+        return rows[0][0]
+
+    async def enter_scope(self, scope: str, named: str) -> tuple[int, str, datetime]:
+        rows = await self._rows(
+            "SELECT gen, named_results::text, started_at"
+            " FROM pgdurable.enter_scope_v1(%s, %s, %s, %s, %s::json)",
+            [*self.lease, scope, named],
+        )
+        return rows[0][0], rows[0][1], rows[0][2]
+
+    async def next_generation(self, scope: str, gen: int, named: str) -> datetime:
+        rows = await self._rows(
+            "SELECT pgdurable.next_generation_v1(%s, %s, %s, %s, %s, %s::json)",
+            [*self.lease, scope, gen, named],
+        )
+        return rows[0][0]
+
+    async def finish(self, status: str, stamps: list[dict[str, Any]], output: str | None) -> None:
+        await self._rows(
+            "SELECT pgdurable.finish_v1(%s, %s, %s, %s, %s::jsonb, %s)",
+            [*self.lease, status, json.dumps(stamps), output],
+        )
+
+    async def release(self, wake_at: datetime | str, signals: list[str]) -> None:
+        await self._rows(
+            "SELECT pgdurable.release_v1(%s, %s, %s, %s::timestamptz, %s::text[])",
+            [*self.lease, wake_at, signals],
+        )
+
+    async def now(self) -> datetime:
+        return (await self._rows("SELECT clock_timestamp()", []))[0][0]
+
+    def complete_step(self, scope: str, gen: int, node: str, result: str) -> tuple[str, list[Any]]:
+        """The statement that completes a SQL step inside the user's transaction."""
+        return COMPLETE_STEP, [*self.lease, scope, gen, node, result]

@@ -1,0 +1,255 @@
+"""The worker process: claim runnable instances, drive them, keep leases alive.
+
+One asyncio loop runs many claims at once. Coordination with other workers
+happens only in PostgreSQL (SPEC A.2.4):
+
+- claims use ``FOR UPDATE SKIP LOCKED`` and bump the run's epoch;
+- every durable write checks (epoch, token); the token is this process's
+  random secret, stored only as a sha256 hash;
+- a heartbeat extends held leases; a lease that could not be extended is
+  abandoned (its task cancelled) because another worker may own it now;
+- LISTEN ``pgdurable_wake`` wakes the loop at once (start, signal, cancel);
+  polling (``poll_interval``, or sooner when a timer falls due) covers lost
+  notifications and timers;
+- SIGTERM/``stop()``: stop claiming, give in-flight claims ``grace`` seconds,
+  then cancel them (they release their leases).
+
+Bounds: at most ``concurrency`` instances claimed and at most ``concurrency``
+SQL steps in flight (JOIN/RACE branches share the step bound). Waiting
+instances are rows, not tasks: 10 000 sleeping instances cost nothing here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+
+from pgdurable.worker.claims import drive
+from pgdurable.worker.journal import Journal
+from pgdurable.worker.steps import Services
+
+from pgdurable import db
+
+log = logging.getLogger("pgdurable.worker")
+
+CHANNEL = "pgdurable_wake"
+WORKFLOW_APPLICATION_NAME = "pg_durable:worker:workflow-sql"
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 10
+    until_idle: bool = False
+    lease_seconds: float = 30.0
+    poll_interval: float = 2.0
+    grace: float = 10.0
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+class Worker:
+    def __init__(self, conninfo: str, options: WorkerOptions | None = None) -> None:
+        self.conninfo = conninfo
+        self.options = options or WorkerOptions()
+        self.token = secrets.token_bytes(32)
+        self.token_hash = hashlib.sha256(self.token).digest()
+        self.active: dict[str, tuple[asyncio.Task, Journal]] = {}
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.pool = db.async_pool(
+            conninfo,
+            max_size=self.options.concurrency + 3,
+            name="pgdurable-worker",
+            autocommit=True,
+        )
+        self.user_pools: dict[tuple[str, str | None], db.AsyncPool] = {}
+        self.services = Services(self._user_pool, asyncio.Semaphore(self.options.concurrency))
+        self.outcomes: dict[str, int] = {}
+
+    # -- pools ----------------------------------------------------------------
+
+    async def _user_pool(self, role: str, database: str | None) -> db.AsyncPool:
+        """A pool of connections logged in as ``role`` (the instance's identity)."""
+        key = (role, database)
+        pool = self.user_pools.get(key)
+        if pool is None:
+            conninfo = db.conninfo_with(
+                self.conninfo,
+                user=role,
+                dbname=database,
+                application_name=WORKFLOW_APPLICATION_NAME,
+                options="-c df.in_workflow=true",
+            )
+            pool = db.async_pool(
+                conninfo,
+                max_size=self.options.concurrency,
+                name=f"pgdurable-{role}",
+                autocommit=True,
+                user_steps=True,
+            )
+            self.user_pools[key] = pool
+            await pool.open()
+        return pool
+
+    # -- the main loop --------------------------------------------------------
+
+    async def run(self) -> dict[str, int]:
+        await self.pool.open()
+        listener = asyncio.create_task(self._listen())
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._serve()
+        finally:
+            await self._drain()
+            for task in (listener, heartbeat):
+                task.cancel()
+            await asyncio.gather(listener, heartbeat, return_exceptions=True)
+            for pool in self.user_pools.values():
+                await pool.close()
+            await self.pool.close()
+        return self.outcomes
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    async def _serve(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.clear()
+            claimed = await self._claim()
+            if claimed:
+                continue  # there may be more work right away
+            timeout = self.options.poll_interval
+            next_wake, timed_runs = await self._next_wake()
+            if next_wake is not None:
+                timeout = min(timeout, max(next_wake, 0.005))
+            if self.options.until_idle and not self.active and not timed_runs:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout)
+
+    async def _claim(self) -> int:
+        free = self.options.concurrency - len(self.active)
+        if free <= 0:
+            return 0
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT instance_id, epoch FROM pgdurable.claim_v1(%s, %s, %s, %s)",
+                [self.options.name, self.token_hash, free, self.options.lease_seconds],
+            )
+            rows = await cursor.fetchall()
+        for instance_id, epoch in rows:
+            journal = Journal(self.pool, instance_id, epoch, self.token)
+            task = asyncio.create_task(self._drive(journal))
+            self.active[instance_id] = (task, journal)
+        return len(rows)
+
+    async def _drive(self, journal: Journal) -> None:
+        try:
+            outcome = await drive(self.pool, self.services, journal)
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("instance %s: unexpected error; it will be retried", journal.instance_id)
+            await asyncio.sleep(1)  # a bug should not spin; the lease expires and it is retried
+        finally:
+            self.active.pop(journal.instance_id, None)
+            self.wake.set()
+
+    async def _next_wake(self) -> tuple[float | None, int]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute("SELECT seconds, timed_runs FROM pgdurable.next_wake_v1()")
+            seconds, timed_runs = await cursor.fetchone()
+        return seconds, timed_runs
+
+    async def _drain(self) -> None:
+        if not self.active:
+            return
+        tasks = [task for task, _ in self.active.values()]
+        _, pending = await asyncio.wait(tasks, timeout=self.options.grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- background tasks -----------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                conn = await db.async_connect(self.conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    async for notice in conn.notifies():
+                        kind, _, instance_id = notice.payload.partition(":")
+                        if kind == "cancel" and instance_id in self.active:
+                            self.active[instance_id][0].cancel()
+                        self.wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("LISTEN connection lost; polling until it is back", exc_info=True)
+                await asyncio.sleep(1)
+
+    async def _heartbeat(self) -> None:
+        interval = self.options.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self.active:
+                continue
+            held = {iid: journal.epoch for iid, (_, journal) in self.active.items()}
+            try:
+                async with self.pool.connection() as conn:
+                    cursor = await conn.execute(
+                        "SELECT instance_id FROM pgdurable.heartbeat_v1(%s, %s::jsonb, %s)",
+                        [self.token, json_text(held), self.options.lease_seconds],
+                    )
+                    kept = {row[0] for row in await cursor.fetchall()}
+            except db.DatabaseError:
+                log.warning("heartbeat failed", exc_info=True)
+                continue
+            for instance_id in set(held) - kept:
+                entry = self.active.get(instance_id)
+                if entry is not None and entry[1].epoch == held[instance_id]:
+                    log.warning("instance %s: lease lost, abandoning it", instance_id)
+                    entry[0].cancel()
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+async def run_worker(
+    conninfo: str,
+    *,
+    concurrency: int = 10,
+    until_idle: bool = False,
+    lease_seconds: float = 30.0,
+    poll_interval: float = 2.0,
+    install_signal_handlers: bool = False,
+) -> dict[str, int]:
+    """Run a worker until stopped (or, with ``until_idle``, until nothing is
+    runnable and no timer is pending). Returns counts of claim outcomes."""
+    worker = Worker(
+        conninfo,
+        WorkerOptions(
+            concurrency=concurrency,
+            until_idle=until_idle,
+            lease_seconds=lease_seconds,
+            poll_interval=poll_interval,
+        ),
+    )
+    if install_signal_handlers:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+    return await worker.run()

@@ -1,0 +1,131 @@
+"""Exactly-once execution of one SQL step (SPEC A.2.1).
+
+The user's text runs on a pooled connection logged in as the submitting role
+(never SET ROLE), inside an explicit transaction, and the step's completion
+(journal row and node stamp, via ``pgdurable.complete_step_v1`` with the lease
+token) is written in that same transaction before COMMIT. A crash anywhere
+loses both or keeps both, so a replay either finds the journal row and skips
+the step, or finds nothing and the user's effects were rolled back with it.
+
+Round trips: ``BEGIN;<text>`` as one simple-protocol message (so
+multi-statement text runs as one atomic transaction; the result is the last
+statement's), then the completion and COMMIT pipelined in one message.
+
+Exceptions to exactly-once, marked ``"delivery":"at_least_once"``:
+- statements PostgreSQL refuses in a transaction block (VACUUM, CREATE INDEX
+  CONCURRENTLY, procedures that COMMIT…, SQLSTATE 25001/2D000) are re-run in
+  autocommit and completed afterwards;
+- text that ends the transaction itself (COMMIT inside the step);
+- steps that target another database than the one holding the journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgdurable.worker.journal import Journal, lease_error
+from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
+from pgdurable.worker.results import UnsupportedType, sql_result
+
+from pgdurable import db
+
+NEEDS_AUTOCOMMIT = {"25001", "2D000"}  # active_sql_transaction, invalid_transaction_termination
+UNIQUE_VIOLATION = "23505"
+
+
+@dataclass(frozen=True)
+class StepKey:
+    scope: str
+    gen: int
+    node: str
+
+
+def _failure(exc: BaseException) -> Failed:
+    # The reference wraps sqlx's Display of a server error.
+    return Failed(f"SQL execution failed: error returned from database: {db.error_text(exc)}")
+
+
+async def _last_result(cursor) -> str:
+    columns: list[tuple[str, int]] = []
+    rows: list = []
+    while True:
+        if cursor.description is not None:
+            columns = [(c.name, c.type_code) for c in cursor.description]
+            rows = await cursor.fetchall()
+        else:
+            columns, rows = [], []
+        if not cursor.nextset():
+            break
+    return sql_result(columns, rows)
+
+
+async def _rollback(conn) -> None:
+    if not conn.closed and conn.info.transaction_status != 0:  # not IDLE
+        try:
+            await conn.execute("ROLLBACK")
+        except db.DatabaseError:
+            await conn.close()  # the pool discards it
+
+
+async def run_sql_step(
+    pool: db.AsyncPool, journal: Journal, key: StepKey, text: str, *, same_database: bool
+) -> tuple[str, str]:
+    """Run ``text`` and record its completion; returns (result, delivery).
+
+    Raises Failed (the statement failed), LeaseLost or Retry.
+    """
+    if not same_database:
+        return await _autocommit(pool, journal, key, text)
+    async with pool.connection(timeout=10) as conn:
+        try:
+            cursor = await conn.execute("BEGIN;\n" + text)
+            result = await _last_result(cursor)
+        except UnsupportedType as exc:
+            await _rollback(conn)
+            raise Failed(str(exc)) from exc
+        except db.DatabaseError as exc:
+            await _rollback(conn)
+            if db.sqlstate(exc) in NEEDS_AUTOCOMMIT:
+                return await _autocommit(pool, journal, key, text)
+            if db.is_connection_error(exc):
+                raise Retry(str(exc)) from exc
+            raise _failure(exc) from exc
+        if not db.in_transaction(conn):
+            # The text ended our transaction (COMMIT): its effects are already
+            # durable, so the completion can only follow at least once.
+            await _rollback(conn)
+            await journal.record(
+                key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
+            )
+            return result, "at_least_once"
+        statement, params = journal.complete_step(key.scope, key.gen, key.node, result)
+        try:
+            async with conn.pipeline():
+                await conn.execute(statement, params)
+                await conn.execute("COMMIT")
+        except db.DatabaseError as exc:
+            await _rollback(conn)
+            mapped = lease_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            if db.sqlstate(exc) == UNIQUE_VIOLATION and "journal" in db.error_text(exc):
+                raise LeaseLost("step already completed by another worker") from exc
+            raise _failure(exc) from exc  # e.g. the user's deferred constraint at COMMIT
+    return result, "exactly_once"
+
+
+async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: str):
+    async with pool.connection(timeout=10) as conn:
+        try:
+            result = await _last_result(await conn.execute(text))
+        except UnsupportedType as exc:
+            raise Failed(str(exc)) from exc
+        except db.DatabaseError as exc:
+            await _rollback(conn)
+            if db.is_connection_error(exc):
+                raise Retry(str(exc)) from exc
+            raise _failure(exc) from exc
+    await journal.record(
+        key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
+    )
+    return result, "at_least_once"

@@ -1,0 +1,155 @@
+"""Executors for the leaf node types: SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK.
+
+Each executor first looks for the node's journaled outcome in this
+generation and replays it; otherwise it executes and journals the outcome
+before returning. Waiting executors (SLEEP, WAIT_SCHEDULE, SIGNAL) keep their
+state in rows (a timer, the signal buffer) and raise ``Suspended`` instead of
+sleeping, so a waiting instance costs no coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pgdurable.worker import cron
+from pgdurable.worker.outcomes import Broke, Failed, Suspended
+from pgdurable.worker.results import as_result_text, dumps
+from pgdurable.worker.sql_step import StepKey, run_sql_step
+from pgdurable.worker.substitution import SubstitutionError, substitute
+
+from pgdurable import db
+
+if TYPE_CHECKING:
+    from pgdurable.worker.graph import Node
+    from pgdurable.worker.interpreter import Execution, Scope
+
+
+@dataclass
+class Services:
+    """What executors share across instances: user pools and the step bound."""
+
+    user_pool: Callable[[str, str | None], Awaitable[db.AsyncPool]]  # (role, database) -> pool
+    step_slots: asyncio.Semaphore
+
+
+def _replayed(ex: Execution, node: Node, scope: Scope) -> str | None:
+    row = ex.instance.journal.get((scope.name, scope.gen, node.id))
+    if row is None:
+        return None
+    ex.noted(node, scope, "failed" if row["outcome"] == "failed" else "completed")
+    if row["outcome"] == "failed":
+        raise Failed(row["error"])
+    return row["result"]
+
+
+async def _fail(ex: Execution, node: Node, scope: Scope, error: str) -> Failed:
+    """Journal a failure (so a replay does not retry it) and return it to raise."""
+    await ex.flush()
+    await ex.journal.record(scope.name, scope.gen, node.id, "failed", error=error)
+    ex.noted(node, scope, "failed")
+    return Failed(error)
+
+
+async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
+    replayed = _replayed(ex, node, scope)
+    if replayed is not None:
+        return replayed
+    if node.type == "BREAK":
+        raise Broke(_break_value(node))
+    executor = EXECUTORS.get(node.type)
+    if executor is None:
+        raise await _fail(
+            ex, node, scope, f"{node.type} nodes are not supported by this pgdurable worker yet"
+        )
+    result = await executor(ex, node, scope)
+    ex.noted(node, scope, "completed")
+    return result
+
+
+def _break_value(node: Node) -> str:
+    value = node.config.get("break_value")
+    if value is None:
+        return "null"
+    return as_result_text(value) if isinstance(value, str) else dumps(value)
+
+
+async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
+    instance = ex.instance
+    try:
+        text = substitute(
+            node.query or "",
+            scope.results,
+            instance.vars,
+            instance.id,
+            instance.label,
+            for_sql=True,
+        )
+    except SubstitutionError as exc:
+        raise await _fail(ex, node, scope, str(exc)) from exc
+    await ex.flush()  # our 'running' stamp, and a cancel check
+    pool = await ex.services.user_pool(instance.role or "", instance.database)
+    key = StepKey(scope.name, scope.gen, node.id)
+    same_database = instance.database in (None, instance.control_database)
+    async with ex.services.step_slots:
+        try:
+            result, _ = await run_sql_step(pool, ex.journal, key, text, same_database=same_database)
+        except Failed as failure:
+            raise await _fail(ex, node, scope, failure.error) from failure
+    return result
+
+
+async def _sleep(ex: Execution, node: Node, scope: Scope) -> str:
+    seconds = int((node.query or "0").strip())
+    result = dumps({"slept": True, "seconds": seconds})
+    await ex.flush()
+    due, fired = await ex.journal.timer(
+        scope.name, scope.gen, node.id, seconds=float(seconds), result=result
+    )
+    if not fired:
+        raise Suspended(due)
+    return result
+
+
+async def _wait_schedule(ex: Execution, node: Node, scope: Scope) -> str:
+    expr = str(node.config.get("cron_expr", ""))
+    result = dumps({"scheduled": True})
+    await ex.flush()
+    try:
+        due = cron.next_tick(expr, await ex.journal.now())
+    except cron.CronError as exc:
+        raise await _fail(ex, node, scope, str(exc)) from exc
+    # The first call fixes the timer; a replay gets the stored due time back.
+    due, fired = await ex.journal.timer(scope.name, scope.gen, node.id, due_at=due, result=result)
+    if not fired:
+        raise Suspended(due)
+    return result
+
+
+async def _signal(ex: Execution, node: Node, scope: Scope) -> str:
+    config = node.config
+    name = str(config.get("signal_name", ""))
+    timeout = config.get("timeout_seconds")
+    await ex.flush()
+    received = await ex.journal.consume_signal(scope.name, scope.gen, node.id, name)
+    if received is not None:
+        return received
+    if timeout is None:
+        raise Suspended(None, frozenset({name}))
+    timed_out = dumps({"signal_name": name, "timed_out": True, "data": None})
+    due, fired = await ex.journal.timer(
+        scope.name, scope.gen, node.id, seconds=float(timeout), result=timed_out
+    )
+    if not fired:
+        raise Suspended(due, frozenset({name}))
+    return timed_out
+
+
+EXECUTORS: dict[str, Callable[[Execution, Node, Scope], Awaitable[str]]] = {
+    "SQL": _sql,
+    "SLEEP": _sleep,
+    "WAIT_SCHEDULE": _wait_schedule,
+    "SIGNAL": _signal,
+}
