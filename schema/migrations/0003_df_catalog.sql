@@ -240,7 +240,23 @@ BEGIN
 END;
 $$;
 
--- JSON helpers for validating config text without raising.
+-- JSON helpers for validating text without raising.
+CREATE FUNCTION pgdurable.json_value_or_null(value text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN value::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION pgdurable.json_object_or_null(value text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT parsed FROM pgdurable.json_value_or_null(value) AS parsed
+    WHERE jsonb_typeof(parsed) = 'object'
+$$;
+
+-- The parser's message for text that is not JSON, NULL for valid JSON.
 CREATE FUNCTION pgdurable.json_error(value text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -248,18 +264,6 @@ BEGIN
     RETURN NULL;
 EXCEPTION WHEN others THEN
     RETURN SQLERRM;
-END;
-$$;
-
-CREATE FUNCTION pgdurable.json_object_or_null(value text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    parsed jsonb;
-BEGIN
-    parsed := value::jsonb;
-    RETURN CASE WHEN jsonb_typeof(parsed) = 'object' THEN parsed END;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
 END;
 $$;
 
@@ -654,15 +658,6 @@ BEGIN
     INSERT INTO pgdurable.signals (instance_id, name, data) VALUES (instance_id, signal_name, payload);
     PERFORM pg_catalog.pg_notify('pgdurable_wake', 'signal:' || instance_id);
     RETURN 'OK';
-END;
-$$;
-
-CREATE FUNCTION pgdurable.json_value_or_null(value text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN value::jsonb;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
 END;
 $$;
 
