@@ -5,8 +5,8 @@ can be set up exactly (RLS is not forced, so the superuser may insert)."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
