@@ -1,6 +1,7 @@
-"""Fixtures for the df schema tests: instances and nodes written straight into
-the catalog, stamped the way the worker stamps them, so every inference case
-can be set up exactly (RLS is not forced, so the superuser may insert)."""
+"""Fixtures for the df schema tests: ordinary login roles with df usage
+granted, and instances and nodes written straight into the catalog, stamped the
+way the worker stamps them, so every inference case can be set up exactly (RLS
+is not forced, so the superuser may insert)."""
 
 from __future__ import annotations
 
@@ -106,3 +107,18 @@ def catalog(database: Any) -> SimpleNamespace:
     return SimpleNamespace(
         Node=Node, Instance=Instance, pad=pad, add=lambda instance: insert(database, instance)
     )
+
+
+@pytest.fixture
+def alice(database):
+    """A login role with df.grant_usage in this test's database."""
+    database.create_role("alice")
+    database.execute("SELECT df.grant_usage('alice')")
+    return "alice"
+
+
+@pytest.fixture
+def bob(database):
+    database.create_role("bob")
+    database.execute("SELECT df.grant_usage('bob')")
+    return "bob"

@@ -710,16 +710,7 @@ def test_metrics(database, catalog):
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def two_users(database):
-    for role in ("mon_alice", "mon_bob"):
-        database.create_role(role)
-        database.execute(f"SELECT df.grant_usage('{role}')")
-    return "mon_alice", "mon_bob"
-
-
-def test_other_roles_instances_are_invisible(database, catalog, two_users):
-    alice, bob = two_users
+def test_other_roles_instances_are_invisible(database, catalog, alice, bob):
     N = catalog.Node
     catalog.add(
         catalog.Instance(
