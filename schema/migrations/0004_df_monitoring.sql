@@ -960,7 +960,8 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     saved text := pg_catalog.current_setting('search_path');
 BEGIN
-    PERFORM pg_catalog.set_config('search_path', saved || ', df', true);
+    PERFORM pg_catalog.set_config('search_path',
+                                  CASE WHEN saved = '' THEN 'df' ELSE saved || ', df' END, true);
     BEGIN
         EXECUTE 'SELECT ' || expr INTO value;
     EXCEPTION WHEN others THEN

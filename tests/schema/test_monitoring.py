@@ -751,6 +751,29 @@ def test_other_roles_instances_are_invisible(database, catalog, alice, bob):
         database.execute("SELECT * FROM df.metrics()", user=bob)
 
 
+def test_instance_started_with_df_start(database, catalog, alice):
+    iid = database.value("SELECT df.start(df.seq('SELECT 1', 'SELECT 2'), 'real')", user=alice)
+    assert database.execute("SELECT * FROM df.list_instances()", user=alice) == [
+        (iid, "real", FN, "pending", 1, None)
+    ]
+    nodes = database.execute(
+        "SELECT node_type, status, inferred_status, inferred_status_from_ancestor_id"
+        " FROM df.instance_nodes(%s) ORDER BY node_type",
+        [iid],
+        user=alice,
+    )
+    assert nodes == [
+        ("SQL", "pending", "pending", None),
+        ("SQL", "pending", "pending", None),
+        ("THEN", "pending", "pending", None),
+    ]
+    assert database.value("SELECT df.explain(%s)", [iid], user=alice) == (
+        f"Instance: {iid} (real)\nStatus:   ○ pending\n\n"
+        + catalog.pad("SQL: SELECT 1 ○", "→ SQL: SELECT 2 ○")
+    )
+    assert database.execute("SELECT * FROM df.instance_executions(%s)", [iid], user=alice) == []
+
+
 # ---------------------------------------------------------------------------
 # Other
 # ---------------------------------------------------------------------------
