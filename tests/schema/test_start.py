@@ -400,5 +400,7 @@ def test_concurrent_starts_get_distinct_ids(database, alice):
 
 def test_malformed_grandchildren_are_reported_with_their_path(database, alice):
     deep = then(then(sql_node("a"), '"not a node"'), sql_node("b"))
-    with pytest.raises(psycopg.errors.RaiseException, match="right_node must be a Durofut JSON object"):
+    with pytest.raises(
+        psycopg.errors.RaiseException, match="right_node must be a Durofut JSON object"
+    ):
         start(database, deep)
