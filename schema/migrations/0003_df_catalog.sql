@@ -207,40 +207,30 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
     SELECT right(replace(gen_random_uuid()::text, '-', ''), 8)
 $$;
 
-CREATE FUNCTION pgdurable.valid_node_types() RETURNS text[]
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT ARRAY['SQL', 'THEN', 'IF', 'JOIN', 'LOOP', 'BREAK', 'RACE', 'SLEEP', 'WAIT_SCHEDULE',
-                 'HTTP', 'HTTP_MULTIPART', 'SIGNAL']
+-- Parse df.start's argument with the reference's stricter root handling
+-- (0002): an unknown root node_type raises instead of becoming SQL.
+CREATE FUNCTION pgdurable.parse_graph(fut text) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgdurable.dsl_node_strict(fut)::jsonb
 $$;
 
--- Parse df.start's argument. JSON with a string node_type is a graph and is
--- checked strictly (an unknown type raises instead of becoming SQL, unlike
--- composers); anything else goes through the composers' auto-wrap.
-CREATE FUNCTION pgdurable.parse_graph(fut text) RETURNS jsonb
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    parsed jsonb;
-    root_type text;
+-- JSON helpers for validating text without raising.
+CREATE FUNCTION pgdurable.json_value_or_null(value text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    BEGIN
-        parsed := fut::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
-        parsed := NULL;
-    END;
-    IF parsed IS NULL OR jsonb_typeof(parsed) <> 'object'
-            OR jsonb_typeof(parsed -> 'node_type') IS DISTINCT FROM 'string' THEN
-        RETURN pgdurable.dsl_node(fut)::jsonb;
-    END IF;
-    root_type := parsed ->> 'node_type';
-    IF NOT root_type = ANY (pgdurable.valid_node_types()) THEN
-        RAISE EXCEPTION 'Invalid durable function: Unknown node_type ''%''. Valid types: %',
-            root_type, array_to_string(pgdurable.valid_node_types(), ', ');
-    END IF;
-    RETURN parsed;
+    RETURN value::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
 END;
 $$;
 
--- JSON helpers for validating config text without raising.
+CREATE FUNCTION pgdurable.json_object_or_null(value text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT parsed FROM pgdurable.json_value_or_null(value) AS parsed
+    WHERE jsonb_typeof(parsed) = 'object'
+$$;
+
+-- The parser's message for text that is not JSON, NULL for valid JSON.
 CREATE FUNCTION pgdurable.json_error(value text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -248,18 +238,6 @@ BEGIN
     RETURN NULL;
 EXCEPTION WHEN others THEN
     RETURN SQLERRM;
-END;
-$$;
-
-CREATE FUNCTION pgdurable.json_object_or_null(value text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    parsed jsonb;
-BEGIN
-    parsed := value::jsonb;
-    RETURN CASE WHEN jsonb_typeof(parsed) = 'object' THEN parsed END;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
 END;
 $$;
 
@@ -326,7 +304,7 @@ BEGIN
        OR jsonb_typeof(f.node -> 'result_name') NOT IN ('string', 'null')
     ORDER BY f.ord LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'Malformed Durofut JSON with node_type ''%'': %', root_type,
+        RAISE EXCEPTION 'Invalid durable function: Malformed Durofut JSON with node_type ''%'': %', root_type,
             CASE WHEN problem.not_object AND problem.slot = 'extra'
                      THEN 'extra_nodes entries must be Durofut JSON objects'
                  WHEN problem.not_object THEN problem.slot || '_node must be a Durofut JSON object'
@@ -354,9 +332,9 @@ BEGIN
                f.node ->> 'query' AS query,
                CASE
                    WHEN f.depth > 256 THEN 'exceeds the maximum nesting depth of 256'
-                   WHEN NOT (f.node ->> 'node_type') = ANY (pgdurable.valid_node_types()) THEN
+                   WHEN NOT (f.node ->> 'node_type') = ANY (pgdurable.dsl_valid_node_types()) THEN
                        format('Unknown node_type ''%s''. Valid types: %s', f.node ->> 'node_type',
-                              array_to_string(pgdurable.valid_node_types(), ', '))
+                              array_to_string(pgdurable.dsl_valid_node_types(), ', '))
                    WHEN f.node ->> 'result_name' !~ '^[A-Za-z_][A-Za-z0-9_]*$' THEN
                        format('''%s'' is not a valid identifier (use letters, digits and '
                               'underscores, not starting with a digit)', f.node ->> 'result_name')
@@ -657,15 +635,6 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION pgdurable.json_value_or_null(value text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN value::jsonb;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
-END;
-$$;
-
 -- Blocks until the instance is terminal; each poll is a new statement
 -- snapshot, so it sees the worker's commits.
 CREATE FUNCTION df.await_instance(instance_id text, timeout_seconds integer DEFAULT 30) RETURNS text
@@ -680,7 +649,6 @@ BEGIN
     IF timeout_seconds IS NULL OR timeout_seconds <= 0 THEN
         RAISE EXCEPTION 'Timeout must be positive';
     END IF;
-    PERFORM pgdurable.mark_non_future_helper('df.await_instance()');
     deadline := clock_timestamp() + make_interval(secs => timeout_seconds);
     LOOP
         SELECT i.status INTO current_status FROM df.instances i WHERE i.id = instance_id;
@@ -688,6 +656,7 @@ BEGIN
             RAISE EXCEPTION 'Instance not found: %', instance_id;
         END IF;
         IF current_status IN ('completed', 'failed', 'cancelled') THEN
+            PERFORM pgdurable.mark_non_future_helper('df.await_instance');
             RETURN lower(current_status);
         END IF;
         IF clock_timestamp() >= deadline THEN
@@ -725,7 +694,7 @@ BEGIN
     PERFORM pgdurable.refuse_in_workflow('df.setvar');
     INSERT INTO df.vars AS v (name, value) VALUES (setvar.name, setvar.value)
     ON CONFLICT ON CONSTRAINT vars_pkey DO UPDATE SET value = excluded.value;
-    PERFORM pgdurable.mark_non_future_helper('df.setvar()');
+    PERFORM pgdurable.mark_non_future_helper('df.setvar');
     RETURN 'OK';
 END;
 $$;
@@ -736,7 +705,7 @@ BEGIN
     PERFORM pgdurable.refuse_in_workflow('df.unsetvar');
     DELETE FROM df.vars v
     WHERE v.name = unsetvar.name AND v.owner = pg_catalog.quote_ident(current_user)::pg_catalog.regrole;
-    PERFORM pgdurable.mark_non_future_helper('df.unsetvar()');
+    PERFORM pgdurable.mark_non_future_helper('df.unsetvar');
     RETURN 'OK';
 END;
 $$;
@@ -746,7 +715,7 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgdurable.refuse_in_workflow('df.clearvars');
     DELETE FROM df.vars v WHERE v.owner = pg_catalog.quote_ident(current_user)::pg_catalog.regrole;
-    PERFORM pgdurable.mark_non_future_helper('df.clearvars()');
+    PERFORM pgdurable.mark_non_future_helper('df.clearvars');
     RETURN 'OK';
 END;
 $$;

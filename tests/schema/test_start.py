@@ -155,7 +155,7 @@ def nested_then(depth: int) -> str:
         ),
         (
             then('"x"', sql_node("s")),
-            "Malformed Durofut JSON with node_type 'THEN': left_node must be a Durofut JSON object",
+            "Malformed Durofut JSON with node_type 'THEN': Durofut children must be JSON objects",
         ),
         (
             graph(
@@ -209,6 +209,7 @@ def test_invalid_graphs_raise_the_reference_errors(database, alice, fut, message
     with pytest.raises(psycopg.errors.RaiseException) as caught:
         start(database, fut)
     assert message in str(caught.value)
+    assert str(caught.value).startswith("Invalid durable function")
     assert database.value("SELECT count(*) FROM df.instances") == 0
 
 
@@ -395,3 +396,11 @@ def test_concurrent_starts_get_distinct_ids(database, alice):
     for thread in threads:
         thread.join(timeout=60)
     assert len(ids) == len(set(ids)) == 200
+
+
+def test_malformed_grandchildren_are_reported_with_their_path(database, alice):
+    deep = then(then(sql_node("a"), '"not a node"'), sql_node("b"))
+    with pytest.raises(
+        psycopg.errors.RaiseException, match="right_node must be a Durofut JSON object"
+    ):
+        start(database, deep)
