@@ -8,11 +8,29 @@ Modules, one concept each:
 - ``steps``: leaf executors (SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK);
 - ``sql_step``: the exactly-once SQL step transaction;
 - ``journal``: every lease-checked write to the database;
-- ``substitution``, ``results``, ``truth``, ``cron``: pure rules of SPEC B.
+- ``substitution``, ``results``, ``truth``: pure rules of SPEC B.
+
+Importing this package is cheap (no database driver); ``run_worker`` and
+``Worker`` load the machinery on first use.
 """
 
 from __future__ import annotations
 
-from pgdurable.worker.loop import Worker, WorkerOptions, run_worker
+from typing import Any
 
 __all__ = ["Worker", "WorkerOptions", "run_worker"]
+
+
+async def run_worker(conninfo: str, **options: Any) -> dict[str, int]:
+    """Run a worker against ``conninfo``; see ``pgdurable.worker.loop.run_worker``."""
+    from pgdurable.worker import loop
+
+    return await loop.run_worker(conninfo, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Worker", "WorkerOptions"):
+        from pgdurable.worker import loop
+
+        return getattr(loop, name)
+    raise AttributeError(name)

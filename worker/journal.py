@@ -17,7 +17,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pgdurable.worker.outcomes import LeaseLost, Retry
+from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 
 from pgdurable import db
 
@@ -136,8 +136,13 @@ class Journal:
             [*self.lease, wake_at, signals],
         )
 
-    async def now(self) -> datetime:
-        return (await self._rows("SELECT clock_timestamp()", []))[0][0]
+    async def cron_next(self, expr: str) -> datetime:
+        """The next tick after now by the database clock (the DSL's Quartz rules)."""
+        try:
+            rows = await self._rows("SELECT pgdurable.cron_next(%s, clock_timestamp())", [expr])
+        except db.DatabaseError as exc:
+            raise Failed(db.error_text(exc)) from exc
+        return rows[0][0]
 
     def complete_step(self, scope: str, gen: int, node: str, result: str) -> tuple[str, list[Any]]:
         """The statement that completes a SQL step inside the user's transaction."""

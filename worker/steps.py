@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pgdurable.worker import cron
 from pgdurable.worker.outcomes import Broke, Failed, Suspended
 from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
@@ -118,9 +117,9 @@ async def _wait_schedule(ex: Execution, node: Node, scope: Scope) -> str:
     result = dumps({"scheduled": True})
     await ex.flush()
     try:
-        due = cron.next_tick(expr, await ex.journal.now())
-    except cron.CronError as exc:
-        raise await _fail(ex, node, scope, str(exc)) from exc
+        due = await ex.journal.cron_next(expr)
+    except Failed as exc:
+        raise await _fail(ex, node, scope, exc.error) from exc
     # The first call fixes the timer; a replay gets the stored due time back.
     due, fired = await ex.journal.timer(scope.name, scope.gen, node.id, due_at=due, result=result)
     if not fired:

@@ -138,7 +138,7 @@ BEGIN
     ), started AS (
         UPDATE df.instances i SET status = 'running', updated_at = now()
         FROM claimed c WHERE i.id = c.instance_id AND i.status = 'pending'
-        RETURNING pgdurable.note_execution(i.id, 1, 'running', NULL)
+        RETURNING pgdurable.note_execution(i.id, 1, 'Running', NULL)
     )
     SELECT c.instance_id, c.epoch FROM claimed c;
 END;
@@ -374,8 +374,8 @@ BEGIN
     DELETE FROM pgdurable.generations g WHERE g.instance_id = p_instance
       AND starts_with(g.scope, inner_prefix);
     IF p_scope = p_instance THEN  -- a root-loop iteration is a new execution
-        PERFORM pgdurable.note_execution(p_instance, p_gen, 'completed', NULL);
-        PERFORM pgdurable.note_execution(p_instance, p_gen + 1, 'running', NULL);
+        PERFORM pgdurable.note_execution(p_instance, p_gen, 'ContinuedAsNew', NULL);
+        PERFORM pgdurable.note_execution(p_instance, p_gen + 1, 'Running', NULL);
     END IF;
     RETURN started;
 END;
@@ -397,7 +397,7 @@ BEGIN
         p_instance,
         coalesce((SELECT g.gen FROM pgdurable.generations g
                   WHERE g.instance_id = p_instance AND g.scope = p_instance), 1),
-        p_status, p_output);
+        CASE p_status WHEN 'completed' THEN 'Completed' ELSE 'Failed' END, p_output);
     UPDATE df.instances i
     SET status = p_status, updated_at = now(),
         completed_at = CASE WHEN p_status = 'completed' THEN now() END
@@ -468,7 +468,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- One row per root generation in pgdurable.executions (the monitoring table,
--- when installed): execution 1, plus one per root-loop iteration.
+-- when installed; see its contract in 0004): execution 1, plus one per
+-- root-loop iteration. Statuses are duroxide's: Running, Completed, Failed
+-- (also for a cancelled run), ContinuedAsNew.
 CREATE FUNCTION pgdurable.note_execution(p_instance text, p_execution integer, p_status text,
                                          p_output text)
 RETURNS void
@@ -482,7 +484,7 @@ BEGIN
             (instance_id, execution_id, status, event_count, started_at, completed_at, output)
         VALUES ($1, $2, $3,
                 (SELECT count(*) FROM pgdurable.journal j WHERE j.instance_id = $1),
-                now(), CASE WHEN $3 <> 'running' THEN now() END, $4)
+                now(), CASE WHEN $3 <> 'Running' THEN now() END, $4)
         ON CONFLICT (instance_id, execution_id) DO UPDATE
         SET status = excluded.status, event_count = excluded.event_count,
             completed_at = excluded.completed_at, output = excluded.output
