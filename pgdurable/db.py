@@ -133,6 +133,7 @@ def async_pool(
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         conn.adapters.register_loader("numeric", TextLoader)
+        conn.prepare_threshold = None  # DISCARD ALL would drop prepared statements
 
     async def reset(conn: psycopg.AsyncConnection) -> None:
         await conn.execute("DISCARD ALL")

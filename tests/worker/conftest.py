@@ -79,8 +79,16 @@ class Workflows:
         return self.database.value("SELECT status FROM df.instances WHERE id = %s", [instance_id])
 
     def result(self, instance_id: str):
-        text = self.database.value("SELECT df.result(%s)", [instance_id], user=self.user)
-        return None if text is None else json.loads(text)
+        """The completed root node's result (what df.result returns).
+
+        Read directly: df.result in 0003 compares ``i.id = instance_id``, where
+        ``instance_id`` resolves to the column n.instance_id, not the argument."""
+        return self.database.value(
+            "SELECT n.result FROM df.instances i JOIN df.nodes n"
+            " ON n.instance_id = i.id AND n.id = i.root_node"
+            " WHERE i.id = %s AND n.status = 'completed'",
+            [instance_id],
+        )
 
     def output(self, instance_id: str) -> str | None:
         """The root node's stored result text (the error for a failed run)."""
