@@ -271,6 +271,143 @@ def schema_status(ctx: click.Context, dsn: str | None) -> None:
         ctx.exit(EXIT_FAILURE)
 
 
+# -- the worker and instances -------------------------------------------------
+
+
+@cli.command("worker")
+@dsn_option
+@click.option("--concurrency", default=10, show_default=True, help="Maximum SQL steps in flight.")
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="Exit when nothing is runnable and no timer is pending (signals alone do not count).",
+)
+@click.option(
+    "--lease-seconds",
+    default=30.0,
+    show_default=True,
+    help="Lease length; a dead worker's "
+    "instances are taken over this long after its last heartbeat.",
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+def worker_command(
+    dsn: str | None, concurrency: int, until_idle: bool, lease_seconds: float, log_format: str
+) -> None:
+    """Execute started workflow instances (stops gracefully on SIGTERM)."""
+    import asyncio
+    import logging
+
+    from pgdurable.worker import run_worker
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(message)s" if log_format == "json" else "%(asctime)s %(levelname)s %(message)s",
+    )
+    target = _connect_target(dsn)
+    outcomes = asyncio.run(
+        run_worker(
+            target.conninfo,
+            concurrency=concurrency,
+            until_idle=until_idle,
+            lease_seconds=lease_seconds,
+            install_signal_handlers=True,
+        )
+    )
+    say("worker stopped: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "idle"))
+
+
+def _one_value(dsn: str | None, query: str, params: list[Any]) -> Any:
+    from pgdurable import db as database
+
+    target = _connect_target(dsn)
+    with database.connection(target.conninfo, autocommit=True) as conn:
+        try:
+            row = conn.execute(query, params).fetchone()
+        except database.DatabaseError as exc:
+            raise PgDurableError(database.error_text(exc)) from exc
+    return row[0] if row else None
+
+
+@cli.command("run")
+@dsn_option
+@click.argument("file", required=False, type=click.File("r"))
+@click.option("-e", "--expr", help="A DSL expression, e.g. \"'SELECT 1' ~> 'SELECT 2'\".")
+@click.option("--label", default=None)
+@click.option("--wait", is_flag=True, help="Wait for the instance to finish (a worker must run).")
+@json_option
+@click.pass_context
+def run_command(ctx, dsn, file, expr, label, wait) -> None:
+    """Start a workflow from FILE (a DSL expression or node JSON) or -e EXPR."""
+    import time
+
+    if (file is None) == (expr is None):
+        raise click.UsageError("give either FILE or -e EXPR")
+    text = expr if expr is not None else file.read().strip().rstrip(";")
+    instance_id = _one_value(dsn, f"SELECT df.start(({text})::text, %s)", [label])
+    status = "pending"
+    while wait and status not in ("completed", "failed", "cancelled"):
+        time.sleep(0.2)
+        status = _one_value(dsn, "SELECT df.status(%s)", [instance_id])
+    _show(ctx, dsn, instance_id)
+    if wait and status != "completed":
+        ctx.exit(EXIT_FAILURE)
+
+
+def _show(ctx: click.Context, dsn: str | None, instance_id: str) -> None:
+    row = _one_value(
+        dsn,
+        "SELECT json_build_object('id', i.id, 'label', i.label, 'status', i.status,"
+        " 'result', n.result) FROM df.instances i JOIN df.nodes n"
+        " ON n.instance_id = i.id AND n.id = i.root_node WHERE i.id = %s",
+        [instance_id],
+    )
+    if row is None:
+        raise PgDurableError(f"Instance not found or access denied: {instance_id}")
+    result = "" if row["result"] is None else "  " + json.dumps(row["result"])
+    emit(ctx, row, f"{row['id']}  {row['status']}{result}")
+
+
+@cli.command("status")
+@dsn_option
+@click.argument("instance_id", required=False)
+@json_option
+@click.pass_context
+def status_command(ctx, dsn, instance_id) -> None:
+    """Show one instance (status and result), or the 20 most recent."""
+    if instance_id:
+        _show(ctx, dsn, instance_id)
+        return
+    rows = _one_value(
+        dsn,
+        "SELECT coalesce(json_agg(r), '[]') FROM (SELECT id, label, status, created_at"
+        " FROM df.instances ORDER BY created_at DESC, id LIMIT 20) r",
+        [],
+    )
+    emit(
+        ctx,
+        {"instances": rows},
+        "\n".join(f"{r['id']}  {r['status']:<9}  {r['label'] or ''}" for r in rows),
+    )
+
+
+@cli.command("cancel")
+@dsn_option
+@click.argument("instance_id")
+def cancel_command(dsn, instance_id) -> None:
+    """Cancel an instance (df.cancel)."""
+    click.echo(_one_value(dsn, "SELECT df.cancel(%s)", [instance_id]))
+
+
+@cli.command("signal")
+@dsn_option
+@click.argument("instance_id")
+@click.argument("name")
+@click.argument("data", required=False, default="{}")
+def signal_command(dsn, instance_id, name, data) -> None:
+    """Send a signal to an instance (df.signal); DATA is JSON or text."""
+    click.echo(_one_value(dsn, "SELECT df.signal(%s, %s, %s)", [instance_id, name, data]))
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="pgdurable")
 
