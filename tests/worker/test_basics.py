@@ -43,14 +43,15 @@ def test_a_failing_step_fails_the_run_and_skips_the_rest(wf, database):
 def test_multi_statement_text_is_one_atomic_transaction(wf, database):
     database.execute("CREATE TABLE t (n int PRIMARY KEY)")
     database.execute("GRANT ALL ON t TO alice")
+    database.execute("INSERT INTO t VALUES (1)")
     ok = wf.start(
-        wf.sql("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2); SELECT count(*) AS c FROM t")
+        wf.sql("INSERT INTO t VALUES (2); INSERT INTO t VALUES (4); SELECT count(*) AS c FROM t")
     )
     bad = wf.start(wf.sql("INSERT INTO t VALUES (3); INSERT INTO t VALUES (1)"))
     wf.run()
-    assert wf.result(ok) == {"rows": [{"c": 2}], "row_count": 1}
+    assert wf.result(ok) == {"rows": [{"c": 3}], "row_count": 1}  # the last statement's rows
     assert wf.status(bad) == "failed"
-    assert database.value("SELECT count(*) FROM t") == 2  # 3 was rolled back with the failure
+    assert database.value("SELECT array_agg(n ORDER BY n) FROM t") == [1, 2, 4]  # 3 rolled back
 
 
 def test_non_transactional_statement_runs_at_least_once(wf, database):
