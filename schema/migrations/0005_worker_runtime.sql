@@ -459,9 +459,9 @@ $$;
 -- expires); NULL when no run is waiting on time. The worker sleeps at most this.
 CREATE FUNCTION pgdurable.next_wake_v1(OUT seconds double precision, OUT timed_runs bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT greatest(0, extract(epoch FROM min(greatest(r.wake_at, coalesce(r.lease_expires_at,
-                                                                           '-infinity')))
-                                          - clock_timestamp()))::double precision,
+    -- clamped to now first: '-infinity' (runnable now) cannot be subtracted
+    SELECT extract(epoch FROM min(greatest(r.wake_at, r.lease_expires_at, clock_timestamp()))
+                              - clock_timestamp())::double precision,
            count(*)
     FROM pgdurable.runs r JOIN df.instances i ON i.id = r.instance_id
     WHERE i.status IN ('pending', 'running') AND r.wake_at < 'infinity'

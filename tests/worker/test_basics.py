@@ -117,3 +117,11 @@ def test_unsupported_type_fails(wf):
     wf.run()
     assert wf.status(instance) == "failed"
     assert wf.output(instance).startswith("Unsupported column type 'INTERVAL' for column 'i'.")
+
+
+def test_more_instances_than_slots_all_complete(wf):
+    # With every slot busy the worker asks when to look again while runnable
+    # runs wait ('-infinity' wake time): that must not break the loop.
+    ids = [wf.start(wf.sql("SELECT pg_sleep(0.05)")) for _ in range(6)]
+    wf.run(concurrency=2)
+    assert [wf.status(i) for i in ids] == ["completed"] * 6
