@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -406,6 +407,154 @@ def cancel_command(dsn, instance_id) -> None:
 def signal_command(dsn, instance_id, name, data) -> None:
     """Send a signal to an instance (df.signal); DATA is JSON or text."""
     click.echo(_one_value(dsn, "SELECT df.signal(%s, %s, %s)", [instance_id, name, data]))
+
+
+# -- pgdurable import-pgcron / apply ---------------------------------------------
+
+
+@cli.command("import-pgcron")
+@click.option("--from-db", "from_db", metavar="DSN", help="Read cron.job from this database.")
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read a COPY/CSV export of cron.job, or a .sql script of cron.schedule(...) calls.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("migrations/pgdurable/pg_cron"),
+    show_default=True,
+    help="Folder of the generated files (one per job, plus cutover.sql).",
+)
+@click.option(
+    "--portable",
+    is_flag=True,
+    help="Emit only df.* (no pgdurable extensions); report what is lost.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write nothing; print a unified diff against "
+    "the files on disk. Exit 1 when there is a difference.",
+)
+@click.option(
+    "--against-db",
+    is_flag=True,
+    help="With --dry-run: also compare with the "
+    "workflows registered in the database given by --dsn.",
+)
+@dsn_option
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every item and diagnostic as JSON to this file.",
+)
+@click.option(
+    "--default-username",
+    metavar="ROLE",
+    help="Role for jobs whose source does not name one (SQL scripts).",
+)
+@click.option(
+    "--default-database", metavar="DB", help="Database for jobs whose source does not name one."
+)
+@json_option
+@click.pass_context
+def import_pgcron(
+    ctx: click.Context,
+    from_db: str | None,
+    from_file: Path | None,
+    out_dir: Path,
+    portable: bool,
+    dry_run: bool,
+    against_db: bool,
+    dsn: str | None,
+    report_path: Path | None,
+    default_username: str | None,
+    default_database: str | None,
+) -> None:
+    """Translate pg_cron jobs into durable workflow files.
+
+    \b
+    Each job becomes OUT/<name>.sql, an idempotent file for `pgdurable apply`,
+    and OUT/cutover.sql retires the old jobs (never applied automatically).
+    Exit codes: 0 ok, 1 an item failed (or --dry-run found a difference),
+    2 usage error, 3 no database could be reached.
+    """
+    from pgdurable import pipeline
+
+    if (from_db is None) == (from_file is None):
+        raise click.UsageError("give exactly one of --from-db DSN or --from-file FILE")
+    if against_db and not dry_run:
+        raise click.UsageError("--against-db only works with --dry-run")
+    registry = None
+    if against_db:
+        from pgdurable import db as database
+
+        target = _connect_target(dsn)
+        registry = lambda: database.connection(target.conninfo)  # noqa: E731
+    report = pipeline.import_pgcron(
+        from_db=from_db,
+        from_file=from_file,
+        out_dir=out_dir,
+        portable=portable,
+        dry_run=dry_run,
+        registry_connection=registry,
+        default_username=default_username,
+        default_database=default_database,
+    )
+    data = report.as_dict()
+    if report_path is not None:
+        from pgdurable.output import write_atomic
+
+        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
+    text = report.text()
+    if dry_run:
+        changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
+        text = (changes or "no difference\n") + text
+        data = {**data, "diff": report.diff, "registry_changes": report.registry_changes}
+    elif report.written:
+        text += f"\nwrote {len(report.written)} file(s) in {out_dir}"
+    emit(ctx, data, text)
+    if (dry_run and report.has_difference) or report.summary["failed"]:
+        ctx.exit(EXIT_FAILURE)
+
+
+@cli.command("apply")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--sql",
+    "as_sql",
+    is_flag=True,
+    help="Print exactly what would be executed instead of executing it.",
+)
+@dsn_option
+@json_option
+@click.pass_context
+def apply(ctx: click.Context, directory: Path, as_sql: bool, dsn: str | None) -> None:
+    """Apply generated workflow files, one transaction per file (cutover.sql excluded).
+
+    Re-applying an unchanged file does nothing; a changed one replaces the
+    running instance. The first failing file stops the run (exit 1).
+    """
+    from pgdurable import apply as applying
+    from pgdurable import db as database
+
+    if as_sql:
+        applying.apply_directory(directory, applying.PrintSink(sys.stdout))
+        return
+    target = _connect_target(dsn)
+    with database.connection(target.conninfo) as conn:
+        outcomes = applying.apply_directory(
+            directory, applying.DatabaseSink(conn), progress=lambda m: say(m)
+        )
+    emit(
+        ctx,
+        {"applied": [{"file": str(p), "outcome": o} for p, o in outcomes]},
+        f"applied {len(outcomes)} file(s) from {directory}",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

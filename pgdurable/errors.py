@@ -59,5 +59,13 @@ class TranslationError(PgDurableError):
     """A source could not be translated."""
 
 
+class SourceParseError(TranslationError):
+    """A source file could not be read: fix the file named in the message."""
+
+
+class ApplyFailed(PgDurableError):
+    """A generated file could not be applied; its transaction was rolled back."""
+
+
 class WorkerError(PgDurableError):
     """The worker failed."""

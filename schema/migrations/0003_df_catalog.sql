@@ -594,10 +594,11 @@ $$;
 -- Only a completed run has a result; failed and running ones give NULL.
 CREATE FUNCTION df.result(instance_id text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- Qualified: inside the join, a bare instance_id would mean n.instance_id.
     SELECT n.result::text
     FROM df.instances i
     JOIN df.nodes n ON n.instance_id = i.id AND n.id = i.root_node
-    WHERE i.id = instance_id AND n.status = 'completed'
+    WHERE i.id = result.instance_id AND n.status = 'completed'
 $$;
 
 CREATE FUNCTION pgdurable.require_visible_instance(instance_id text) RETURNS void

@@ -237,3 +237,10 @@ def test_grant_usage_is_not_callable_by_public(database):
     database.create_role("mallory")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         database.execute("SELECT df.grant_usage('mallory')", user="mallory")
+
+
+def test_result_belongs_to_the_instance_asked_for(database, alice):
+    pending, done = start(database), start(database)
+    complete_root(database, done, '"done"')
+    assert database.value("SELECT df.result(%s)", [pending], user=alice) is None
+    assert database.value("SELECT df.result(%s)", [done], user=alice) == '"done"'

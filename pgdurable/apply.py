@@ -1,0 +1,77 @@
+"""``pgdurable apply DIR``: run generated workflow files, one transaction each.
+
+The same loop serves ``apply`` and ``apply --sql`` (alembic's offline mode):
+only the sink differs. ``DatabaseSink`` executes each file inside its own
+transaction; ``PrintSink`` prints exactly those statements, ``BEGIN`` and
+``COMMIT`` included, instead. ``cutover.sql`` is never applied. The first file
+that fails stops the run; files before it stay committed, the failing one is
+rolled back entirely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from pgdurable import db
+from pgdurable.errors import ApplyFailed
+from pgdurable.output import CUTOVER
+
+
+class Sink(Protocol):
+    def run_file(self, path: Path, text: str) -> str | None: ...
+
+
+@dataclass
+class DatabaseSink:
+    conn: db.Connection
+
+    def run_file(self, path: Path, text: str) -> str | None:
+        try:
+            with self.conn.transaction():
+                cursor = self.conn.execute(text.encode())  # bytes: sent as one simple query
+                row = cursor.fetchone() if cursor.description else None
+        except db.DatabaseError as exc:
+            diag = getattr(exc, "diag", None)
+            detail = getattr(diag, "message_primary", None) or " ".join(str(exc).split())
+            hint = getattr(diag, "message_hint", None)
+            if "pgdurable.try" in detail or "pgdurable.retry" in detail:
+                hint = (
+                    "this file uses pgdurable extension nodes, whose runtime is not "
+                    "installed in this database yet; regenerate with --portable"
+                )
+            raise ApplyFailed(
+                f"applying {path} failed and was rolled back: {detail}"
+                + (f" Hint: {hint}" if hint else "")
+            ) from exc
+        return None if row is None else str(row[0])
+
+
+@dataclass
+class PrintSink:
+    out: TextIO
+
+    def run_file(self, path: Path, text: str) -> str | None:
+        self.out.write(f"-- {path}\nBEGIN;\n{text.rstrip()}\nCOMMIT;\n\n")
+        return None
+
+
+def files_to_apply(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise ApplyFailed(f"{directory} is not a directory of generated files: run an import first")
+    return sorted(p for p in directory.glob("*.sql") if p.name != CUTOVER)
+
+
+def apply_directory(
+    directory: Path, sink: Sink, progress: Callable[[str], None] = lambda _: None
+) -> list[tuple[Path, str | None]]:
+    """Apply every workflow file of ``directory`` in name order."""
+    outcomes = []
+    for path in files_to_apply(directory):
+        outcome = sink.run_file(path, path.read_text(encoding="utf-8"))
+        if outcome is not None:
+            progress(f"{path.name}: {outcome}")
+        outcomes.append((path, outcome))
+    return outcomes

@@ -1,0 +1,145 @@
+"""Diagnostics and per-item results of a translation batch.
+
+A translator never raises for one bad item: it records diagnostics with a
+stable code and moves on (like a LibCST codemod collecting warnings). Each
+code has a fixed severity and a fixed effect on fidelity, listed in ``CODES``
+and documented in MIGRATING.md:
+
+* ``PGD1xx`` parse: the item could not be read  -> ``failed``
+* ``PGD2xx`` approximation: it runs, but differs in a stated way -> ``approximate``
+  (a few PGD2xx codes are notes: behaviour that only differs in edge cases,
+  reported without lowering fidelity)
+* ``PGD3xx`` unsupported: a person must finish it -> ``manual``
+
+An item's fidelity is the worst effect among its diagnostics.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Fidelity(enum.IntEnum):
+    """How faithful a translation is; higher is worse."""
+
+    EXACT = 0
+    APPROXIMATE = 1
+    MANUAL = 2
+    FAILED = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class Severity(enum.IntEnum):
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where an item or a construct came from (1-based line and column)."""
+
+    file: str
+    line: int | None = None
+    col: int | None = None
+
+    def __str__(self) -> str:
+        text = self.file
+        if self.line is not None:
+            text += f":{self.line}"
+            if self.col is not None:
+                text += f":{self.col}"
+        return text
+
+
+@dataclass(frozen=True)
+class Code:
+    severity: Severity
+    fidelity: Fidelity
+    summary: str
+
+
+# The stable codes. Never renumber; add new ones at the end of their range.
+CODES: dict[str, Code] = {
+    # parse
+    "PGD101": Code(Severity.ERROR, Fidelity.FAILED, "pg_cron rejects this schedule"),
+    "PGD102": Code(Severity.ERROR, Fidelity.FAILED, "the source row or statement is unreadable"),
+    "PGD103": Code(Severity.ERROR, Fidelity.FAILED, "the command is empty or lexically broken"),
+    # approximation
+    "PGD201": Code(Severity.WARNING, Fidelity.EXACT, "fields after the fifth are ignored"),
+    "PGD202": Code(Severity.WARNING, Fidelity.APPROXIMATE, "'N seconds' becomes a sleep loop"),
+    "PGD203": Code(Severity.WARNING, Fidelity.APPROXIMATE, "atomic multi-statement step split"),
+    "PGD204": Code(Severity.WARNING, Fidelity.APPROXIMATE, "a failed run ends the schedule"),
+    "PGD205": Code(Severity.INFO, Fidelity.EXACT, "overlapping runs are skipped, not queued"),
+    "PGD206": Code(Severity.INFO, Fidelity.EXACT, "schedule evaluated in UTC"),
+    "PGD207": Code(Severity.WARNING, Fidelity.APPROXIMATE, "pg_cron used a non-UTC cron.timezone"),
+    "PGD208": Code(Severity.INFO, Fidelity.EXACT, "inactive job: registered, not started"),
+    "PGD209": Code(Severity.WARNING, Fidelity.APPROXIMATE, "explicit COMMIT splits the command"),
+    "PGD210": Code(Severity.INFO, Fidelity.EXACT, "day-of-month OR day-of-week as a race"),
+    "PGD211": Code(Severity.INFO, Fidelity.EXACT, "'$' checked by a SQL condition"),
+    "PGD212": Code(Severity.INFO, Fidelity.EXACT, "the job runs on another node"),
+    # unsupported
+    "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
+    "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
+    "PGD303": Code(Severity.WARNING, Fidelity.MANUAL, "the command may not be valid SQL"),
+    "PGD304": Code(Severity.WARNING, Fidelity.MANUAL, "'$' combined with a weekday restriction"),
+    "PGD305": Code(Severity.WARNING, Fidelity.MANUAL, "the schedule never fires"),
+    "PGD306": Code(Severity.WARNING, Fidelity.MANUAL, "the source does not name the role"),
+}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    ref: SourceRef | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unknown diagnostic code {self.code}")
+
+    @property
+    def severity(self) -> Severity:
+        return CODES[self.code].severity
+
+    @property
+    def fidelity(self) -> Fidelity:
+        return CODES[self.code].fidelity
+
+    def __str__(self) -> str:
+        where = f" {self.ref}" if self.ref else ""
+        return f"{self.code} {self.severity}{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": str(self.severity),
+            "message": self.message,
+            "line": self.ref.line if self.ref else None,
+        }
+
+
+@dataclass
+class Collector:
+    """Gathers the diagnostics of one item while it is translated."""
+
+    ref: SourceRef | None = None
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, code: str, message: str, ref: SourceRef | None = None) -> None:
+        self.items.append(Diagnostic(code, message, ref or self.ref))
+
+    @property
+    def fidelity(self) -> Fidelity:
+        return max((d.fidelity for d in self.items), default=Fidelity.EXACT)
+
+
+def worst(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> Fidelity:
+    return max((d.fidelity for d in diagnostics), default=Fidelity.EXACT)

@@ -1,0 +1,163 @@
+"""The import pipeline every translator shares: read -> translate -> write
+(or diff) -> report.
+
+``run_import`` is the one library function behind ``pgdurable import-*``. It
+never stops at a bad item: each ends exact / approximate / manual / failed
+with diagnostics. ``dry_run`` writes nothing and returns the diff against
+disk and, when given a registry connection, the new / changed / removed
+workflows compared with ``pgdurable.workflows``.
+
+The report JSON shape is stable and documented in MIGRATING.md::
+
+    {"source", "items": [{"name", "source_ref", "fidelity", "profile", "output",
+                          "diagnostics": [{"code", "severity", "message", "line"}]}],
+     "summary": {"exact", "approximate", "manual", "failed"}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgdurable import output
+from pgdurable.diagnostics import Fidelity, Severity
+from pgdurable.translators.base import ItemResult
+
+
+@dataclass
+class ImportReport:
+    source: str
+    results: list[ItemResult]
+    plan: output.Plan
+    written: list[Path] = field(default_factory=list)
+    diff: str = ""
+    registry_changes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {str(f): 0 for f in Fidelity}
+        for r in self.results:
+            counts[str(r.fidelity)] += 1
+        return counts
+
+    @property
+    def has_difference(self) -> bool:
+        return bool(self.diff or self.registry_changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        items = []
+        for r in self.results:
+            out = self.plan.outputs.get(r.name)
+            items.append(
+                {
+                    "name": r.name,
+                    "source_ref": str(r.source_ref),
+                    "fidelity": str(r.fidelity),
+                    "profile": r.profile,
+                    "output": str(out) if out else None,
+                    "diagnostics": [d.as_dict() for d in r.diagnostics],
+                }
+            )
+        return {"source": self.source, "items": items, "summary": self.summary}
+
+    def text(self) -> str:
+        """The human summary: counts per fidelity, then the items needing attention."""
+        s = self.summary
+        lines = [
+            f"{self.source}: {len(self.results)} item(s): "
+            + ", ".join(f"{n} {k}" for k, n in s.items())
+        ]
+        attention = [
+            r
+            for r in self.results
+            if r.fidelity != Fidelity.EXACT
+            or any(d.severity >= Severity.WARNING for d in r.diagnostics)
+        ]
+        if attention:
+            lines.append("needs attention:")
+            for r in sorted(attention, key=lambda r: -r.fidelity):
+                lines.append(f"  {r.name} [{r.fidelity}] {r.source_ref}")
+                for d in r.diagnostics:
+                    if d.severity >= Severity.WARNING:
+                        lines.append(f"    {d.code} {d.severity}: {d.message}")
+        return "\n".join(lines)
+
+
+def registry_changes(source: str, p: output.Plan, results: list[ItemResult], conn) -> list[str]:
+    """new / changed / removed workflows compared with pgdurable.workflows."""
+    rows = conn.execute(
+        "SELECT name, definition_hash, run_as, target_database, started"
+        " FROM pgdurable.workflows WHERE source = %s",
+        [source],
+    ).fetchall()
+    registered = {r[0]: r[1:] for r in rows}
+    changes = []
+    for r in results:
+        w = r.workflow
+        if w is None:
+            continue
+        wanted = (output.definition_hash(w), w.run_as, w.database, w.start)
+        if w.name not in registered:
+            changes.append(f"new      {source}/{w.name}")
+        elif tuple(registered[w.name]) != wanted:
+            changes.append(f"changed  {source}/{w.name}")
+    names = {r.workflow.name for r in results if r.workflow}
+    changes += [f"removed  {source}/{n}" for n in sorted(registered) if n not in names]
+    return changes
+
+
+def run_import(
+    source: str,
+    results: list[ItemResult],
+    out_dir: Path,
+    *,
+    dry_run: bool = False,
+    registry_connection: Callable[[], Any] | None = None,
+) -> ImportReport:
+    """Write (or, with ``dry_run``, diff) the files of translated ``results``."""
+    p = output.plan(source, results, out_dir)
+    report = ImportReport(source, results, p)
+    if dry_run:
+        report.diff = output.diff(p, out_dir)
+        if registry_connection is not None:
+            with registry_connection() as conn:
+                report.registry_changes = registry_changes(source, p, results, conn)
+    else:
+        report.written = output.write(p)
+    return report
+
+
+def import_pgcron(
+    *,
+    from_db: str | None,
+    from_file: Path | None,
+    out_dir: Path,
+    portable: bool = False,
+    dry_run: bool = False,
+    registry_connection: Callable[[], Any] | None = None,
+    default_username: str | None = None,
+    default_database: str | None = None,
+) -> ImportReport:
+    """``pgdurable import-pgcron``: read cron.job (live or from a file), translate, write."""
+    from dataclasses import replace
+
+    from pgdurable.translators import pg_cron
+    from pgdurable.translators.base import TranslateContext
+
+    if from_db is not None:
+        items, ctx = pg_cron.read_database(from_db)
+    else:
+        assert from_file is not None
+        items, ctx = pg_cron.read_file(from_file), TranslateContext()
+    ctx = replace(
+        ctx,
+        portable=portable,
+        default_username=default_username,
+        default_database=default_database,
+    )
+    results = pg_cron.translate(items, ctx)
+    return run_import(
+        pg_cron.SOURCE, results, out_dir, dry_run=dry_run, registry_connection=registry_connection
+    )

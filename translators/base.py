@@ -1,0 +1,82 @@
+"""What every translator shares: the context it gets, the result it returns
+per source item, and a registry of translators by source name.
+
+A translator is a pure function ``translate(items, ctx) -> list[ItemResult]``
+(no database, no clock). It returns one result per item, in order, and never
+raises for a bad item: the item gets fidelity ``failed`` and a ``PGD1xx``
+diagnostic instead (LibCST's Translated / Failed per file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pgdurable.diagnostics import Diagnostic, Fidelity, SourceRef, worst
+from pgdurable.model import PORTABLE, Node
+
+
+@dataclass(frozen=True)
+class TranslateContext:
+    """Options of one translation run."""
+
+    portable: bool = False  # emit only df.* (SPEC A.5) and report what is lost
+    default_database: str | None = None  # when the source does not say
+    default_username: str | None = None
+    source_version: str | None = None  # e.g. pg_cron's extension version, when known
+    timezone: str | None = None  # e.g. pg_cron's cron.timezone, when known
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A translated item ready to be written as a deployable file."""
+
+    name: str  # registry name, unique per source
+    source: str  # e.g. "pg_cron"
+    body: Node
+    profile: str = PORTABLE
+    schedule: str | None = None  # the source's schedule text, for the registry
+    run_as: str | None = None  # the role the instance runs as
+    database: str | None = None  # the database its SQL steps run in
+    start: bool = True  # start the instance on apply (False: register only)
+    description: tuple[str, ...] = ()  # extra header lines
+    cutover: str | None = None  # SQL that retires the source item
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    name: str
+    source_ref: SourceRef
+    diagnostics: tuple[Diagnostic, ...] = ()
+    workflow: Workflow | None = None  # None when the item failed
+
+    @property
+    def fidelity(self) -> Fidelity:
+        if self.workflow is None:
+            return Fidelity.FAILED
+        return worst(self.diagnostics)
+
+    @property
+    def profile(self) -> str | None:
+        return self.workflow.profile if self.workflow else None
+
+
+class Translator(Protocol):
+    source: str
+
+    def translate(self, items: Sequence[Any], ctx: TranslateContext) -> list[ItemResult]: ...
+
+
+@dataclass
+class Registry:
+    translators: dict[str, Callable[..., list[ItemResult]]] = field(default_factory=dict)
+
+    def register(self, source: str, function: Callable[..., list[ItemResult]]) -> None:
+        self.translators[source] = function
+
+    def get(self, source: str) -> Callable[..., list[ItemResult]]:
+        return self.translators[source]
+
+
+registry = Registry()

@@ -1,0 +1,683 @@
+"""The pg_cron translator: ``cron.job`` rows to scheduled workflows.
+
+Readers (the only part that touches files or a database) turn a source into
+``CronJob`` records, or ``Unreadable`` for a row they could not read:
+
+* ``read_database(conninfo)``: ``cron.job`` of a live database, any pg_cron
+  1.0-1.6 (the columns are detected: ``active`` came in 1.1, ``jobname`` in
+  1.3), plus the extension version and ``cron.timezone``;
+* ``read_file(path)``: a ``COPY cron.job TO ...`` export (text or CSV, with
+  or without a header) or a SQL script of ``cron.schedule(...)``,
+  ``cron.schedule_in_database(...)``, ``cron.alter_job(...)`` and
+  ``cron.unschedule(...)`` calls, which is lexed and replayed against an
+  in-memory job table the way pg_cron would apply it, never executed.
+
+``translate(jobs, ctx)`` is pure. Each job becomes a workflow that loops
+forever: wait for the schedule's next tick, then run the command::
+
+    @> ( df.wait_for_schedule('<cron>') ~> pgdurable.try(<command>, df.sleep(0)) )
+
+The ``try`` keeps a failed run from ending the schedule, as in pg_cron; with
+``--portable`` it is left out and PGD204 says so. The mapping table and every
+diagnostic are documented in MIGRATING.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import sqlglot
+import sqlglot.errors
+from pgdurable.translators import vixie
+from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, registry
+
+from pgdurable import model as m
+from pgdurable.diagnostics import Collector, Diagnostic, Fidelity, SourceRef
+from pgdurable.sqltext import (
+    SqlLexError,
+    Statement,
+    is_transaction_control,
+    needs_autocommit,
+    split_statements,
+    tokenize,
+)
+
+SOURCE = "pg_cron"
+COLUMNS_BY_COUNT = {  # cron.job column order per version, for exports without a header
+    7: ["jobid", "schedule", "command", "nodename", "nodeport", "database", "username"],
+    8: ["jobid", "schedule", "command", "nodename", "nodeport", "database", "username", "active"],
+    9: [
+        "jobid",
+        "schedule",
+        "command",
+        "nodename",
+        "nodeport",
+        "database",
+        "username",
+        "active",
+        "jobname",
+    ],
+}
+UTC_NAMES = {"gmt", "utc", "etc/utc", "etc/gmt", "uct", "z", "zulu", "universal", "greenwich"}
+# Tomorrow is the 1st: today is the last day of the month (in UTC, like the schedule).
+LAST_DAY_SQL = "SELECT extract(day FROM now() AT TIME ZONE 'UTC' + interval '1 day') = 1"
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)  # we report parse problems ourselves
+
+
+@dataclass(frozen=True)
+class CronJob:
+    """One row of ``cron.job`` (fields a version lacks are None)."""
+
+    schedule: str
+    command: str
+    ref: SourceRef
+    jobid: int | None = None
+    jobname: str | None = None
+    database: str | None = None
+    username: str | None = None
+    active: bool = True
+    nodename: str | None = None
+    nodeport: int | None = None
+    jobid_known: bool = True  # False for scripts: ids are those of a fresh install
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A row or statement a reader could not turn into a job."""
+
+    name: str
+    ref: SourceRef
+    message: str
+
+
+Item = CronJob | Unreadable
+
+
+# -- readers ------------------------------------------------------------------
+
+
+def _job_from_row(row: dict[str, str | None], ref: SourceRef) -> CronJob:
+    def text(key: str) -> str | None:
+        value = row.get(key)
+        return None if value is None or value == "" else value
+
+    active = text("active")
+    jobid = text("jobid")
+    port = text("nodeport")
+    if text("schedule") is None or row.get("command") is None:
+        raise ValueError("the row has no schedule or command column")
+    return CronJob(
+        schedule=row["schedule"] or "",
+        command=row["command"] or "",
+        ref=ref,
+        jobid=int(jobid) if jobid is not None else None,
+        jobname=text("jobname"),
+        database=text("database"),
+        username=text("username"),
+        active=active is None or active.lower() in ("t", "true", "1", "yes", "on"),
+        nodename=text("nodename"),
+        nodeport=int(port) if port is not None else None,
+    )
+
+
+def read_database(conninfo: str) -> tuple[list[Item], TranslateContext]:
+    """cron.job of a live database, with the pg_cron version and cron.timezone."""
+    from pgdurable import db
+
+    with db.connection(conninfo) as conn:
+        found = conn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()
+        if not found or not found[0]:
+            from pgdurable.errors import TranslationError
+
+            raise TranslationError(
+                f"no cron.job table in {db.describe_conninfo(conninfo)}: pg_cron is not "
+                "installed in that database; point --from-db at the database named by "
+                "cron.database_name"
+            )
+        version = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'"
+        ).fetchone()
+        timezone = conn.execute("SELECT current_setting('cron.timezone', true)").fetchone()
+        rows = conn.execute("SELECT to_jsonb(j) FROM cron.job j ORDER BY jobid").fetchall()
+    jobs: list[Item] = []
+    for (row,) in rows:
+        data = {
+            k: None if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in row.items()
+        }
+        jobs.append(_job_from_row(data, SourceRef(f"cron.job#{row['jobid']}")))
+    ctx = TranslateContext(
+        source_version=version[0] if version else None,
+        timezone=(timezone[0] if timezone and timezone[0] else "GMT"),
+    )
+    return jobs, ctx
+
+
+def read_file(path: Path) -> list[Item]:
+    """A COPY/CSV export of cron.job or a SQL script of cron.* calls."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".sql" or re.search(r"\bcron\s*\.\s*schedule", text, re.IGNORECASE):
+        return read_script(text, str(path))
+    return read_export(text, str(path))
+
+
+def _unescape_copy(value: str) -> str | None:
+    if value == "\\N":
+        return None
+    simple = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+    return re.sub(r"\\(.)", lambda mo: simple.get(mo.group(1), mo.group(1)), value)
+
+
+def read_export(text: str, file: str) -> list[Item]:
+    """``COPY cron.job TO`` output: text format (tab-separated, ``\\N``) or CSV."""
+    lines = text.splitlines()
+    if not lines:
+        return []
+    tabbed = "\t" in lines[0]
+    if tabbed:
+        records = [
+            (i + 1, [_unescape_copy(v) for v in line.split("\t")]) for i, line in enumerate(lines)
+        ]
+    else:
+        reader = csv.reader(io.StringIO(text))
+        records, start = [], 1
+        for fields in reader:
+            records.append((start, list(fields)))
+            start = reader.line_num + 1
+    records = [(n, r) for n, r in records if any(v not in (None, "") for v in r)]
+    header: list[str] | None = None
+    if records and "schedule" in [(v or "").lower() for v in records[0][1]]:
+        header = [(v or "").lower() for v in records[0][1]]
+        records = records[1:]
+    jobs: list[Item] = []
+    for line, fields in records:
+        ref = SourceRef(file, line)
+        columns = header or COLUMNS_BY_COUNT.get(len(fields))
+        try:
+            if columns is None or len(columns) != len(fields):
+                raise ValueError(
+                    f"{len(fields)} columns; expected a header row or the 7, 8 or 9 columns of "
+                    "cron.job (pg_cron 1.0, 1.1-1.2, 1.3+)"
+                )
+            jobs.append(_job_from_row(dict(zip(columns, fields, strict=True)), ref))
+        except ValueError as exc:
+            jobs.append(Unreadable(f"line_{line}", ref, f"cannot read the row: {exc}"))
+    return jobs
+
+
+@dataclass
+class _Call:
+    function: str
+    line: int
+    col: int
+    args: list[tuple[str | None, str | None]]  # (name, value); value None is SQL NULL
+
+
+_PARAMS = {
+    "schedule": ["job_name", "schedule", "command"],
+    "schedule_in_database": ["job_name", "schedule", "command", "database", "username", "active"],
+    "alter_job": ["job_id", "schedule", "command", "database", "username", "active"],
+    "unschedule": ["job_id"],
+}
+
+
+def _calls(text: str) -> list[_Call | Unreadable]:
+    """Every ``cron.<function>(literal, ...)`` call in a script, in order."""
+    tokens = [t for t in tokenize(text) if t.kind not in ("space", "comment")]
+    found: list[_Call | Unreadable] = []
+    i = 0
+    while i + 3 < len(tokens):
+        t = tokens[i]
+        if not (
+            t.kind == "ident"
+            and t.value == "cron"
+            and tokens[i + 1].text == "."
+            and tokens[i + 2].kind == "ident"
+            and tokens[i + 2].value in _PARAMS
+            and tokens[i + 3].text == "("
+        ):
+            i += 1
+            continue
+        function = tokens[i + 2].value or ""
+        j = i + 4
+        args: list[tuple[str | None, str | None]] = []
+        problem = None
+        while j < len(tokens) and tokens[j].text != ")":
+            name = None
+            if (
+                tokens[j].kind == "ident"
+                and j + 1 < len(tokens)
+                and tokens[j + 1].text in ("=>", ":=")
+            ):
+                name, j = tokens[j].value, j + 2
+            v = tokens[j]
+            if v.kind in ("string", "number"):
+                value: str | None = v.value if v.kind == "string" else v.text
+            elif v.kind == "ident" and v.value in ("null", "true", "false"):
+                value = None if v.value == "null" else v.value
+            else:
+                problem = (
+                    f"argument {len(args) + 1} of cron.{function} is not a literal ({v.text!r})"
+                )
+                break
+            j += 1
+            while j + 1 < len(tokens) and tokens[j].text == "::":  # casts: 'x'::text
+                j += 2
+            args.append((name, value))
+            if j < len(tokens) and tokens[j].text == ",":
+                j += 1
+        ref = SourceRef("", t.line, t.col)
+        if problem:
+            found.append(
+                Unreadable(
+                    f"line_{t.line}",
+                    ref,
+                    problem + "; scripts are read, never "
+                    "executed, so only literal arguments can be translated",
+                )
+            )
+            while j < len(tokens) and tokens[j].text != ")":
+                j += 1
+        else:
+            found.append(_Call(function, t.line, t.col, args))
+        i = j + 1
+    return found
+
+
+def _bind(call: _Call) -> dict[str, str | None]:
+    params = _PARAMS[call.function]
+    positional = [v for n, v in call.args if n is None]
+    if call.function == "schedule" and len(positional) == 2 and len(call.args) == 2:
+        params = ["schedule", "command"]  # the unnamed form
+    if call.function == "unschedule" and positional and not (positional[0] or "").isdigit():
+        params = ["job_name"]
+    bound = dict(zip(params, positional, strict=False))
+    bound.update({n: v for n, v in call.args if n is not None})
+    return bound
+
+
+def read_script(text: str, file: str) -> list[Item]:
+    """Replay a script's cron.* calls on an empty job table, as pg_cron would."""
+    try:
+        calls = _calls(text)
+    except SqlLexError as exc:
+        ref = SourceRef(file, exc.line, exc.col)
+        return [Unreadable("script", ref, f"cannot lex the script: {exc.reason}")]
+    jobs: dict[int, CronJob] = {}
+    unreadable: list[Unreadable] = []
+    next_id = 1
+    for call in calls:
+        if isinstance(call, Unreadable):
+            unreadable.append(replace(call, ref=replace(call.ref, file=file)))
+            continue
+        ref = SourceRef(file, call.line, call.col)
+        args = _bind(call)
+        if call.function in ("schedule", "schedule_in_database"):
+            name = args.get("job_name")
+            existing = next(
+                (
+                    j
+                    for j in jobs.values()
+                    if name and j.jobname == name and j.username == args.get("username")
+                ),
+                None,
+            )
+            if args.get("schedule") is None or args.get("command") is None:
+                unreadable.append(
+                    Unreadable(
+                        name or f"line_{call.line}",
+                        ref,
+                        f"cron.{call.function} without a schedule or command",
+                    )
+                )
+                continue
+            fields = {
+                "schedule": args["schedule"] or "",
+                "command": args["command"] or "",
+                "database": args.get("database"),
+                "ref": ref,
+            }
+            if existing:  # the named form is an upsert that keeps jobid and active
+                jobs[existing.jobid or 0] = replace(existing, **fields)
+            else:
+                jobs[next_id] = CronJob(
+                    jobid=next_id,
+                    jobname=name,
+                    username=args.get("username"),
+                    active=(args.get("active") or "true") == "true",
+                    jobid_known=False,
+                    **fields,
+                )
+                next_id += 1
+        elif call.function == "unschedule":
+            key = args.get("job_id")
+            target = (
+                int(key)
+                if key and key.isdigit()
+                else next((i for i, j in jobs.items() if j.jobname == args.get("job_name")), None)
+            )
+            jobs.pop(target or -1, None)
+        else:  # alter_job: a NULL argument leaves the field as it is
+            key = args.get("job_id")
+            if key and key.isdigit() and int(key) in jobs:
+                job = jobs[int(key)]
+                changes = {k: v for k, v in args.items() if k not in ("job_id",) and v is not None}
+                if "active" in changes:
+                    changes["active"] = changes["active"] == "true"  # type: ignore[assignment]
+                jobs[int(key)] = replace(job, **changes)
+    return [*jobs.values(), *unreadable]
+
+
+# -- translation ----------------------------------------------------------------
+
+
+def _names(items: Sequence[Item]) -> list[str]:
+    """Registry names: jobname, else pgcron_job_<jobid>; a jobname used by
+    several roles (pg_cron's unique key is (jobname, username)) gets the role."""
+    base = []
+    for item in items:
+        if isinstance(item, Unreadable):
+            base.append(item.name)
+        else:
+            base.append(item.jobname or f"pgcron_job_{item.jobid}")
+    counts = Counter(base)
+    names = []
+    for item, name in zip(items, base, strict=True):
+        if counts[name] > 1 and isinstance(item, CronJob) and item.username:
+            name = f"{name}__{item.username}"
+        names.append(name)
+    return names
+
+
+def _looks_invalid(statement: Statement) -> str | None:
+    """sqlglot's complaint about a statement, or None. sqlglot falls back to an
+    opaque command for syntax it does not model (VACUUM, CALL, DO...), so a
+    complaint means the statement is very likely broken."""
+    try:
+        sqlglot.parse_one(statement.text, read="postgres")
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def _command(job: CronJob, ctx: TranslateContext, diag: Collector) -> tuple[m.Node, bool] | None:
+    """The command as workflow steps, and whether it needs the pgdurable profile."""
+    try:
+        statements = split_statements(job.command)
+    except SqlLexError as exc:
+        diag.add(
+            "PGD103",
+            f"the command cannot be lexed: {exc.reason} (line {exc.line} of the "
+            "command); pg_cron fails it on every run. Fix the command in pg_cron first",
+        )
+        return None
+    if not statements:
+        diag.add("PGD103", "the command is empty; pg_cron fails it on every run")
+        return None
+    for st in statements:
+        if problem := _looks_invalid(st):
+            diag.add(
+                "PGD303",
+                f"statement {st.text[:60]!r} may not be valid SQL ({problem}); "
+                "pg_cron fails such a job on every run. Check the command, then set "
+                "start => true",
+            )
+
+    def step(sts: list[Statement]) -> tuple[m.Node, bool]:
+        if len(sts) == 1:
+            return m.Sql(sts[0].text), False
+        if not ctx.portable:
+            # One atomic multi-statement step (SPEC A.2.1), as pg_cron runs it.
+            return m.Sql(";\n".join(s.text for s in sts)), True
+        diag.add(
+            "PGD203",
+            f"--portable: the {len(sts)} statements run as separate steps, each "
+            "in its own transaction; pg_cron runs them in one, so a failure no longer "
+            "rolls back the earlier ones. Drop --portable to keep them atomic",
+        )
+        return m.Seq(tuple(m.Sql(s.text) for s in sts)), False
+
+    if len(statements) > 1 and any(needs_autocommit(s) for s in statements):
+        diag.add(
+            "PGD302",
+            "the command mixes a statement that cannot run in a transaction "
+            "block (VACUUM, ... CONCURRENTLY) with others; pg_cron runs them as one "
+            "transaction, so the job fails on every run. The workflow runs each "
+            "statement as its own step; check that this is intended, then set start => true",
+        )
+        return m.Seq(tuple(m.Sql(s.text) for s in statements)), False
+    if any(is_transaction_control(s) for s in statements):
+        groups: list[list[Statement]] = [[]]
+        for s in statements:
+            if is_transaction_control(s):
+                if groups[-1]:
+                    groups.append([])
+            else:
+                groups[-1].append(s)
+        groups = [g for g in groups if g]
+        diag.add(
+            "PGD209",
+            "the command contains BEGIN/COMMIT: it is split at those points "
+            "into separate steps, as pg_cron's default (libpq) mode commits them; in "
+            "background-worker mode pg_cron keeps the whole command atomic",
+        )
+        if not groups:
+            diag.add("PGD103", "the command holds only transaction control statements")
+            return None
+        parts = [step(g) for g in groups]
+        if len(parts) == 1:
+            return parts[0]
+        return m.Seq(tuple(p for p, _ in parts)), any(multi for _, multi in parts)
+    return step(statements)
+
+
+def _schedule_note(job: CronJob, ctx: TranslateContext, diag: Collector) -> None:
+    tz = ctx.timezone
+    if tz is None:
+        if ctx.source_version is None:
+            diag.add(
+                "PGD206",
+                "the schedule is evaluated in UTC; pg_cron used GMT (before 1.5) "
+                "or cron.timezone (1.5+), which this source does not show: if it was not "
+                "GMT/UTC, shift the hours",
+            )
+    elif tz.lower() not in UTC_NAMES:
+        diag.add(
+            "PGD207",
+            f"pg_cron evaluated this schedule in cron.timezone = {tz}; the "
+            "workflow evaluates it in UTC, so the hours (and DST changes) differ: "
+            "adjust the hour field",
+        )
+
+
+def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult:
+    diag = Collector(job.ref)
+    try:
+        schedule = vixie.parse(job.schedule)
+    except vixie.ScheduleError as exc:
+        diag.add("PGD101", str(exc))
+        return ItemResult(name, job.ref, tuple(diag.items))
+    command = _command(job, ctx, diag)
+    if command is None:
+        return ItemResult(name, job.ref, tuple(diag.items))
+    run, multi = command
+    if not ctx.portable:
+        run = m.Try(run, m.Sleep(0))
+    start = job.active
+    description = [
+        f"pg_cron job {job.jobid if job.jobid_known else '(from a script)'}"
+        + (f' "{job.jobname}"' if job.jobname else " (unnamed)")
+    ]
+
+    if isinstance(schedule, vixie.CronSchedule) and vixie.never_fires(schedule):
+        diag.add(
+            "PGD305",
+            f"'{job.schedule}' has a reversed range, so pg_cron never runs it; the file "
+            "registers the command as a one-shot workflow, not started",
+        )
+        body: m.Node = replace(run.node if isinstance(run, m.Try) else run, source=job.ref)
+        dsl = None
+    elif isinstance(schedule, vixie.Reboot):
+        diag.add(
+            "PGD301",
+            "@reboot runs once each time pg_cron starts; a workflow has no "
+            "'server started' trigger. The file registers a one-shot workflow that is "
+            "not started: start it from your start-up tooling (SELECT df.start(...)), "
+            "or drop it",
+        )
+        body = replace(run.node if isinstance(run, m.Try) else run, source=job.ref)
+        dsl = None
+    elif isinstance(schedule, vixie.Seconds):
+        n = schedule.seconds
+        diag.add(
+            "PGD202",
+            f"'{job.schedule}': the workflow sleeps {n} s after each run ends "
+            f"(a loop iteration takes at least 1 s), so runs drift by the run time; "
+            f"pg_cron starts one every {n} s and queues at most one overdue run",
+        )
+        body = m.Loop(m.Seq((m.Sleep(n, source=job.ref), run)))
+        dsl = f"every {n} s"
+    else:
+        if schedule.ignored:
+            diag.add(
+                "PGD201",
+                f"pg_cron reads only the first five fields of '{job.schedule}' "
+                f"and ignores '{schedule.ignored}' (a 6-field schedule is NOT every N "
+                "seconds); the workflow keeps pg_cron's actual meaning. If seconds were "
+                "intended, use the 'N seconds' form",
+            )
+        dom = None
+        if schedule.last_day:
+            if schedule.day_or:
+                diag.add(
+                    "PGD304",
+                    "'$' with a day-of-week restriction (either may match) is "
+                    "not translated; the workflow runs on the last day of the month only",
+                )
+                schedule = replace(
+                    schedule, dow=replace(schedule.dow, star=True, values=vixie.ALL_WEEKDAYS)
+                )
+            diag.add(
+                "PGD211",
+                "'$' (last day of the month): the workflow wakes on days 28-31 "
+                "and runs only when tomorrow is the 1st (a SQL check in UTC)",
+            )
+            dom = frozenset(range(28, 32))
+            run = m.If(m.Sql(LAST_DAY_SQL), run, m.Sleep(0))
+        expressions = vixie.to_dsl(schedule, dom=dom)
+        waits = [m.WaitForSchedule(e) for e in expressions]
+        if len(waits) == 2:
+            diag.add(
+                "PGD210",
+                "both day fields are restricted, so pg_cron runs on days that "
+                "match EITHER; the DSL needs both to match, so the workflow races "
+                f"'{expressions[0]}' against '{expressions[1]}' and runs at the earlier",
+            )
+            wait: m.Node = m.Race(waits[0], waits[1], source=job.ref)
+        else:
+            wait = replace(waits[0], source=job.ref)
+        body = m.Loop(m.Seq((wait, run)))
+        dsl = " | ".join(expressions)
+        _schedule_note(job, ctx, diag)
+    if isinstance(body, m.Loop):
+        diag.add(
+            "PGD205",
+            "pg_cron queues a run that comes due while the previous one is "
+            "still running and starts it right after; this workflow waits for the next "
+            "tick after a run ends, so such runs are skipped. If missed runs matter, "
+            "make the command catch up itself",
+        )
+        if ctx.portable:
+            diag.add(
+                "PGD204",
+                "--portable: a failed run fails the whole instance and ends "
+                "the schedule; pg_cron records the failure and runs again at the next "
+                "tick. Drop --portable to wrap each run in pgdurable.try",
+            )
+    if (
+        job.nodename
+        and job.nodename not in ("localhost", "127.0.0.1", "::1")
+        and not (job.nodename.startswith("/"))
+    ):
+        diag.add(
+            "PGD212",
+            f"pg_cron ran this job through host={job.nodename} "
+            f"port={job.nodeport}; the workflow runs in database "
+            f"{job.database or '(the applying database)'} of the worker's cluster",
+        )
+    run_as = job.username or ctx.default_username
+    if run_as is None:
+        diag.add(
+            "PGD306",
+            "the source does not say which role runs this job; pass "
+            "--default-username ROLE (the role that ran the script) and regenerate",
+        )
+    if not job.active:
+        diag.add(
+            "PGD208",
+            "the job is inactive (active = false): the workflow is registered but not started",
+        )
+    if diag.fidelity >= Fidelity.MANUAL:
+        start = False
+    description.append(f"schedule: '{job.schedule}' (pg_cron) -> {dsl or 'none'} (df, UTC)")
+    profile = m.PGDURABLE if (multi or m.uses_extensions(body)) else m.PORTABLE
+    workflow = Workflow(
+        name=name,
+        source=SOURCE,
+        body=body,
+        profile=profile,
+        schedule=job.schedule,
+        run_as=run_as,
+        database=job.database or ctx.default_database,
+        start=start,
+        description=tuple(description),
+        cutover=_cutover(job),
+    )
+    return ItemResult(name, job.ref, tuple(diag.items), workflow)
+
+
+def _cutover(job: CronJob) -> str:
+    label = job.jobname or f"job {job.jobid}"
+    if job.jobid_known and job.jobid is not None:
+        return (
+            f"SELECT cron.unschedule({job.jobid});  -- {label}\n"
+            f"-- to pause instead: SELECT cron.alter_job({job.jobid}, active => false);"
+        )
+    if job.jobname:
+        return (
+            f"SELECT cron.unschedule({vixie_literal(job.jobname)});  -- run as the job's owner"
+            + (f" ({job.username})" if job.username else "")
+        )
+    return f"-- unnamed job from {job.ref}: find its jobid in cron.job, then cron.unschedule(jobid)"
+
+
+def vixie_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def translate(items: Sequence[Item], ctx: TranslateContext) -> list[ItemResult]:
+    """One result per job, in order; a bad job never stops the batch."""
+    results = []
+    for item, name in zip(items, _names(items), strict=True):
+        if isinstance(item, Unreadable):
+            results.append(
+                ItemResult(name, item.ref, (Diagnostic("PGD102", item.message, item.ref),))
+            )
+            continue
+        try:
+            results.append(_translate_one(item, name, ctx))
+        except Exception as exc:  # a bug must not lose the rest of the batch
+            message = f"internal error while translating: {type(exc).__name__}: {exc}"
+            results.append(ItemResult(name, item.ref, (Diagnostic("PGD102", message, item.ref),)))
+    return results
+
+
+registry.register(SOURCE, translate)
