@@ -1,4 +1,5 @@
-"""Executors for the leaf node types: SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK.
+"""Executors for the leaf node types: SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK
+(HTTP and HTTP_MULTIPART live in ``http_step``).
 
 Each executor first looks for the node's journaled outcome in this
 generation and replays it; otherwise it executes and journals the outcome
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pgdurable.worker.http_step import run_http
 from pgdurable.worker.outcomes import Broke, Failed, Suspended
 from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
@@ -50,6 +52,9 @@ async def _fail(ex: Execution, node: Node, scope: Scope, error: str) -> Failed:
     await ex.journal.record(scope.name, scope.gen, node.id, "failed", error=error)
     ex.noted(node, scope, "failed")
     return Failed(error)
+
+
+record_failure = _fail  # for executors in other modules (http_step)
 
 
 async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
@@ -151,4 +156,6 @@ EXECUTORS: dict[str, Callable[[Execution, Node, Scope], Awaitable[str]]] = {
     "SLEEP": _sleep,
     "WAIT_SCHEDULE": _wait_schedule,
     "SIGNAL": _signal,
+    "HTTP": run_http,
+    "HTTP_MULTIPART": run_http,
 }
