@@ -101,11 +101,11 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     ctx.meta["traceback"] = traceback
 
 
-def _connect_target(dsn: str | None):
+def _connect_target(dsn: str | None, progress=say):
     from pgdurable.connection import resolve
 
-    target = resolve(dsn, progress=say)
-    say(f"using {target.describe()}")
+    target = resolve(dsn, progress=progress)
+    progress(f"using {target.describe()}")
     return target
 
 
@@ -290,31 +290,52 @@ def schema_status(ctx: click.Context, dsn: str | None) -> None:
     help="Lease length; a dead worker's "
     "instances are taken over this long after its last heartbeat.",
 )
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--grace",
+    default=10.0,
+    show_default=True,
+    help="On SIGTERM, seconds running steps get to finish before they are cancelled.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line (one per step transition).",
+)
 def worker_command(
-    dsn: str | None, concurrency: int, until_idle: bool, lease_seconds: float, log_format: str
+    dsn: str | None,
+    concurrency: int,
+    until_idle: bool,
+    lease_seconds: float,
+    grace: float,
+    log_format: str,
 ) -> None:
     """Execute started workflow instances (stops gracefully on SIGTERM)."""
     import asyncio
-    import logging
 
-    from pgdurable.worker import run_worker
+    from pgdurable.worker import logs, run_worker
 
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(message)s" if log_format == "json" else "%(asctime)s %(levelname)s %(message)s",
-    )
-    target = _connect_target(dsn)
+    logs.configure(log_format)
+    if log_format == "json":  # stderr carries JSON lines only
+        target = _connect_target(dsn, progress=lambda text: logs.event("startup", message=text))
+    else:
+        target = _connect_target(dsn)
     outcomes = asyncio.run(
         run_worker(
             target.conninfo,
             concurrency=concurrency,
             until_idle=until_idle,
             lease_seconds=lease_seconds,
+            grace=grace,
             install_signal_handlers=True,
         )
     )
-    say("worker stopped: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "idle"))
+    if log_format != "json":  # the JSON log already ends with worker_stopped
+        say(
+            "worker stopped: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "idle")
+        )
 
 
 def _one_value(dsn: str | None, query: str, params: list[Any]) -> Any:

@@ -11,12 +11,14 @@ sleeping, so a waiting instance costs no coroutine.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgdurable.worker.http_step import run_http
-from pgdurable.worker.outcomes import Broke, Failed, Suspended
+from pgdurable.worker.logs import event
+from pgdurable.worker.outcomes import Broke, Failed, ShuttingDown, Suspended
 from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
 from pgdurable.worker.substitution import SubstitutionError, substitute
@@ -30,10 +32,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """What executors share across instances: user pools and the step bound."""
+    """What executors share across instances: user pools, the step bound, and
+    the shutdown flag (set on SIGTERM: no new step starts after it)."""
 
     user_pool: Callable[[str, str | None], Awaitable[db.AsyncPool]]  # (role, database) -> pool
     step_slots: asyncio.Semaphore
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _replayed(ex: Execution, node: Node, scope: Scope) -> str | None:
@@ -68,9 +72,29 @@ async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
         raise await _fail(
             ex, node, scope, f"{node.type} nodes are not supported by this pgdurable worker yet"
         )
-    result = await executor(ex, node, scope)
+    if ex.services.stopping.is_set():
+        # Graceful shutdown: steps already running finish, none starts; the
+        # claim is released and another worker (or the next start) resumes here.
+        raise ShuttingDown()
+    fields = {"instance": ex.instance.id, "node": node.id, "type": node.type}
+    fields["execution"] = scope.execution_id
+    event("step_started", **fields)
+    started = time.perf_counter()
+    try:
+        result = await executor(ex, node, scope)
+    except Failed as failure:
+        event("step_failed", **fields, duration_ms=_ms(started), error=failure.error)
+        raise
+    except Suspended as wait:
+        event("step_waiting", **fields, wake_at=wait.wake_at, signals=sorted(wait.signals))
+        raise
+    event("step_completed", **fields, duration_ms=_ms(started))
     ex.noted(node, scope, "completed")
     return result
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _break_value(node: Node) -> str:
