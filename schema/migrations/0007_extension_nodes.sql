@@ -416,8 +416,9 @@ ALTER TABLE df.nodes ADD CONSTRAINT nodes_structure_chk CHECK (
 -- status_details): a RETRY adds its attempt, and while it waits the time of
 -- the next attempt; a running TIMEOUT adds its deadline; a TRY that recovered
 -- names the error it recovered from.
+-- STABLE, not IMMUTABLE: it reads timestamps from text.
 CREATE FUNCTION pgdurable.explain_extension_label(node jsonb) RETURNS text
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     config jsonb := pgdurable.jsonb_or_null(node ->> 'query');
     details jsonb := CASE WHEN jsonb_typeof(node -> 'details') = 'object' THEN node -> 'details' END;

@@ -58,6 +58,15 @@ def test_constructors_build_the_model_encoding(database):
         assert got == m.encode(model)
 
 
+def test_models_refuse_what_the_constructors_refuse():
+    with pytest.raises(ValueError, match="max_attempts must be at least 1"):
+        m.Retry(m.Sql("x"), 0, 1)
+    with pytest.raises(ValueError, match="backoff must be between"):
+        m.Retry(m.Sql("x"), 2, 1, backoff=0.5)
+    with pytest.raises(ValueError, match="seconds must be positive"):
+        m.Timeout(m.Sql("x"), 0)
+
+
 def test_constructors_compose_with_df_and_each_other(database):
     model = m.Seq(
         (

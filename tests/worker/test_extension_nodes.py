@@ -8,6 +8,7 @@ cancelled attempt inserted disappear with it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -72,7 +73,14 @@ def test_retry_reruns_a_failed_step_after_a_durable_delay(wf, database, objects,
         status, _, details = node_row(database, instance, "RETRY")
         return status == "running" and details.get("next_attempt_at") and details
 
-    details = wait_for(waiting, what="the retry delay")
+    wait_for(waiting, what="the retry delay")
+    details = json.loads(
+        database.value(
+            "SELECT status_details FROM df.instance_nodes(%s) WHERE node_type = 'RETRY'",
+            [instance],
+            user="alice",
+        )
+    )
     assert details["attempt"] == 1 and details["max_attempts"] == 3
     assert details["last_error"] == DIVISION
     # No worker holds the instance while it waits: the run is released until the timer.
@@ -314,3 +322,45 @@ def test_sigkill_during_a_retry_delay_keeps_the_plan(wf, database, objects):
     assert at >= due  # not before the planned time
     details = node_row(database, instance, "RETRY")[2]
     assert details["attempt"] == 2 and details["last_error"] == DIVISION
+
+
+# -- translations ---------------------------------------------------------------
+
+
+def test_a_translated_pg_cron_job_survives_a_failing_run(database, background_worker, tmp_path):
+    """The default (profile pgdurable) translation wraps each run in
+    pgdurable.try(run, df.sleep(0)): a failing run no longer ends the schedule."""
+    from pgdurable.translators import pg_cron
+    from pgdurable.translators.base import TranslateContext
+
+    from pgdurable import apply as applying
+    from pgdurable import pipeline
+    from pgdurable.diagnostics import SourceRef
+
+    role = "pgcron_try"
+    database.create_role(role)
+    database.execute(f"SELECT df.grant_usage('{role}')")
+    database.execute("CREATE TABLE public.ticks (at timestamptz)")
+    database.execute("CREATE SEQUENCE public.runs")
+    database.execute(f"GRANT ALL ON public.ticks, public.runs TO {role}")
+    job = pg_cron.CronJob(
+        "1 seconds",
+        "INSERT INTO public.ticks SELECT now() WHERE 1 / (nextval('public.runs') - 1) > 0",
+        SourceRef("e2e", 1),
+        jobid=8,
+        jobname="flaky",
+        username=role,
+        active=True,
+    )
+    ctx = TranslateContext(portable=False, default_database=database.name, timezone="GMT")
+    report = pipeline.run_import("pg_cron", pg_cron.translate([job], ctx), tmp_path)
+    assert [r.profile for r in report.results] == ["pgdurable"]
+    with database.connect() as conn:
+        applying.apply_directory(tmp_path, applying.DatabaseSink(conn))
+    instance = database.value("SELECT instance_id FROM pgdurable.workflows WHERE name = 'flaky'")
+
+    background_worker()
+    wait_for(lambda: database.value("SELECT count(*) FROM public.ticks") >= 1, timeout=15)
+    assert database.value("SELECT df.status(%s)", [instance]) == "running"
+    assert seq(database, "public.runs") >= 2  # the first run failed, the schedule went on
+    database.execute("SELECT df.cancel(%s)", [instance])
