@@ -60,3 +60,15 @@ class Retry(Exception):
 
 class ShuttingDown(Exception):
     """The worker is stopping: end the claim at this step boundary and release it."""
+
+
+class DeadlineExceeded(Exception):
+    """A ``pgdurable.timeout`` deadline has passed: nothing new may start under it.
+
+    Raised inside the TIMEOUT's child (see ``deadlines.forbid_new_work``) and
+    caught by the TIMEOUT that owns ``deadline``, which then fails the node.
+    """
+
+    def __init__(self, deadline: object) -> None:
+        super().__init__("deadline exceeded")
+        self.deadline = deadline
