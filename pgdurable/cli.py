@@ -412,6 +412,18 @@ def status_command(ctx, dsn, instance_id) -> None:
     )
 
 
+@cli.command("explain")
+@dsn_option
+@click.argument("target")
+def explain_command(dsn, target) -> None:
+    """Draw an instance's graph with node statuses (df.explain).
+
+    TARGET is an instance id, or a workflow: DSL text (e.g. "'SELECT 1' ~> 'SELECT 2'")
+    or node JSON, drawn without running it.
+    """
+    click.echo(_one_value(dsn, "SELECT df.explain(%s)", [target]))
+
+
 @cli.command("cancel")
 @dsn_option
 @click.argument("instance_id")

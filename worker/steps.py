@@ -119,16 +119,25 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
         )
     except SubstitutionError as exc:
         raise await _fail(ex, node, scope, str(exc)) from exc
-    await ex.flush()  # our 'running' stamp, and a cancel check
-    # Under a TIMEOUT the step's backend is registered so it can be cancelled.
-    pool = deadlines.track(await ex.services.user_pool(instance.role or "", instance.database))
-    key = StepKey(scope.name, scope.gen, node.id)
-    same_database = instance.database in (None, instance.control_database)
-    async with ex.services.step_slots:
-        try:
-            result, _ = await run_sql_step(pool, ex.journal, key, text, same_database=same_database)
-        except Failed as failure:
-            raise await _fail(ex, node, scope, failure.error) from failure
+    # Our 'running' stamp (and a cancel check) is written while the step runs,
+    # not before it: it is a separate transaction on another connection, and
+    # it can never overwrite the completion (stamp_nodes_v1 refuses 'running'
+    # over a terminal stamp of the same execution), so it need not precede it.
+    stamping = asyncio.ensure_future(ex.flush())
+    try:
+        # Under a TIMEOUT the step's backend is registered so it can be cancelled.
+        pool = deadlines.track(await ex.services.user_pool(instance.role or "", instance.database))
+        key = StepKey(scope.name, scope.gen, node.id)
+        same_database = instance.database in (None, instance.control_database)
+        async with ex.services.step_slots:
+            try:
+                result, _ = await run_sql_step(
+                    pool, ex.journal, key, text, same_database=same_database
+                )
+            except Failed as failure:
+                raise await _fail(ex, node, scope, failure.error) from failure
+    finally:
+        await stamping
     return result
 
 
