@@ -35,7 +35,6 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 
-from pgdurable.worker import sql_step
 from pgdurable.worker.claims import drive
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.logs import event
@@ -117,7 +116,6 @@ class Worker:
             for task in (listener, heartbeat):
                 task.cancel()
             await asyncio.gather(listener, heartbeat, return_exceptions=True)
-            await sql_step.settle()
             for pool in self.user_pools.values():
                 await pool.close()
             await self.pool.close()

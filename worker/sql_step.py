@@ -10,7 +10,8 @@ the step, or finds nothing and the user's effects were rolled back with it.
 Round trips: ``BEGIN;<text>`` as one simple-protocol message (so
 multi-statement text runs as one atomic transaction; the result is the last
 statement's), then the completion and COMMIT pipelined in one message. The
-connection's reset happens after the step, off its critical path.
+pool resets a returned connection (DISCARD ALL) in its own worker task, off
+the step's critical path.
 
 Two round trips is the floor for exactly-once here: the completion carries
 the statement's result, which only exists after the first one, and the lease
@@ -28,8 +29,6 @@ Exceptions to exactly-once, marked ``"delivery":"at_least_once"``:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 
 from pgdurable.worker.journal import Journal, lease_error
@@ -68,40 +67,6 @@ async def _last_result(cursor) -> str:
     return sql_result(columns, rows)
 
 
-# Connections being handed back to their pool (see ``step_connection``).
-_returning: set[asyncio.Task] = set()
-
-
-@contextlib.asynccontextmanager
-async def step_connection(pool: db.AsyncPool):
-    """A pooled user connection that is returned in the background.
-
-    Returning a connection runs the pool's reset (DISCARD ALL, so no session
-    state reaches the next step): one more round trip, which the step does
-    not need to wait for. The connection is only reused once reset; the pool
-    meanwhile hands out another one.
-    """
-    if not isinstance(pool, db.AsyncPool):
-        # A wrapper (``deadlines.track`` under a TIMEOUT) manages the
-        # connection's lifetime itself; the reset stays in the critical path.
-        async with pool.connection(timeout=10) as conn:
-            yield conn
-        return
-    conn = await pool.getconn(timeout=10)
-    try:
-        yield conn
-    finally:
-        task = asyncio.ensure_future(pool.putconn(conn))
-        _returning.add(task)
-        task.add_done_callback(_returning.discard)
-
-
-async def settle() -> None:
-    """Wait for connections still being returned (before pools are closed)."""
-    if _returning:
-        await asyncio.gather(*list(_returning), return_exceptions=True)
-
-
 async def _rollback(conn) -> None:
     if not conn.closed and conn.info.transaction_status != 0:  # not IDLE
         try:
@@ -119,7 +84,7 @@ async def run_sql_step(
     """
     if not same_database:
         return await _autocommit(pool, journal, key, text)
-    async with step_connection(pool) as conn:
+    async with pool.connection(timeout=10) as conn:
         try:
             cursor = await conn.execute("BEGIN;\n" + text)
             result = await _last_result(cursor)
@@ -158,7 +123,7 @@ async def run_sql_step(
 
 
 async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: str):
-    async with step_connection(pool) as conn:
+    async with pool.connection(timeout=10) as conn:
         try:
             result = await _last_result(await conn.execute(text))
         except UnsupportedType as exc:
