@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pgdurable import apply as applying
 from pgdurable import pipeline
+from pgdurable.errors import ApplyFailed
 from pgdurable.testing import wait_for
 
 ROLE = "queue_e2e"
@@ -207,3 +210,30 @@ def test_enqueue_function_starts_a_run(database, background_worker, wf, tmp_path
     assert second is not None and second != first
     wf.wait_status(second, "completed", timeout=30)
     database.execute("SELECT df.cancel(%s)", [_scheduler(database, "sidekiq", "import_feed")])
+
+
+def test_default_output_refuses_to_apply_without_extension_nodes(database, tmp_path: Path):
+    """Retries need pgdurable.retry: until that runtime is installed, applying a
+    default (non-portable) file fails at once, with the --portable hint; once it
+    is installed, the same file applies."""
+    _setup(database)
+    manifest = tmp_path / "cronjob.yaml"
+    manifest.write_text(
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: retried}\n"
+        "spec:\n  schedule: '0 1 * * *'\n  jobTemplate:\n    spec:\n      template:\n"
+        "        spec:\n          containers:\n            - name: p\n              image: pg\n"
+        f"              command: [psql, -U, {ROLE}, -c, 'SELECT 1']\n"
+    )
+    pipeline.import_queue([manifest], out_dir=tmp_path / "out")
+    installed = database.value(
+        "SELECT count(*) FROM pg_proc WHERE proname = 'retry'"
+        " AND pronamespace = 'pgdurable'::regnamespace"
+    )
+    with database.connect() as conn:
+        if installed:
+            applying.apply_directory(tmp_path / "out", applying.DatabaseSink(conn))
+            assert database.value("SELECT count(*) FROM pgdurable.workflows") == 1
+            return
+        with pytest.raises(ApplyFailed, match="--portable"):
+            applying.apply_directory(tmp_path / "out", applying.DatabaseSink(conn))
+    assert database.value("SELECT count(*) FROM pgdurable.workflows") == 0

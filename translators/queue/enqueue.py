@@ -109,8 +109,25 @@ def function_sql(
             f"    WHERE i.label = {literal(label)} AND i.status IN ('pending', 'running');\n"
         )
     security = "SECURITY DEFINER" if run_as else "SECURITY INVOKER"
+    # The graph is JSON, so nothing checks at apply time that the extension nodes
+    # it uses can run: check it here, so the file fails then, not at the first run.
+    needed = sorted(
+        {type(n).__name__.lower() for n in m.walk(run) if isinstance(n, m.EXTENSION_NODES)}
+    )
+    checks = [
+        "DO $check$ BEGIN\n"
+        "    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p\n"
+        "                   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace\n"
+        f"                   WHERE n.nspname = 'pgdurable' AND p.proname = '{name}') THEN\n"
+        f"        RAISE EXCEPTION 'function pgdurable.{name} does not exist: this file needs "
+        "the pgdurable extension nodes';\n"
+        "    END IF;\n"
+        "END $check$;"
+        for name in needed
+    ]
     db = "NULL" if database is None else literal(database)
     lines = [
+        *checks,
         f"CREATE SCHEMA IF NOT EXISTS {SCHEMA};",
         "",
         f"-- Start one run of {format_name}/{job_name}; returns the instance id"
