@@ -24,6 +24,7 @@ Semantics carried over:
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import re
 from dataclasses import dataclass
@@ -313,8 +314,13 @@ def read(path: Path, text: str, file: str) -> list[Item]:
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
+        line, col, message = exc.raw_line, exc.raw_column + 1, exc.message
+        try:  # CPython's parser places tokenizer errors better; it only parses, too
+            ast.parse(text, filename=file)
+        except SyntaxError as located:
+            line, col, message = located.lineno or line, located.offset or col, located.msg
         raise SourceParseError(
-            f"{file}:{exc.raw_line}:{exc.raw_column + 1}: invalid Python: {exc.message}; "
+            f"{file}:{line}:{col}: invalid Python: {message}; "
             "fix the syntax (the module is read, never imported). Nothing was written"
         ) from exc
     wrapper = MetadataWrapper(module)

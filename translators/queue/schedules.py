@@ -22,7 +22,6 @@ a worker. Conversions (diagnostic codes in MIGRATING.md):
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -278,7 +277,3 @@ def scheduler(schedule: Schedule, fire: m.Node, diag: Collector) -> tuple[m.Node
             )
             return fire, "none"
     raise TypeError(schedule)
-
-
-def with_source(node: m.Node, ref) -> m.Node:
-    return replace(node, source=ref)
