@@ -522,6 +522,115 @@ def import_pgcron(
         ctx.exit(EXIT_FAILURE)
 
 
+@cli.command("import-queue")
+@click.argument(
+    "paths",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    metavar="PATH...",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "celery", "sidekiq", "k8s", "crontab"]),
+    default="auto",
+    show_default=True,
+    help="Source format; auto detects it per file from the content.",
+)
+@click.option(
+    "--tasks",
+    "tasks_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML mapping task names, classes and scripts to SQL, HTTP or manual.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the generated files [default: migrations/pgdurable/<format>; with "
+    "several formats, one sub-folder per format].",
+)
+@click.option(
+    "--portable",
+    is_flag=True,
+    help="Emit only df.* (no retries, time limits or atomic multi-statement steps); "
+    "report what is lost.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write nothing; print a unified diff against the files on disk. Exit 1 when "
+    "there is a difference.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every item and diagnostic as JSON to this file.",
+)
+@click.option("--default-username", metavar="ROLE", help="Role for jobs whose source names none.")
+@click.option("--default-database", metavar="DB", help="Database for jobs whose source names none.")
+@json_option
+@click.pass_context
+def import_queue(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    fmt: str,
+    tasks_file: Path | None,
+    out_dir: Path | None,
+    portable: bool,
+    dry_run: bool,
+    report_path: Path | None,
+    default_username: str | None,
+    default_database: str | None,
+) -> None:
+    """Translate Celery beat, Sidekiq, Kubernetes CronJob and crontab schedules.
+
+    \b
+    Each job becomes OUT/<name>.sql: an idempotent enqueue function
+    pgdurable_jobs.enqueue_<name>(args jsonb) that starts one run, and the
+    schedule workflow that calls it. Tasks whose body is code need --tasks;
+    OUT/tasks.template.yaml lists the unmapped ones. A file that cannot be
+    parsed stops the run before anything is written.
+    Exit codes: 0 ok, 1 an item or file failed (or --dry-run found a
+    difference), 2 usage error.
+    """
+    from pgdurable import pipeline
+
+    reports = pipeline.import_queue(
+        list(paths),
+        fmt=fmt,
+        tasks_file=tasks_file,
+        out_dir=out_dir,
+        portable=portable,
+        dry_run=dry_run,
+        default_username=default_username,
+        default_database=default_database,
+    )
+    data = pipeline.merged(reports) if reports else {"source": "queue", "items": [], "summary": {}}
+    if report_path is not None:
+        from pgdurable.output import write_atomic
+
+        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
+    texts = []
+    for report in reports:
+        text = report.text()
+        if dry_run:
+            text = (report.diff or "no difference\n") + text
+        elif report.written:
+            folder = next(iter(report.plan.files)).parent
+            text += f"\nwrote {len(report.written)} file(s) in {folder}"
+        texts.append(text)
+    if dry_run:
+        data = {**data, "diff": "".join(r.diff for r in reports)}
+    emit(ctx, data, "\n".join(texts) or "no jobs found")
+    failed = any(r.summary["failed"] for r in reports)
+    if (dry_run and any(r.has_difference for r in reports)) or failed:
+        ctx.exit(EXIT_FAILURE)
+
+
 @cli.command("apply")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option(

@@ -72,6 +72,7 @@ CODES: dict[str, Code] = {
     "PGD101": Code(Severity.ERROR, Fidelity.FAILED, "pg_cron rejects this schedule"),
     "PGD102": Code(Severity.ERROR, Fidelity.FAILED, "the source row or statement is unreadable"),
     "PGD103": Code(Severity.ERROR, Fidelity.FAILED, "the command is empty or lexically broken"),
+    "PGD104": Code(Severity.ERROR, Fidelity.FAILED, "the source scheduler rejects this schedule"),
     # approximation
     "PGD201": Code(Severity.WARNING, Fidelity.EXACT, "fields after the fifth are ignored"),
     "PGD202": Code(Severity.WARNING, Fidelity.APPROXIMATE, "'N seconds' becomes a sleep loop"),
@@ -85,6 +86,19 @@ CODES: dict[str, Code] = {
     "PGD210": Code(Severity.INFO, Fidelity.EXACT, "day-of-month OR day-of-week as a race"),
     "PGD211": Code(Severity.INFO, Fidelity.EXACT, "'$' checked by a SQL condition"),
     "PGD212": Code(Severity.INFO, Fidelity.EXACT, "the job runs on another node"),
+    "PGD213": Code(Severity.WARNING, Fidelity.EXACT, "unknown key ignored"),
+    "PGD214": Code(Severity.INFO, Fidelity.EXACT, "time zone checked by a SQL condition"),
+    "PGD215": Code(Severity.WARNING, Fidelity.APPROXIMATE, "interval or delay becomes a sleep"),
+    "PGD216": Code(Severity.WARNING, Fidelity.APPROXIMATE, "retry delays approximate the source"),
+    "PGD217": Code(Severity.WARNING, Fidelity.APPROXIMATE, "retries or time limit dropped"),
+    "PGD218": Code(Severity.INFO, Fidelity.EXACT, "seconds field becomes a sleep after the tick"),
+    "PGD219": Code(Severity.WARNING, Fidelity.APPROXIMATE, "several runs a minute reduced to one"),
+    "PGD220": Code(Severity.WARNING, Fidelity.APPROXIMATE, "psql's carry-on-after-error lost"),
+    "PGD221": Code(Severity.INFO, Fidelity.EXACT, "one run at a time (Forbid / uniqueness)"),
+    "PGD222": Code(Severity.WARNING, Fidelity.APPROXIMATE, "Replace cancels the running run"),
+    "PGD223": Code(Severity.INFO, Fidelity.EXACT, "missed ticks are not caught up"),
+    "PGD224": Code(Severity.INFO, Fidelity.EXACT, "the source's default retry policy assumed"),
+    "PGD225": Code(Severity.INFO, Fidelity.EXACT, "a source option has no effect here"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -92,6 +106,10 @@ CODES: dict[str, Code] = {
     "PGD304": Code(Severity.WARNING, Fidelity.MANUAL, "'$' combined with a weekday restriction"),
     "PGD305": Code(Severity.WARNING, Fidelity.MANUAL, "the schedule never fires"),
     "PGD306": Code(Severity.WARNING, Fidelity.MANUAL, "the source does not name the role"),
+    "PGD307": Code(Severity.WARNING, Fidelity.MANUAL, "the task's code is not mapped (--tasks)"),
+    "PGD308": Code(Severity.WARNING, Fidelity.MANUAL, "not psql, or psql-only features"),
+    "PGD309": Code(Severity.WARNING, Fidelity.MANUAL, "the schedule has no workflow equivalent"),
+    "PGD310": Code(Severity.WARNING, Fidelity.MANUAL, "a psql -f file is missing"),
 }
 
 
