@@ -72,6 +72,10 @@ CODES: dict[str, Code] = {
     "PGD101": Code(Severity.ERROR, Fidelity.FAILED, "pg_cron rejects this schedule"),
     "PGD102": Code(Severity.ERROR, Fidelity.FAILED, "the source row or statement is unreadable"),
     "PGD103": Code(Severity.ERROR, Fidelity.FAILED, "the command is empty or lexically broken"),
+    "PGD104": Code(Severity.ERROR, Fidelity.FAILED, "the DAG file does not parse"),
+    "PGD105": Code(
+        Severity.ERROR, Fidelity.FAILED, "Airflow refuses the DAG (cycle, duplicate id)"
+    ),
     # approximation
     "PGD201": Code(Severity.WARNING, Fidelity.EXACT, "fields after the fifth are ignored"),
     "PGD202": Code(Severity.WARNING, Fidelity.APPROXIMATE, "'N seconds' becomes a sleep loop"),
@@ -85,6 +89,21 @@ CODES: dict[str, Code] = {
     "PGD210": Code(Severity.INFO, Fidelity.EXACT, "day-of-month OR day-of-week as a race"),
     "PGD211": Code(Severity.INFO, Fidelity.EXACT, "'$' checked by a SQL condition"),
     "PGD212": Code(Severity.INFO, Fidelity.EXACT, "the job runs on another node"),
+    "PGD213": Code(Severity.WARNING, Fidelity.APPROXIMATE, "not series-parallel: parallelism lost"),
+    "PGD214": Code(Severity.WARNING, Fidelity.EXACT, "spelling not valid in that Airflow version"),
+    "PGD216": Code(Severity.INFO, Fidelity.EXACT, "one_* rule decided after all upstreams"),
+    "PGD217": Code(Severity.WARNING, Fidelity.APPROXIMATE, "--portable drops retries/timeouts"),
+    "PGD218": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "irregular cron: interval start approximated"
+    ),
+    "PGD219": Code(Severity.WARNING, Fidelity.APPROXIMATE, "timedelta schedule as a sleep loop"),
+    "PGD220": Code(Severity.INFO, Fidelity.EXACT, "sensor result tested with DSL truthiness"),
+    "PGD221": Code(Severity.INFO, Fidelity.EXACT, "psql -f stops at the first error"),
+    "PGD222": Code(Severity.INFO, Fidelity.EXACT, "Python callable translated as its hook SQL"),
+    "PGD223": Code(Severity.INFO, Fidelity.EXACT, "retry backoff without Airflow's jitter"),
+    "PGD224": Code(Severity.WARNING, Fidelity.APPROXIMATE, "--portable: a failure ends the run"),
+    "PGD225": Code(Severity.INFO, Fidelity.EXACT, "catchup runs are not created"),
+    "PGD226": Code(Severity.WARNING, Fidelity.APPROXIMATE, "depends_on_past not enforced"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -92,6 +111,15 @@ CODES: dict[str, Code] = {
     "PGD304": Code(Severity.WARNING, Fidelity.MANUAL, "'$' combined with a weekday restriction"),
     "PGD305": Code(Severity.WARNING, Fidelity.MANUAL, "the schedule never fires"),
     "PGD306": Code(Severity.WARNING, Fidelity.MANUAL, "the source does not name the role"),
+    "PGD307": Code(Severity.WARNING, Fidelity.MANUAL, "task needs a person (Python, shell, ...)"),
+    "PGD308": Code(Severity.WARNING, Fidelity.MANUAL, "template expression not translated"),
+    "PGD309": Code(Severity.WARNING, Fidelity.MANUAL, "connection id not mapped"),
+    "PGD310": Code(
+        Severity.WARNING, Fidelity.MANUAL, "schedule not translated (assets, timetable)"
+    ),
+    "PGD311": Code(Severity.WARNING, Fidelity.MANUAL, "not statically knowable"),
+    "PGD312": Code(Severity.WARNING, Fidelity.MANUAL, "tasks use several databases"),
+    "PGD313": Code(Severity.WARNING, Fidelity.MANUAL, "SQL template file not found"),
 }
 
 

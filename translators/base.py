@@ -42,6 +42,7 @@ class Workflow:
     start: bool = True  # start the instance on apply (False: register only)
     description: tuple[str, ...] = ()  # extra header lines
     cutover: str | None = None  # SQL that retires the source item
+    epilogue: str | None = None  # SQL run after the deploy call (e.g. a trigger function)
 
 
 @dataclass(frozen=True)
