@@ -40,6 +40,7 @@ from pgdurable.translators.airflow.tasks import (
     Context,
     Work,
     compile_work,
+    guarded_branch,
     literal,
     policies,
     sid,
@@ -275,11 +276,11 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
         cond = " OR ".join(
             f"${'st_' + sid(t)} IN ('failed', 'upstream_failed')" for t in failing_leaves
         )
-        listing = ", ".join(f"{t}=' || ${'st_' + sid(t)} || '" for t in failing_leaves)
+        listing = " || ', ' || ".join(f"'{t}=' || ${'st_' + sid(t)}" for t in failing_leaves)
         steps.append(
             m.Sql(
                 f"DO $run$ BEGIN IF {cond} THEN RAISE EXCEPTION "
-                f"'DAG run {dag.dag_id} failed: {listing}'; END IF; END $run$"
+                f"'DAG run {dag.dag_id} failed: %', {listing}; END IF; END $run$"
             )
         )
     if not steps:
@@ -290,6 +291,30 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
         run = m.Seq(tuple(_flatten(steps)))
     profile = m.PGDURABLE if uses_extensions or ctx.multi_statement else m.PORTABLE
     return run, run, profile
+
+
+def _mapped(task: Task, ctx: Context) -> Work:
+    """``.partial(...).expand(k=[...])`` over literal lists: one parallel
+    instance per element, as Airflow's mapped task instances."""
+    mapped = task.mapped
+    lists = mapped if isinstance(mapped, dict) else {}
+    lengths = {len(v) for v in lists.values() if isinstance(v, list)}
+    if not lists or len(lengths) != 1 or not all(isinstance(v, list) for v in lists.values()):
+        ctx.diag.add(
+            "PGD311", f"task {task.task_id!r} is mapped over values not known statically", task.ref
+        )
+        return compile_work(task, ctx)
+    from dataclasses import replace
+
+    works = []
+    for i in range(lengths.pop()):
+        args = {**task.args, **{k: v[i] for k, v in lists.items()}}
+        works.append(compile_work(replace(task, args=args), ctx))
+    nodes = [w.node for w in works if w.node is not None]
+    if not nodes:
+        return Work(None, can_fail=False)
+    node = nodes[0] if len(nodes) == 1 else m.Join(tuple(nodes))
+    return Work(node, manual=any(w.manual for w in works))
 
 
 def _ids(value: object) -> set[str]:
@@ -331,6 +356,8 @@ def _task_node(
             and work.follow is None
         ):
             run = _guarded(work.plain_sql, st, task)
+        elif work.branch_query is not None and run is work.node:
+            run = guarded_branch(work.branch_query, st, task.ref)
         elif ctx.portable:
             run = m.Seq((run, marker)) if plan.observed else run
         else:

@@ -103,7 +103,7 @@ def _cron_plan(expr: str, text: str, generation: int) -> Plan:
                     "PGD218",
                     f"{text!r} fires at irregular intervals: the run's interval start "
                     f"(ds) is computed as the tick minus {gaps} s, the shortest interval, "
-                    "so it is wrong after a longer gap (e.g. Monday after a weekend)",
+                    "so it is wrong after a longer gap",
                 )
             )
     plan.rule = _rule_text(generation, interval)

@@ -57,6 +57,7 @@ class Work:
     short_circuit_all: bool = True  # ignore_downstream_trigger_rules
     plain_sql: str | None = None  # a single SQL step's text (capturable in SQL)
     manual: bool = False
+    branch_query: str | None = None  # BranchSQLOperator's query (capturable in SQL)
 
 
 def sid(task_id: str) -> str:
@@ -410,7 +411,7 @@ def _check(task: Task, ctx: Context) -> Work:
     query = _one_query(task, ctx)
     if query is None:
         return stub(task, "the check query is not statically known", ctx)
-    return Work(m.Sql(check_sql(query), source=task.ref))
+    return _single(check_sql(query), task)
 
 
 def _value_check(task: Task, ctx: Context) -> Work:
@@ -418,7 +419,12 @@ def _value_check(task: Task, ctx: Context) -> Work:
     if query is None or isinstance(task.args.get("pass_value"), Unknown):
         return stub(task, "the check query or pass_value is not statically known", ctx)
     sql = value_check_sql(query, task.args.get("pass_value"), task.args.get("tolerance"))
-    return Work(m.Sql(sql, source=task.ref))
+    return _single(sql, task)
+
+
+def _single(sql: str, task: Task) -> Work:
+    """One single-statement step (capturable inside its own transaction)."""
+    return Work(m.Sql(sql, source=task.ref), plain_sql=sql)
 
 
 def _threshold(task: Task, ctx: Context) -> Work:
@@ -426,7 +432,7 @@ def _threshold(task: Task, ctx: Context) -> Work:
     low, high = task.args.get("min_threshold"), task.args.get("max_threshold")
     if query is None or isinstance(low, Unknown) or isinstance(high, Unknown):
         return stub(task, "the query or a threshold is not statically known", ctx)
-    return Work(m.Sql(threshold_sql(query, low, high), source=task.ref))
+    return _single(threshold_sql(query, low, high), task)
 
 
 def _interval(task: Task, ctx: Context) -> Work:
@@ -450,15 +456,42 @@ def _branch_sql(task: Task, ctx: Context) -> Work:
     if query is None:
         return stub(task, "the branch query is not statically known", ctx)
     name = f"br_{sid(task.task_id)}"
-    # Airflow's reading of the first cell: bool, int (nonzero = true) or a string
-    # y/yes/t/true/on/1 or n/no/f/false/off/0; anything else (and no row) fails.
-    follow = (
-        f"CASE WHEN lower(trim(${name}::text)) IN ('true','t','y','yes','on','1') THEN true "
-        f"WHEN lower(trim(${name}::text)) IN ('false','f','n','no','off','0') THEN false "
-        f"WHEN ${name}::text ~ '^-?[0-9]+$' THEN ${name}::text::bigint <> 0 "
-        f"ELSE ('unexpected query return result ' || ${name}::text)::boolean END"
+    follow = branch_follow(f"${name}::text")
+    return Work(m.Sql(query, name=name, source=task.ref), follow=follow, branch_query=query)
+
+
+def branch_follow(cell: str) -> str:
+    """Airflow's reading of BranchSQLOperator's first cell: bool, int (nonzero =
+    true) or a string y/yes/t/true/on/1 or n/no/f/false/off/0; anything else
+    fails the task (here: a failing cast carrying Airflow's message)."""
+    return (
+        f"CASE WHEN lower(trim({cell})) IN ('true','t','y','yes','on','1') THEN true "
+        f"WHEN lower(trim({cell})) IN ('false','f','n','no','off','0') THEN false "
+        f"WHEN {cell} ~ '^-?[0-9]+$' THEN {cell}::bigint <> 0 "
+        f"ELSE ('unexpected query return result ' || {cell})::boolean END"
     )
-    return Work(m.Sql(query, name=name, source=task.ref), follow=follow)
+
+
+def guarded_branch(query: str, name: str, ref: SourceRef) -> m.Sql:
+    """A BranchSQLOperator whose failure is recorded: one transaction that reads
+    the first cell, decides, and returns ``state`` and ``follow``."""
+    return m.Sql(
+        "DO $task$\nDECLARE cell text; n bigint;\nBEGIN\n"
+        "    EXECUTE 'SELECT (SELECT value #>> ''{}'' FROM json_each(row_to_json(q)) LIMIT 1) FROM ('"
+        f" || {_dollar(query)} || ') AS q LIMIT 1' INTO cell;\n"
+        "    GET DIAGNOSTICS n = ROW_COUNT;\n"
+        "    IF n = 0 OR cell IS NULL THEN\n"
+        "        RAISE EXCEPTION 'No rows returned from sql query. Operator expected True or False return value.';\n"
+        "    END IF;\n"
+        f"    PERFORM set_config('pgdurable.branch_follow', ({branch_follow('cell')})::text, true);\n"
+        "EXCEPTION WHEN OTHERS THEN\n"
+        "    PERFORM set_config('pgdurable.task_error', SQLERRM, true);\nEND\n$task$;\n"
+        "SELECT CASE WHEN coalesce(current_setting('pgdurable.task_error', true), '') = ''\n"
+        "            THEN 'success' ELSE 'failed' END AS state,\n"
+        "       nullif(current_setting('pgdurable.branch_follow', true), '')::boolean AS follow",
+        name=name,
+        source=ref,
+    )
 
 
 def _sensor_loop(task: Task, ctx: Context, poke: m.Node, prefix: str) -> Work:

@@ -195,7 +195,11 @@ def render_sql(text: str, env: Env) -> str:
         if c == "'":
             j = i + 1
             while j < n:
-                if text[j] == "'" and text[j + 1 : j + 2] == "'":
+                if text.startswith("{{", j) or text.startswith("{%", j):
+                    # Jinja inside the literal may hold quotes of its own
+                    close = text.find("}}" if text[j + 1] == "{" else "%}", j + 2)
+                    j = n if close < 0 else close + 2
+                elif text[j] == "'" and text[j + 1 : j + 2] == "'":
                     j += 2
                 elif text[j] == "'":
                     break
