@@ -11,8 +11,11 @@ skipped; a bad DAG never stops the batch.
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pgdurable.translators.airflow import compile as compiler
@@ -59,55 +62,59 @@ def read_template(path: str) -> str | None:
         return None
 
 
+PARALLEL_FROM = 64  # files; below this a process pool costs more than it saves
+
+
 def translate(
     files: Sequence[SourceFile],
     ctx: TranslateContext,
     connections: Connections | None = None,
     read_template: Callable[[str], str | None] = read_template,
 ) -> Batch:
-    """One result per DAG (and per unreadable file), in file order."""
+    """One result per DAG (and per unreadable file), in file order. Large
+    batches are spread over a process pool (each file is independent)."""
     connections = connections or Connections()
+    work = [(f, ctx, connections, read_template) for f in files]
+    if len(files) >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
+        with ProcessPoolExecutor() as pool:
+            per_file = list(pool.map(_translate_file, work, chunksize=16))
+    else:
+        per_file = [_translate_file(w) for w in work]
     batch = Batch([])
-    pending: list[tuple[str, SourceRef, Callable[[str], ItemResult]]] = []
-    for f in files:
-        if f.text.startswith("\0"):
-            ref = SourceRef(f.path)
-            pending.append(
-                (
-                    Path(f.path).stem,
-                    ref,
-                    _failed(ref, "PGD104", f"cannot read the file: {f.text[1:]}"),
-                )
-            )
-            continue
-        if "DAG" not in f.text and "dag" not in f.text:
-            batch.skipped.append(f.path)
-            continue
-        try:
-            dag_file = read(f.path, f.text)
-        except ReadError as exc:
-            ref = SourceRef(f.path, exc.line)
-            pending.append((Path(f.path).stem, ref, _failed(ref, "PGD104", str(exc))))
-            continue
-        except Exception as exc:  # a reader bug must not lose the batch
-            ref = SourceRef(f.path)
-            message = f"internal error while reading: {type(exc).__name__}: {exc}"
-            pending.append((Path(f.path).stem, ref, _failed(ref, "PGD104", message)))
-            continue
-        if not dag_file.dags:
-            batch.skipped.append(f.path)
-            continue
-        for dag in dag_file.dags:
-            pending.append(
-                (dag.dag_id, dag.ref, _compiler(dag, dag_file, ctx, connections, read_template))
-            )
-    counts: dict[str, int] = {}
-    for name, _, _ in pending:
-        counts[name] = counts.get(name, 0) + 1
-    for name, ref, build in pending:
-        unique = name if counts[name] == 1 else f"{name}__{Path(ref.file).stem}"
-        batch.results.append(build(unique))
+    for results, skipped in per_file:
+        batch.results.extend(results)
+        batch.skipped.extend(skipped)
+    counts = Counter(r.name for r in batch.results)
+    for i, r in enumerate(batch.results):
+        if counts[r.name] > 1:  # the same dag_id in several files
+            unique = f"{r.name}__{Path(r.source_ref.file).stem}"
+            workflow = replace(r.workflow, name=unique) if r.workflow else None
+            batch.results[i] = replace(r, name=unique, workflow=workflow)
     return batch
+
+
+def _translate_file(args) -> tuple[list[ItemResult], list[str]]:
+    f, ctx, connections, read_template = args
+    name = Path(f.path).stem
+    if f.text.startswith("\0"):
+        ref = SourceRef(f.path)
+        return [_failed(ref, "PGD104", f"cannot read the file: {f.text[1:]}")(name)], []
+    if "DAG" not in f.text and "dag" not in f.text:
+        return [], [f.path]
+    try:
+        dag_file = read(f.path, f.text)
+    except ReadError as exc:
+        return [_failed(SourceRef(f.path, exc.line), "PGD104", str(exc))(name)], []
+    except Exception as exc:  # a reader bug must not lose the batch
+        message = f"internal error while reading: {type(exc).__name__}: {exc}"
+        return [_failed(SourceRef(f.path), "PGD104", message)(name)], []
+    if not dag_file.dags:
+        return [], [f.path]
+    results = [
+        _compiler(dag, dag_file, ctx, connections, read_template)(dag.dag_id)
+        for dag in dag_file.dags
+    ]
+    return results, []
 
 
 def _failed(ref: SourceRef, code: str, message: str) -> Callable[[str], ItemResult]:
