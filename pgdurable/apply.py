@@ -37,10 +37,11 @@ class DatabaseSink:
             diag = getattr(exc, "diag", None)
             detail = getattr(diag, "message_primary", None) or " ".join(str(exc).split())
             hint = getattr(diag, "message_hint", None)
-            if "pgdurable.try" in detail or "pgdurable.retry" in detail:
+            if any(f"pgdurable.{n}" in detail for n in ("try", "retry", "timeout")):
                 hint = (
-                    "this file uses pgdurable extension nodes, whose runtime is not "
-                    "installed in this database yet; regenerate with --portable"
+                    "this file uses pgdurable extension nodes (SPEC A.4), which this "
+                    "database does not have: run `pgdurable schema upgrade` (migration "
+                    "0007), or regenerate with --portable"
                 )
             raise ApplyFailed(
                 f"applying {path} failed and was rolled back: {detail}"

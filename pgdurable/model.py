@@ -17,9 +17,10 @@ came from, for the renderer's comments; never encoded, never compared).
 
 Extension nodes (``Retry``, ``Timeout``, ``Try``) encode with node types
 ``RETRY``, ``TIMEOUT`` and ``TRY``: the child is ``left_node``, ``Try``'s
-fallback is ``right_node`` and parameters are a JSON config in ``query``. The
-runtime that executes them (and the ``pgdurable.*`` constructors) lands later;
-a model that uses one has profile ``pgdurable`` (SPEC A.5).
+fallback is ``right_node`` and parameters are a JSON config in ``query``,
+byte for byte what the ``pgdurable.retry/timeout/try`` constructors
+(migration 0007) build; they validate their arguments the same way. A model
+that uses one has profile ``pgdurable`` (SPEC A.5).
 """
 
 from __future__ import annotations
@@ -173,6 +174,18 @@ class Retry(NodeBase):
     backoff: float = 1.0
     max_delay_seconds: int | None = None
 
+    def __post_init__(self) -> None:
+        # The constructor's bounds; within them the backoff encodes the same
+        # way in Python and in SQL (no exponent, shortest form).
+        if self.max_attempts < 1:
+            raise ValueError("pgdurable.retry: max_attempts must be at least 1")
+        if self.delay_seconds < 0:
+            raise ValueError("pgdurable.retry: delay_seconds must be non-negative")
+        if not 1.0 <= self.backoff <= 1000.0:
+            raise ValueError("pgdurable.retry: backoff must be between 1.0 and 1000.0")
+        if self.max_delay_seconds is not None and self.max_delay_seconds < 0:
+            raise ValueError("pgdurable.retry: max_delay_seconds must be non-negative or NULL")
+
 
 @dataclass(frozen=True)
 class Timeout(NodeBase):
@@ -180,6 +193,10 @@ class Timeout(NodeBase):
 
     node: Node
     seconds: int
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0:
+            raise ValueError("pgdurable.timeout: seconds must be positive")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ Modules, one concept each:
 - ``loop``: the process (claims, leases, heartbeat, LISTEN, shutdown);
 - ``claims``: one claim of one instance, from load to release;
 - ``interpreter``: replay of the graph (THEN, IF, JOIN, RACE, LOOP);
+- ``extensions``: pgdurable's extension nodes (RETRY, TIMEOUT, TRY);
+- ``deadlines``: a TIMEOUT's hold over its child (statement cancel, replay);
 - ``steps``: leaf executors (SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK);
 - ``sql_step``: the exactly-once SQL step transaction;
 - ``journal``: every lease-checked write to the database;

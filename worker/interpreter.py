@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pgdurable.worker import steps
+from pgdurable.worker import deadlines, extensions, steps
 from pgdurable.worker.graph import Instance, Node
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.outcomes import Broke, Cancelled, Failed, Suspended
@@ -42,6 +42,9 @@ BREAK_OUTSIDE_LOOP = (
     "df.break() was called outside of a loop. df.break() may only be used inside df.loop()."
 )
 RACE_LOSER_LOOP = "Loop branch cancelled after losing RACE"
+# Nodes that write their own stamps: a loop per generation, the extension
+# nodes with their status_details.
+SELF_STAMPED = frozenset({"LOOP"}) | extensions.NODE_TYPES
 
 
 @dataclass
@@ -72,20 +75,31 @@ class Execution:
 
     # -- stamps ---------------------------------------------------------------
 
-    def stamp(self, node: Node, scope: Scope, status: str, result: str | None = None) -> None:
-        """Queue a stamp unless the stored one already says the same."""
+    def stamp(
+        self,
+        node: Node,
+        scope: Scope,
+        status: str,
+        result: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue a stamp unless the stored one already says the same.
+
+        ``details`` go into status_details next to the execution id; a running
+        stamp that carries them is always written (they change while it runs).
+        """
         exec_id = scope.execution_id
-        if self.instance.stamps.get(node.id) == (status, exec_id):
+        stored = self.instance.stamps.get(node.id)
+        if stored == (status, exec_id) and (details is None or status != "running"):
             return
-        if status == "running" and self.instance.stamps.get(node.id) in (
-            ("completed", exec_id),
-            ("failed", exec_id),
-        ):
+        if status == "running" and stored in (("completed", exec_id), ("failed", exec_id)):
             return
         self.instance.stamps[node.id] = (status, exec_id)
         entry: dict[str, Any] = {"node": node.id, "status": status, "exec": exec_id}
         if result is not None:
             entry["result"] = json.loads(result)
+        if details:
+            entry["details"] = details
         self._stamps.append(entry)
 
     def noted(self, node: Node, scope: Scope, status: str) -> None:
@@ -114,19 +128,19 @@ class Execution:
 
     async def run(self, node: Node, scope: Scope) -> str:
         """Run ``node`` in ``scope``; its result (JSON text) or an outcome exception."""
-        if node.type != "LOOP":  # a loop stamps itself per generation
+        if node.type not in SELF_STAMPED:
             self.stamp(node, scope, "running")
         try:
             result = await self._dispatch(node, scope)
         except Failed as failure:
-            if node.type != "LOOP":
+            if node.type not in SELF_STAMPED:
                 self.stamp(node, scope, "failed", dumps(failure.error))
             raise
         except Broke as brk:
             if node.type == "BREAK":  # the break itself completes; ancestors stay as they are
                 self.stamp(node, scope, "completed", brk.value)
             raise
-        if node.type != "LOOP":
+        if node.type not in SELF_STAMPED:
             self.stamp(node, scope, "completed", result)
         if node.result_name:
             scope.results[node.result_name] = result
@@ -144,6 +158,8 @@ class Execution:
             return await self._race(node, scope)
         if node.type == "LOOP":
             return await self._loop(node, scope)
+        if node.type in extensions.NODE_TYPES:
+            return await extensions.run(self, node, scope)
         return await steps.run_leaf(self, node, scope)
 
     def child(self, node_id: str | None) -> Node:
@@ -327,6 +343,7 @@ class Execution:
                 raise Failed(f"Loop exceeded maximum of {MAX_LOOP_ITERATIONS} iterations")
             # Every iteration takes at least one second (SPEC B §4.2): a durable
             # timer, so a waiting loop holds no coroutine either.
+            deadlines.forbid_new_work()  # under an expired TIMEOUT no iteration starts
             await self.flush()
             due, fired = await self.journal.timer(
                 inner.name, inner.gen, node.id, due_at=started_at + timedelta(seconds=1)

@@ -55,3 +55,15 @@ class Cancelled(Exception):
 
 class Retry(Exception):
     """The database connection failed mid-claim; release and try again later."""
+
+
+class DeadlineExceeded(Exception):
+    """A ``pgdurable.timeout`` deadline has passed: nothing new may start under it.
+
+    Raised inside the TIMEOUT's child (see ``deadlines.forbid_new_work``) and
+    caught by the TIMEOUT that owns ``deadline``, which then fails the node.
+    """
+
+    def __init__(self, deadline: object) -> None:
+        super().__init__("deadline exceeded")
+        self.deadline = deadline

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pgdurable.worker import deadlines
 from pgdurable.worker.outcomes import Broke, Failed, Suspended
 from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
@@ -58,6 +59,7 @@ async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
         return replayed
     if node.type == "BREAK":
         raise Broke(_break_value(node))
+    deadlines.forbid_new_work()  # past a TIMEOUT's deadline only replays may finish
     executor = EXECUTORS.get(node.type)
     if executor is None:
         raise await _fail(
@@ -89,7 +91,8 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
     except SubstitutionError as exc:
         raise await _fail(ex, node, scope, str(exc)) from exc
     await ex.flush()  # our 'running' stamp, and a cancel check
-    pool = await ex.services.user_pool(instance.role or "", instance.database)
+    # Under a TIMEOUT the step's backend is registered so it can be cancelled.
+    pool = deadlines.track(await ex.services.user_pool(instance.role or "", instance.database))
     key = StepKey(scope.name, scope.gen, node.id)
     same_database = instance.database in (None, instance.control_database)
     async with ex.services.step_slots:

@@ -151,3 +151,12 @@ def test_mixed_rules_after_one_failure(wf, tables):
     assert sorted(log(tables)) == ["none_skipped", "one_success"]
     assert xs(tables) == [1]
     assert wf.status(instance) == "failed"
+
+
+def test_retried_failure_is_caught_by_pgdurable_try(wf, tables):
+    tables.execute("CREATE SEQUENCE attempts")
+    tables.execute("GRANT ALL ON SEQUENCE attempts TO alice")
+    instance = run_dag(wf, "e12_retry_capture")
+    wf.wait_status(instance, "completed")  # the only leaf (all_done) succeeded
+    assert tables.value("SELECT last_value FROM attempts") == 2  # retries=1: two attempts
+    assert log(tables) == ["after"]
