@@ -666,6 +666,93 @@ def apply(ctx: click.Context, directory: Path, as_sql: bool, dsn: str | None) ->
     )
 
 
+@cli.command("import-airflow")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("migrations/pgdurable/airflow"),
+    show_default=True,
+    help="Folder of the generated files (one per DAG, plus cutover.sql).",
+)
+@click.option(
+    "--connections",
+    "connections_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML mapping Airflow conn_ids to databases ({database: NAME} or current) and "
+    "HTTP base URLs ({url: URL}).",
+)
+@click.option(
+    "--portable",
+    is_flag=True,
+    help="Emit only df.* (no pgdurable extensions); report what is lost.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write nothing; print a unified diff against the files on disk. Exit 1 on a difference.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every item and diagnostic as JSON to this file.",
+)
+@click.option(
+    "--default-username", metavar="ROLE", help="Database role the scheduled workflows run as."
+)
+@json_option
+@click.pass_context
+def import_airflow(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    out_dir: Path,
+    connections_file: Path | None,
+    portable: bool,
+    dry_run: bool,
+    report_path: Path | None,
+    default_username: str | None,
+) -> None:
+    """Translate Airflow DAG files (read statically, never imported) into workflow files.
+
+    \b
+    PATH is a DAG file or a folder (searched recursively for *.py). Each DAG
+    becomes OUT/<dag_id>.sql; files without a DAG are skipped, files that do
+    not parse are reported as failed. Exit codes: 0 ok, 1 an item failed (or
+    --dry-run found a difference), 2 usage error.
+    """
+    from pgdurable import pipeline
+
+    report = pipeline.import_airflow(
+        paths=list(paths),
+        out_dir=out_dir,
+        connections_file=connections_file,
+        portable=portable,
+        dry_run=dry_run,
+        default_username=default_username,
+    )
+    _finish_import(ctx, report, report_path, dry_run, out_dir)
+
+
+def _finish_import(ctx, report, report_path, dry_run, out_dir) -> None:
+    data = report.as_dict()
+    if report_path is not None:
+        from pgdurable.output import write_atomic
+
+        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
+    text = report.text()
+    if dry_run:
+        changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
+        text = (changes or "no difference\n") + text
+        data = {**data, "diff": report.diff, "registry_changes": report.registry_changes}
+    elif report.written:
+        text += f"\nwrote {len(report.written)} file(s) in {out_dir}"
+    emit(ctx, data, text)
+    if (dry_run and report.has_difference) or report.summary["failed"]:
+        ctx.exit(EXIT_FAILURE)
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="pgdurable")
 

@@ -124,6 +124,7 @@ def workflow_file(result: ItemResult) -> str:
             f"{INDENT * 2}{body}",
             ");",
             "",
+            *([w.epilogue] if w.epilogue else []),
         ]
     )
 

@@ -34,6 +34,7 @@ class ImportReport:
     written: list[Path] = field(default_factory=list)
     diff: str = ""
     registry_changes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # sources without an item (no DAG)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -68,6 +69,7 @@ class ImportReport:
         lines = [
             f"{self.source}: {len(self.results)} item(s): "
             + ", ".join(f"{n} {k}" for k, n in s.items())
+            + (f"; {len(self.skipped)} file(s) without a DAG skipped" if self.skipped else "")
         ]
         attention = [
             r
@@ -217,3 +219,37 @@ def merged(reports: list[ImportReport]) -> dict[str, Any]:
         "items": [item for d in data for item in d["items"]],
         "summary": summary,
     }
+
+
+def import_airflow(
+    *,
+    paths: list[Path],
+    out_dir: Path,
+    connections_file: Path | None = None,
+    portable: bool = False,
+    dry_run: bool = False,
+    registry_connection: Callable[[], Any] | None = None,
+    default_username: str | None = None,
+) -> ImportReport:
+    """``pgdurable import-airflow``: read DAG files statically, translate, write."""
+    from pgdurable.translators import airflow
+    from pgdurable.translators.airflow import connections
+    from pgdurable.translators.base import TranslateContext
+
+    try:
+        conns = connections.load(connections_file)
+    except connections.ConnectionsError as exc:
+        from pgdurable.errors import TranslationError
+
+        raise TranslationError(str(exc)) from exc
+    ctx = TranslateContext(portable=portable, default_username=default_username)
+    batch = airflow.translate(airflow.read_paths(paths), ctx, conns)
+    report = run_import(
+        airflow.SOURCE,
+        batch.results,
+        out_dir,
+        dry_run=dry_run,
+        registry_connection=registry_connection,
+    )
+    report.skipped = batch.skipped
+    return report

@@ -45,6 +45,7 @@ class Workflow:
     # Statements the file runs before deploying, in the same transaction (e.g.
     # the queue translators' idempotent enqueue functions). Each ends with ';'.
     setup_sql: tuple[str, ...] = ()
+    epilogue: str | None = None  # SQL run after the deploy call (e.g. a trigger function)
 
 
 @dataclass(frozen=True)
