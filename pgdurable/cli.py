@@ -409,6 +409,57 @@ def signal_command(dsn, instance_id, name, data) -> None:
     click.echo(_one_value(dsn, "SELECT df.signal(%s, %s, %s)", [instance_id, name, data]))
 
 
+# -- options and output shared by the import-* commands ---------------------------
+
+portable_option = click.option(
+    "--portable",
+    is_flag=True,
+    help="Emit only df.* (no pgdurable extensions); report what is lost.",
+)
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write nothing; print a unified diff against the files on disk. Exit 1 when there "
+    "is a difference.",
+)
+report_option = click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every item and diagnostic as JSON to this file.",
+)
+
+
+def _finish_import(ctx: click.Context, source: str, reports, report_path, dry_run: bool) -> None:
+    """Print an import's outcome (and write it with --report); exit 1 when an item
+    failed or, with --dry-run, when something would change."""
+    from pgdurable import pipeline
+    from pgdurable.output import write_atomic
+
+    data = pipeline.merged(reports) if reports else {"source": source, "items": [], "summary": {}}
+    if report_path is not None:
+        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
+    texts = []
+    for report in reports:
+        text = report.text()
+        if dry_run:
+            changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
+            text = (changes or "no difference\n") + text
+        elif report.written:
+            text += f"\nwrote {len(report.written)} file(s) in {report.written[0].parent}"
+        texts.append(text)
+    if dry_run:
+        data = {
+            **data,
+            "diff": "".join(r.diff for r in reports),
+            "registry_changes": [c for r in reports for c in r.registry_changes],
+        }
+    emit(ctx, data, "\n".join(texts) or "nothing to translate")
+    failed = any(r.summary["failed"] for r in reports)
+    if failed or (dry_run and any(r.has_difference for r in reports)):
+        ctx.exit(EXIT_FAILURE)
+
+
 # -- pgdurable import-pgcron / apply ---------------------------------------------
 
 
@@ -428,17 +479,8 @@ def signal_command(dsn, instance_id, name, data) -> None:
     show_default=True,
     help="Folder of the generated files (one per job, plus cutover.sql).",
 )
-@click.option(
-    "--portable",
-    is_flag=True,
-    help="Emit only df.* (no pgdurable extensions); report what is lost.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Write nothing; print a unified diff against "
-    "the files on disk. Exit 1 when there is a difference.",
-)
+@portable_option
+@dry_run_option
 @click.option(
     "--against-db",
     is_flag=True,
@@ -446,12 +488,7 @@ def signal_command(dsn, instance_id, name, data) -> None:
     "workflows registered in the database given by --dsn.",
 )
 @dsn_option
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every item and diagnostic as JSON to this file.",
-)
+@report_option
 @click.option(
     "--default-username",
     metavar="ROLE",
@@ -505,21 +542,7 @@ def import_pgcron(
         default_username=default_username,
         default_database=default_database,
     )
-    data = report.as_dict()
-    if report_path is not None:
-        from pgdurable.output import write_atomic
-
-        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
-    text = report.text()
-    if dry_run:
-        changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
-        text = (changes or "no difference\n") + text
-        data = {**data, "diff": report.diff, "registry_changes": report.registry_changes}
-    elif report.written:
-        text += f"\nwrote {len(report.written)} file(s) in {out_dir}"
-    emit(ctx, data, text)
-    if (dry_run and report.has_difference) or report.summary["failed"]:
-        ctx.exit(EXIT_FAILURE)
+    _finish_import(ctx, "pg_cron", [report], report_path, dry_run)
 
 
 @cli.command("import-queue")
@@ -552,24 +575,9 @@ def import_pgcron(
     help="Folder of the generated files [default: migrations/pgdurable/<format>; with "
     "several formats, one sub-folder per format].",
 )
-@click.option(
-    "--portable",
-    is_flag=True,
-    help="Emit only df.* (no retries, time limits or atomic multi-statement steps); "
-    "report what is lost.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Write nothing; print a unified diff against the files on disk. Exit 1 when "
-    "there is a difference.",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every item and diagnostic as JSON to this file.",
-)
+@portable_option
+@dry_run_option
+@report_option
 @click.option("--default-username", metavar="ROLE", help="Role for jobs whose source names none.")
 @click.option("--default-database", metavar="DB", help="Database for jobs whose source names none.")
 @json_option
@@ -609,26 +617,7 @@ def import_queue(
         default_username=default_username,
         default_database=default_database,
     )
-    data = pipeline.merged(reports) if reports else {"source": "queue", "items": [], "summary": {}}
-    if report_path is not None:
-        from pgdurable.output import write_atomic
-
-        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
-    texts = []
-    for report in reports:
-        text = report.text()
-        if dry_run:
-            text = (report.diff or "no difference\n") + text
-        elif report.written:
-            folder = next(iter(report.plan.files)).parent
-            text += f"\nwrote {len(report.written)} file(s) in {folder}"
-        texts.append(text)
-    if dry_run:
-        data = {**data, "diff": "".join(r.diff for r in reports)}
-    emit(ctx, data, "\n".join(texts) or "no jobs found")
-    failed = any(r.summary["failed"] for r in reports)
-    if (dry_run and any(r.has_difference for r in reports)) or failed:
-        ctx.exit(EXIT_FAILURE)
+    _finish_import(ctx, "queue", reports, report_path, dry_run)
 
 
 @cli.command("apply")
@@ -683,22 +672,9 @@ def apply(ctx: click.Context, directory: Path, as_sql: bool, dsn: str | None) ->
     help="YAML mapping Airflow conn_ids to databases ({database: NAME} or current) and "
     "HTTP base URLs ({url: URL}).",
 )
-@click.option(
-    "--portable",
-    is_flag=True,
-    help="Emit only df.* (no pgdurable extensions); report what is lost.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Write nothing; print a unified diff against the files on disk. Exit 1 on a difference.",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every item and diagnostic as JSON to this file.",
-)
+@portable_option
+@dry_run_option
+@report_option
 @click.option(
     "--default-username", metavar="ROLE", help="Database role the scheduled workflows run as."
 )
@@ -732,25 +708,7 @@ def import_airflow(
         dry_run=dry_run,
         default_username=default_username,
     )
-    _finish_import(ctx, report, report_path, dry_run, out_dir)
-
-
-def _finish_import(ctx, report, report_path, dry_run, out_dir) -> None:
-    data = report.as_dict()
-    if report_path is not None:
-        from pgdurable.output import write_atomic
-
-        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
-    text = report.text()
-    if dry_run:
-        changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
-        text = (changes or "no difference\n") + text
-        data = {**data, "diff": report.diff, "registry_changes": report.registry_changes}
-    elif report.written:
-        text += f"\nwrote {len(report.written)} file(s) in {out_dir}"
-    emit(ctx, data, text)
-    if (dry_run and report.has_difference) or report.summary["failed"]:
-        ctx.exit(EXIT_FAILURE)
+    _finish_import(ctx, "airflow", [report], report_path, dry_run)
 
 
 def main(argv: list[str] | None = None) -> None:
