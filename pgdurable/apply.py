@@ -32,7 +32,14 @@ class DatabaseSink:
         try:
             with self.conn.transaction():
                 cursor = self.conn.execute(text.encode())  # bytes: sent as one simple query
-                row = cursor.fetchone() if cursor.description else None
+                # A file may run setup statements first (e.g. an enqueue function): the
+                # outcome is the last result that has rows, deploy_workflow's.
+                row = None
+                while True:
+                    if cursor.description:
+                        row = cursor.fetchone()
+                    if not cursor.nextset():
+                        break
         except db.DatabaseError as exc:
             diag = getattr(exc, "diag", None)
             detail = getattr(diag, "message_primary", None) or " ".join(str(exc).split())

@@ -442,6 +442,57 @@ def signal_command(dsn, instance_id, name, data) -> None:
     click.echo(_one_value(dsn, "SELECT df.signal(%s, %s, %s)", [instance_id, name, data]))
 
 
+# -- options and output shared by the import-* commands ---------------------------
+
+portable_option = click.option(
+    "--portable",
+    is_flag=True,
+    help="Emit only df.* (no pgdurable extensions); report what is lost.",
+)
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write nothing; print a unified diff against the files on disk. Exit 1 when there "
+    "is a difference.",
+)
+report_option = click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every item and diagnostic as JSON to this file.",
+)
+
+
+def _finish_import(ctx: click.Context, source: str, reports, report_path, dry_run: bool) -> None:
+    """Print an import's outcome (and write it with --report); exit 1 when an item
+    failed or, with --dry-run, when something would change."""
+    from pgdurable import pipeline
+    from pgdurable.output import write_atomic
+
+    data = pipeline.merged(reports) if reports else {"source": source, "items": [], "summary": {}}
+    if report_path is not None:
+        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
+    texts = []
+    for report in reports:
+        text = report.text()
+        if dry_run:
+            changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
+            text = (changes or "no difference\n") + text
+        elif report.written:
+            text += f"\nwrote {len(report.written)} file(s) in {report.written[0].parent}"
+        texts.append(text)
+    if dry_run:
+        data = {
+            **data,
+            "diff": "".join(r.diff for r in reports),
+            "registry_changes": [c for r in reports for c in r.registry_changes],
+        }
+    emit(ctx, data, "\n".join(texts) or "nothing to translate")
+    failed = any(r.summary["failed"] for r in reports)
+    if failed or (dry_run and any(r.has_difference for r in reports)):
+        ctx.exit(EXIT_FAILURE)
+
+
 # -- pgdurable import-pgcron / apply ---------------------------------------------
 
 
@@ -461,17 +512,8 @@ def signal_command(dsn, instance_id, name, data) -> None:
     show_default=True,
     help="Folder of the generated files (one per job, plus cutover.sql).",
 )
-@click.option(
-    "--portable",
-    is_flag=True,
-    help="Emit only df.* (no pgdurable extensions); report what is lost.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Write nothing; print a unified diff against "
-    "the files on disk. Exit 1 when there is a difference.",
-)
+@portable_option
+@dry_run_option
 @click.option(
     "--against-db",
     is_flag=True,
@@ -479,12 +521,7 @@ def signal_command(dsn, instance_id, name, data) -> None:
     "workflows registered in the database given by --dsn.",
 )
 @dsn_option
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every item and diagnostic as JSON to this file.",
-)
+@report_option
 @click.option(
     "--default-username",
     metavar="ROLE",
@@ -538,21 +575,82 @@ def import_pgcron(
         default_username=default_username,
         default_database=default_database,
     )
-    data = report.as_dict()
-    if report_path is not None:
-        from pgdurable.output import write_atomic
+    _finish_import(ctx, "pg_cron", [report], report_path, dry_run)
 
-        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
-    text = report.text()
-    if dry_run:
-        changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
-        text = (changes or "no difference\n") + text
-        data = {**data, "diff": report.diff, "registry_changes": report.registry_changes}
-    elif report.written:
-        text += f"\nwrote {len(report.written)} file(s) in {out_dir}"
-    emit(ctx, data, text)
-    if (dry_run and report.has_difference) or report.summary["failed"]:
-        ctx.exit(EXIT_FAILURE)
+
+@cli.command("import-queue")
+@click.argument(
+    "paths",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    metavar="PATH...",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "celery", "sidekiq", "k8s", "crontab"]),
+    default="auto",
+    show_default=True,
+    help="Source format; auto detects it per file from the content.",
+)
+@click.option(
+    "--tasks",
+    "tasks_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML mapping task names, classes and scripts to SQL, HTTP or manual.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the generated files [default: migrations/pgdurable/<format>; with "
+    "several formats, one sub-folder per format].",
+)
+@portable_option
+@dry_run_option
+@report_option
+@click.option("--default-username", metavar="ROLE", help="Role for jobs whose source names none.")
+@click.option("--default-database", metavar="DB", help="Database for jobs whose source names none.")
+@json_option
+@click.pass_context
+def import_queue(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    fmt: str,
+    tasks_file: Path | None,
+    out_dir: Path | None,
+    portable: bool,
+    dry_run: bool,
+    report_path: Path | None,
+    default_username: str | None,
+    default_database: str | None,
+) -> None:
+    """Translate Celery beat, Sidekiq, Kubernetes CronJob and crontab schedules.
+
+    \b
+    Each job becomes OUT/<name>.sql: an idempotent enqueue function
+    pgdurable_jobs.enqueue_<name>(args jsonb) that starts one run, and the
+    schedule workflow that calls it. Tasks whose body is code need --tasks;
+    OUT/tasks.template.yaml lists the unmapped ones. A file that cannot be
+    parsed stops the run before anything is written.
+    Exit codes: 0 ok, 1 an item or file failed (or --dry-run found a
+    difference), 2 usage error.
+    """
+    from pgdurable import pipeline
+
+    reports = pipeline.import_queue(
+        list(paths),
+        fmt=fmt,
+        tasks_file=tasks_file,
+        out_dir=out_dir,
+        portable=portable,
+        dry_run=dry_run,
+        default_username=default_username,
+        default_database=default_database,
+    )
+    _finish_import(ctx, "queue", reports, report_path, dry_run)
 
 
 @cli.command("apply")
@@ -588,6 +686,62 @@ def apply(ctx: click.Context, directory: Path, as_sql: bool, dsn: str | None) ->
         {"applied": [{"file": str(p), "outcome": o} for p, o in outcomes]},
         f"applied {len(outcomes)} file(s) from {directory}",
     )
+
+
+@cli.command("import-airflow")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("migrations/pgdurable/airflow"),
+    show_default=True,
+    help="Folder of the generated files (one per DAG, plus cutover.sql).",
+)
+@click.option(
+    "--connections",
+    "connections_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML mapping Airflow conn_ids to databases ({database: NAME} or current) and "
+    "HTTP base URLs ({url: URL}).",
+)
+@portable_option
+@dry_run_option
+@report_option
+@click.option(
+    "--default-username", metavar="ROLE", help="Database role the scheduled workflows run as."
+)
+@json_option
+@click.pass_context
+def import_airflow(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    out_dir: Path,
+    connections_file: Path | None,
+    portable: bool,
+    dry_run: bool,
+    report_path: Path | None,
+    default_username: str | None,
+) -> None:
+    """Translate Airflow DAG files (read statically, never imported) into workflow files.
+
+    \b
+    PATH is a DAG file or a folder (searched recursively for *.py). Each DAG
+    becomes OUT/<dag_id>.sql; files without a DAG are skipped, files that do
+    not parse are reported as failed. Exit codes: 0 ok, 1 an item failed (or
+    --dry-run found a difference), 2 usage error.
+    """
+    from pgdurable import pipeline
+
+    report = pipeline.import_airflow(
+        paths=list(paths),
+        out_dir=out_dir,
+        connections_file=connections_file,
+        portable=portable,
+        dry_run=dry_run,
+        default_username=default_username,
+    )
+    _finish_import(ctx, "airflow", [report], report_path, dry_run)
 
 
 def main(argv: list[str] | None = None) -> None:

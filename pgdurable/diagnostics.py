@@ -72,6 +72,11 @@ CODES: dict[str, Code] = {
     "PGD101": Code(Severity.ERROR, Fidelity.FAILED, "pg_cron rejects this schedule"),
     "PGD102": Code(Severity.ERROR, Fidelity.FAILED, "the source row or statement is unreadable"),
     "PGD103": Code(Severity.ERROR, Fidelity.FAILED, "the command is empty or lexically broken"),
+    "PGD104": Code(Severity.ERROR, Fidelity.FAILED, "the source scheduler rejects this schedule"),
+    "PGD105": Code(Severity.ERROR, Fidelity.FAILED, "the DAG file does not parse"),
+    "PGD106": Code(
+        Severity.ERROR, Fidelity.FAILED, "Airflow refuses the DAG (cycle, duplicate id)"
+    ),
     # approximation
     "PGD201": Code(Severity.WARNING, Fidelity.EXACT, "fields after the fifth are ignored"),
     "PGD202": Code(Severity.WARNING, Fidelity.APPROXIMATE, "'N seconds' becomes a sleep loop"),
@@ -85,6 +90,33 @@ CODES: dict[str, Code] = {
     "PGD210": Code(Severity.INFO, Fidelity.EXACT, "day-of-month OR day-of-week as a race"),
     "PGD211": Code(Severity.INFO, Fidelity.EXACT, "'$' checked by a SQL condition"),
     "PGD212": Code(Severity.INFO, Fidelity.EXACT, "the job runs on another node"),
+    "PGD213": Code(Severity.WARNING, Fidelity.EXACT, "unknown key ignored"),
+    "PGD214": Code(Severity.INFO, Fidelity.EXACT, "time zone checked by a SQL condition"),
+    "PGD215": Code(Severity.WARNING, Fidelity.APPROXIMATE, "interval or delay becomes a sleep"),
+    "PGD216": Code(Severity.WARNING, Fidelity.APPROXIMATE, "retry delays approximate the source"),
+    "PGD217": Code(Severity.WARNING, Fidelity.APPROXIMATE, "retries or time limit dropped"),
+    "PGD218": Code(Severity.INFO, Fidelity.EXACT, "seconds field becomes a sleep after the tick"),
+    "PGD219": Code(Severity.WARNING, Fidelity.APPROXIMATE, "several runs a minute reduced to one"),
+    "PGD220": Code(Severity.WARNING, Fidelity.APPROXIMATE, "psql's carry-on-after-error lost"),
+    "PGD221": Code(Severity.INFO, Fidelity.EXACT, "one run at a time (Forbid / uniqueness)"),
+    "PGD222": Code(Severity.WARNING, Fidelity.APPROXIMATE, "Replace cancels the running run"),
+    "PGD223": Code(Severity.INFO, Fidelity.EXACT, "missed ticks are not caught up"),
+    "PGD224": Code(Severity.INFO, Fidelity.EXACT, "the source's default retry policy assumed"),
+    "PGD225": Code(Severity.INFO, Fidelity.EXACT, "a source option has no effect here"),
+    "PGD227": Code(Severity.WARNING, Fidelity.APPROXIMATE, "not series-parallel: parallelism lost"),
+    "PGD228": Code(Severity.WARNING, Fidelity.EXACT, "spelling not valid in that Airflow version"),
+    "PGD229": Code(Severity.INFO, Fidelity.EXACT, "one_* rule decided after all upstreams"),
+    "PGD231": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "irregular cron: interval start approximated"
+    ),
+    "PGD232": Code(Severity.WARNING, Fidelity.APPROXIMATE, "timedelta schedule as a sleep loop"),
+    "PGD233": Code(Severity.INFO, Fidelity.EXACT, "sensor result tested with DSL truthiness"),
+    "PGD234": Code(Severity.INFO, Fidelity.EXACT, "psql -f stops at the first error"),
+    "PGD235": Code(Severity.INFO, Fidelity.EXACT, "Python callable translated as its hook SQL"),
+    "PGD236": Code(Severity.INFO, Fidelity.EXACT, "retry backoff without Airflow's jitter"),
+    "PGD237": Code(Severity.WARNING, Fidelity.APPROXIMATE, "--portable: a failure ends the run"),
+    "PGD238": Code(Severity.INFO, Fidelity.EXACT, "catchup runs are not created"),
+    "PGD239": Code(Severity.WARNING, Fidelity.APPROXIMATE, "depends_on_past not enforced"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -92,6 +124,19 @@ CODES: dict[str, Code] = {
     "PGD304": Code(Severity.WARNING, Fidelity.MANUAL, "'$' combined with a weekday restriction"),
     "PGD305": Code(Severity.WARNING, Fidelity.MANUAL, "the schedule never fires"),
     "PGD306": Code(Severity.WARNING, Fidelity.MANUAL, "the source does not name the role"),
+    "PGD307": Code(Severity.WARNING, Fidelity.MANUAL, "the task's code is not mapped (--tasks)"),
+    "PGD308": Code(Severity.WARNING, Fidelity.MANUAL, "not psql, or psql-only features"),
+    "PGD309": Code(Severity.WARNING, Fidelity.MANUAL, "the schedule has no workflow equivalent"),
+    "PGD310": Code(Severity.WARNING, Fidelity.MANUAL, "a psql -f file is missing"),
+    "PGD311": Code(Severity.WARNING, Fidelity.MANUAL, "task needs a person (Python, shell, ...)"),
+    "PGD312": Code(Severity.WARNING, Fidelity.MANUAL, "template expression not translated"),
+    "PGD313": Code(Severity.WARNING, Fidelity.MANUAL, "connection id not mapped"),
+    "PGD314": Code(
+        Severity.WARNING, Fidelity.MANUAL, "schedule not translated (assets, timetable)"
+    ),
+    "PGD315": Code(Severity.WARNING, Fidelity.MANUAL, "not statically knowable"),
+    "PGD316": Code(Severity.WARNING, Fidelity.MANUAL, "tasks use several databases"),
+    "PGD317": Code(Severity.WARNING, Fidelity.MANUAL, "SQL template file not found"),
 }
 
 

@@ -2,7 +2,9 @@
 ``cutover.sql``; atomic writes and the dry-run diff against disk.
 
 A workflow file is a header comment (source, fidelity, profile, schedule,
-identity, every diagnostic) and one call of ``pgdurable.deploy_workflow``
+identity, every diagnostic), the item's setup statements if any (e.g. the
+queue translators' ``CREATE OR REPLACE FUNCTION`` of an enqueue function,
+idempotent too) and one call of ``pgdurable.deploy_workflow``
 (migration 0006) whose ``definition`` argument is the readable DSL text.
 Re-applying an unchanged file does nothing; a changed one replaces the running
 instance. The header may change (e.g. a reworded diagnostic) without touching
@@ -110,9 +112,11 @@ def workflow_file(result: ItemResult) -> str:
     ]
     call = [f"{INDENT}{k} => {_sql_value(v)}," for k, v in args]
     body = render(w.body, indent=2)
+    setup = [part for sql in w.setup_sql for part in ("", sql.rstrip())]
     return "\n".join(
         [
             *lines,
+            *setup,
             "",
             "SELECT pgdurable.deploy_workflow(",
             *call,
@@ -120,6 +124,7 @@ def workflow_file(result: ItemResult) -> str:
             f"{INDENT * 2}{body}",
             ");",
             "",
+            *([w.epilogue] if w.epilogue else []),
         ]
     )
 
@@ -149,8 +154,10 @@ class Plan:
     outputs: dict[str, Path]  # item name -> file
 
 
-def plan(source: str, results: list[ItemResult], out_dir: Path) -> Plan:
-    files: dict[Path, str] = {}
+def plan(
+    source: str, results: list[ItemResult], out_dir: Path, extra: dict[str, str] | None = None
+) -> Plan:
+    files: dict[Path, str] = {out_dir / name: text for name, text in (extra or {}).items()}
     outputs: dict[str, Path] = {}
     for r in results:
         if r.workflow is not None:

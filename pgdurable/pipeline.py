@@ -34,6 +34,7 @@ class ImportReport:
     written: list[Path] = field(default_factory=list)
     diff: str = ""
     registry_changes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # sources without an item (no DAG)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -68,6 +69,7 @@ class ImportReport:
         lines = [
             f"{self.source}: {len(self.results)} item(s): "
             + ", ".join(f"{n} {k}" for k, n in s.items())
+            + (f"; {len(self.skipped)} file(s) without a DAG skipped" if self.skipped else "")
         ]
         attention = [
             r
@@ -115,9 +117,11 @@ def run_import(
     *,
     dry_run: bool = False,
     registry_connection: Callable[[], Any] | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> ImportReport:
-    """Write (or, with ``dry_run``, diff) the files of translated ``results``."""
-    p = output.plan(source, results, out_dir)
+    """Write (or, with ``dry_run``, diff) the files of translated ``results``;
+    ``extra_files`` (name -> text) are written beside them (e.g. a tasks template)."""
+    p = output.plan(source, results, out_dir, extra_files)
     report = ImportReport(source, results, p)
     if dry_run:
         report.diff = output.diff(p, out_dir)
@@ -161,3 +165,91 @@ def import_pgcron(
     return run_import(
         pg_cron.SOURCE, results, out_dir, dry_run=dry_run, registry_connection=registry_connection
     )
+
+
+def import_queue(
+    paths: list[Path],
+    *,
+    fmt: str = "auto",
+    tasks_file: Path | None = None,
+    out_dir: Path | None = None,
+    portable: bool = False,
+    dry_run: bool = False,
+    default_username: str | None = None,
+    default_database: str | None = None,
+) -> list[ImportReport]:
+    """``pgdurable import-queue``: one report per source format found.
+
+    Every file (and the --tasks file) is read before anything is written, so
+    a file that cannot be parsed raises SourceParseError and writes nothing.
+    One format goes to ``out_dir`` (default ``migrations/pgdurable/<format>``);
+    several go to ``out_dir/<format>`` each.
+    """
+    from pgdurable.translators import queue
+    from pgdurable.translators.base import TranslateContext
+    from pgdurable.translators.queue import tasks as task_files
+
+    mapping = task_files.load(tasks_file) if tasks_file else task_files.EMPTY
+    items = queue.read(paths, fmt)
+    ctx = TranslateContext(
+        portable=portable, default_username=default_username, default_database=default_database
+    )
+    reports = []
+    for source, source_items in items.items():
+        if out_dir is None:
+            folder = Path("migrations/pgdurable") / source
+        else:
+            folder = out_dir if len(items) == 1 else out_dir / source
+        results = queue.translate(source_items, ctx, mapping)
+        jobs = [i for i in source_items if not isinstance(i, queue.jobs.Unreadable)]
+        template = task_files.template(jobs, mapping)
+        extra = {task_files.TEMPLATE_NAME: template} if template else {}
+        reports.append(run_import(source, results, folder, dry_run=dry_run, extra_files=extra))
+    return reports
+
+
+def merged(reports: list[ImportReport]) -> dict[str, Any]:
+    """Several reports as one report dict (same shape as a single one)."""
+    if len(reports) == 1:
+        return reports[0].as_dict()
+    data = [r.as_dict() for r in reports]
+    summary = {k: sum(d["summary"][k] for d in data) for k in data[0]["summary"]} if data else {}
+    return {
+        "source": "+".join(d["source"] for d in data),
+        "items": [item for d in data for item in d["items"]],
+        "summary": summary,
+    }
+
+
+def import_airflow(
+    *,
+    paths: list[Path],
+    out_dir: Path,
+    connections_file: Path | None = None,
+    portable: bool = False,
+    dry_run: bool = False,
+    registry_connection: Callable[[], Any] | None = None,
+    default_username: str | None = None,
+) -> ImportReport:
+    """``pgdurable import-airflow``: read DAG files statically, translate, write."""
+    from pgdurable.translators import airflow
+    from pgdurable.translators.airflow import connections
+    from pgdurable.translators.base import TranslateContext
+
+    try:
+        conns = connections.load(connections_file)
+    except connections.ConnectionsError as exc:
+        from pgdurable.errors import TranslationError
+
+        raise TranslationError(str(exc)) from exc
+    ctx = TranslateContext(portable=portable, default_username=default_username)
+    batch = airflow.translate(airflow.read_paths(paths), ctx, conns)
+    report = run_import(
+        airflow.SOURCE,
+        batch.results,
+        out_dir,
+        dry_run=dry_run,
+        registry_connection=registry_connection,
+    )
+    report.skipped = batch.skipped
+    return report

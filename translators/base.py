@@ -42,6 +42,10 @@ class Workflow:
     start: bool = True  # start the instance on apply (False: register only)
     description: tuple[str, ...] = ()  # extra header lines
     cutover: str | None = None  # SQL that retires the source item
+    # Statements the file runs before deploying, in the same transaction (e.g.
+    # the queue translators' idempotent enqueue functions). Each ends with ';'.
+    setup_sql: tuple[str, ...] = ()
+    epilogue: str | None = None  # SQL run after the deploy call (e.g. a trigger function)
 
 
 @dataclass(frozen=True)

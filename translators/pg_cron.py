@@ -26,28 +26,19 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import sqlglot
-import sqlglot.errors
 from pgdurable.translators import vixie
 from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, registry
+from pgdurable.translators.sqlcommand import PG_CRON, command_steps
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity, SourceRef
-from pgdurable.sqltext import (
-    SqlLexError,
-    Statement,
-    is_transaction_control,
-    needs_autocommit,
-    split_statements,
-    tokenize,
-)
+from pgdurable.sqltext import SqlLexError, tokenize
 
 SOURCE = "pg_cron"
 COLUMNS_BY_COUNT = {  # cron.job column order per version, for exports without a header
@@ -68,8 +59,6 @@ COLUMNS_BY_COUNT = {  # cron.job column order per version, for exports without a
 UTC_NAMES = {"gmt", "utc", "etc/utc", "etc/gmt", "uct", "z", "zulu", "universal", "greenwich"}
 # Tomorrow is the 1st: today is the last day of the month (in UTC, like the schedule).
 LAST_DAY_SQL = "SELECT extract(day FROM now() AT TIME ZONE 'UTC' + interval '1 day') = 1"
-
-logging.getLogger("sqlglot").setLevel(logging.ERROR)  # we report parse problems ourselves
 
 
 @dataclass(frozen=True)
@@ -397,88 +386,6 @@ def _names(items: Sequence[Item]) -> list[str]:
     return names
 
 
-def _looks_invalid(statement: Statement) -> str | None:
-    """sqlglot's complaint about a statement, or None. sqlglot falls back to an
-    opaque command for syntax it does not model (VACUUM, CALL, DO...), so a
-    complaint means the statement is very likely broken."""
-    try:
-        sqlglot.parse_one(statement.text, read="postgres")
-    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as exc:
-        return str(exc).splitlines()[0]
-    return None
-
-
-def _command(job: CronJob, ctx: TranslateContext, diag: Collector) -> tuple[m.Node, bool] | None:
-    """The command as workflow steps, and whether it needs the pgdurable profile."""
-    try:
-        statements = split_statements(job.command)
-    except SqlLexError as exc:
-        diag.add(
-            "PGD103",
-            f"the command cannot be lexed: {exc.reason} (line {exc.line} of the "
-            "command); pg_cron fails it on every run. Fix the command in pg_cron first",
-        )
-        return None
-    if not statements:
-        diag.add("PGD103", "the command is empty; pg_cron fails it on every run")
-        return None
-    for st in statements:
-        if problem := _looks_invalid(st):
-            diag.add(
-                "PGD303",
-                f"statement {st.text[:60]!r} may not be valid SQL ({problem}); "
-                "pg_cron fails such a job on every run. Check the command, then set "
-                "start => true",
-            )
-
-    def step(sts: list[Statement]) -> tuple[m.Node, bool]:
-        if len(sts) == 1:
-            return m.Sql(sts[0].text), False
-        if not ctx.portable:
-            # One atomic multi-statement step (SPEC A.2.1), as pg_cron runs it.
-            return m.Sql(";\n".join(s.text for s in sts)), True
-        diag.add(
-            "PGD203",
-            f"--portable: the {len(sts)} statements run as separate steps, each "
-            "in its own transaction; pg_cron runs them in one, so a failure no longer "
-            "rolls back the earlier ones. Drop --portable to keep them atomic",
-        )
-        return m.Seq(tuple(m.Sql(s.text) for s in sts)), False
-
-    if len(statements) > 1 and any(needs_autocommit(s) for s in statements):
-        diag.add(
-            "PGD302",
-            "the command mixes a statement that cannot run in a transaction "
-            "block (VACUUM, ... CONCURRENTLY) with others; pg_cron runs them as one "
-            "transaction, so the job fails on every run. The workflow runs each "
-            "statement as its own step; check that this is intended, then set start => true",
-        )
-        return m.Seq(tuple(m.Sql(s.text) for s in statements)), False
-    if any(is_transaction_control(s) for s in statements):
-        groups: list[list[Statement]] = [[]]
-        for s in statements:
-            if is_transaction_control(s):
-                if groups[-1]:
-                    groups.append([])
-            else:
-                groups[-1].append(s)
-        groups = [g for g in groups if g]
-        diag.add(
-            "PGD209",
-            "the command contains BEGIN/COMMIT: it is split at those points "
-            "into separate steps, as pg_cron's default (libpq) mode commits them; in "
-            "background-worker mode pg_cron keeps the whole command atomic",
-        )
-        if not groups:
-            diag.add("PGD103", "the command holds only transaction control statements")
-            return None
-        parts = [step(g) for g in groups]
-        if len(parts) == 1:
-            return parts[0]
-        return m.Seq(tuple(p for p, _ in parts)), any(multi for _, multi in parts)
-    return step(statements)
-
-
 def _schedule_note(job: CronJob, ctx: TranslateContext, diag: Collector) -> None:
     tz = ctx.timezone
     if tz is None:
@@ -505,7 +412,7 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult
     except vixie.ScheduleError as exc:
         diag.add("PGD101", str(exc))
         return ItemResult(name, job.ref, tuple(diag.items))
-    command = _command(job, ctx, diag)
+    command = command_steps(job.command, PG_CRON, diag, portable=ctx.portable)
     if command is None:
         return ItemResult(name, job.ref, tuple(diag.items))
     run, multi = command

@@ -215,14 +215,18 @@ ALL_DAYS = frozenset(range(1, 32))
 ALL_WEEKDAYS = frozenset(range(0, 7))
 
 
-def to_dsl(s: CronSchedule, *, dom: frozenset[int] | None = None) -> list[str]:
+def to_dsl(
+    s: CronSchedule, *, dom: frozenset[int] | None = None, both_days: bool = False
+) -> list[str]:
     """DSL cron expressions whose union of ticks equals the schedule's (one
     expression, or two to race when Vixie's day-of-month OR day-of-week
-    applies). ``dom`` overrides the day-of-month set (used for ``$``)."""
+    applies). ``dom`` overrides the day-of-month set (used for ``$``);
+    ``both_days`` is for sources whose day fields must BOTH match (Celery's
+    ``crontab``), which is already the DSL's rule."""
     days = s.dom.values if dom is None else dom
     head = f"{dsl_field(s.minute.values, 0, 59)} {dsl_field(s.hour.values, 0, 23)}"
     month = dsl_field(s.month.values, 1, 12)
-    if s.day_or:
+    if s.day_or and not both_days:
         return [
             f"{head} {dsl_field(days, 1, 31)} {month} *",
             f"{head} * {month} {_dsl_dow(s.dow.values)}",

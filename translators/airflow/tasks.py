@@ -1,0 +1,896 @@
+"""One Airflow task -> the workflow steps that do its work (its "work node").
+
+Run semantics (trigger rules, skips, captured failures) are added around the
+work node by ``compile.py``; retries and timeouts by ``policies``. Every
+function here is pure: files are read through ``Context.read_template``.
+
+SQL that must fail exactly when Airflow's check fails (check operators) is a
+single ``DO`` block, so it stays portable: the query runs through
+``EXECUTE ... INTO`` and a ``RAISE`` carries Airflow's message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from pgdurable.translators.airflow import templates
+from pgdurable.translators.airflow.connections import Connections
+from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
+
+from pgdurable import model as m
+from pgdurable.diagnostics import Collector, SourceRef
+from pgdurable.sqltext import SqlLexError, split_statements
+
+
+@dataclass
+class Context:
+    dag: Dag
+    dag_dir: str
+    generation: int
+    connections: Connections
+    portable: bool
+    diag: Collector
+    read_template: Callable[[str], str | None]
+    env: templates.Env
+    databases: dict[str, str | None] = field(default_factory=dict)  # task -> target db
+    multi_statement: bool = False  # a step holds several statements (profile pgdurable)
+    run_as: str | None = None
+
+
+@dataclass
+class Work:
+    """The steps of one task and what the run semantics need to know."""
+
+    node: m.Node | None  # None: nothing to run (EmptyOperator)
+    can_fail: bool = True
+    state_node: bool = False  # node itself records st_<task> on every path (soft_fail)
+    may_skip: bool = False  # may end skipped by itself
+    follow: str | None = None  # SQL boolean (branch/short-circuit), read after success
+    follow_static: set[str] | None = None  # task ids a static branch follows
+    short_circuit: bool = False
+    short_circuit_all: bool = True  # ignore_downstream_trigger_rules
+    plain_sql: str | None = None  # a single SQL step's text (capturable in SQL)
+    manual: bool = False
+    branch_query: str | None = None  # BranchSQLOperator's query (capturable in SQL)
+
+
+def sid(task_id: str) -> str:
+    """A result-name-safe form of a task id."""
+    return re.sub(r"\W", "_", task_id)
+
+
+def literal(value: Any) -> str:
+    """A Python value as a SQL literal (for ``parameters`` bind values)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _seconds(value: Any, default: float | None, minutes_if_int: bool = False) -> float | None:
+    if isinstance(value, Duration):
+        return value.seconds
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value * 60 if minutes_if_int else value
+    return default
+
+
+def stub(task: Task, why: str, ctx: Context) -> Work:
+    """A step that fails loudly until a person replaces it (and the report says so)."""
+    ctx.diag.add("PGD311", f"task {task.task_id!r} ({task.operator}): {why}", task.ref)
+    message = f"pgdurable: task {task.task_id} ({task.operator}) must be translated by hand"
+    body = "DO $stub$ BEGIN RAISE EXCEPTION '%', " + literal(message) + "; END $stub$"
+    return Work(m.Sql(body, source=task.ref), manual=True)
+
+
+def fail_sql(message_sql: str) -> str:
+    return f"DO $fail$ BEGIN RAISE EXCEPTION '%', {message_sql}; END $fail$"
+
+
+# -- SQL text ------------------------------------------------------------------
+
+
+def _conn(task: Task, ctx: Context, keys: tuple[str, ...]) -> None:
+    conn_id = next((ctx.dag.task_arg(task, k) for k in keys if ctx.dag.task_arg(task, k)), None)
+    conn_id = conn_id or "postgres_default"
+    if not isinstance(conn_id, str):
+        ctx.diag.add("PGD313", f"task {task.task_id!r}: the conn_id is not a literal", task.ref)
+        return
+    known, database = ctx.connections.database(conn_id)
+    if not known:
+        ctx.diag.add(
+            "PGD313",
+            f"task {task.task_id!r} uses conn_id {conn_id!r}, which --connections does not map "
+            "to a database; the step runs in the workflow's database",
+            task.ref,
+        )
+    ctx.databases[task.task_id] = database
+    database_arg = task.args.get("database")
+    if isinstance(database_arg, str):
+        ctx.databases[task.task_id] = database_arg
+
+
+def _sql_text(task: Task, ctx: Context, value: Any, what: str = "sql") -> list[str] | None:
+    """The statements' text: a string, a list, or a template file; Jinja rendered."""
+    if isinstance(value, str | list | tuple) and not isinstance(value, str):
+        items = list(value)
+    elif isinstance(value, str):
+        items = [value]
+    else:
+        ctx.diag.add(
+            "PGD315",
+            f"task {task.task_id!r}: `{what}` is not statically known ({value}); "
+            "write the SQL in the workflow by hand",
+            task.ref,
+        )
+        return None
+    texts: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            ctx.diag.add(
+                "PGD315", f"task {task.task_id!r}: a `{what}` item is not a string", task.ref
+            )
+            return None
+        if re.search(r"\.(sql|json)\s*$", item) and "\n" not in item and " " not in item.strip():
+            found = _template_file(task, ctx, item.strip())
+            if found is None:
+                return None
+            item = found
+        texts.append(templates.render_sql(item, _env_for(task, ctx)))
+    return texts
+
+
+def _env_for(task: Task, ctx: Context) -> templates.Env:
+    params = (
+        dict(ctx.dag.args.get("params") or {})
+        if isinstance(ctx.dag.args.get("params"), dict)
+        else {}
+    )
+    own = task.args.get("params")
+    if isinstance(own, dict):
+        params.update(own)
+    ctx.env.params = params
+    return ctx.env
+
+
+def _template_file(task: Task, ctx: Context, name: str) -> str | None:
+    paths = ctx.dag.args.get("template_searchpath")
+    if isinstance(paths, str):
+        paths = [paths]
+    candidates = []
+    for base in [*(paths if isinstance(paths, list) else []), ctx.dag_dir]:
+        if not isinstance(base, str):
+            continue
+        path = PurePosixPath(base) / name if not name.startswith("/") else PurePosixPath(name)
+        if not path.is_absolute():
+            path = PurePosixPath(ctx.dag_dir) / path if base != ctx.dag_dir else path
+        candidates.append(str(path))
+    for candidate in candidates:
+        text = ctx.read_template(candidate)
+        if text is not None:
+            return text
+    ctx.diag.add(
+        "PGD317",
+        f"task {task.task_id!r}: template file {name!r} not found (looked in "
+        f"{', '.join(candidates) or 'nowhere'})",
+        task.ref,
+    )
+    return None
+
+
+def _bind(text: str, parameters: Any, task: Task, ctx: Context) -> str:
+    """Driver bind parameters (%(name)s / %s) as literals."""
+    if parameters is None:
+        return text
+    if isinstance(parameters, dict):
+
+        def named(mo: re.Match) -> str:
+            key = mo.group(1)
+            if key not in parameters or isinstance(parameters[key], Unknown):
+                ctx.diag.add(
+                    "PGD315", f"task {task.task_id!r}: parameter {key!r} is not known", task.ref
+                )
+                return mo.group(0)
+            return literal(parameters[key])
+
+        return re.sub(r"%\((\w+)\)s", named, text)
+    if isinstance(parameters, list | tuple):
+        values = iter(parameters)
+        return re.sub(r"%s", lambda _: literal(next(values, None)), text)
+    ctx.diag.add("PGD315", f"task {task.task_id!r}: `parameters` is not a literal", task.ref)
+    return text
+
+
+def _statements(texts: list[str], split: bool) -> list[str]:
+    if not split:
+        return [t.strip().rstrip(";").strip() for t in texts if t.strip()]
+    out: list[str] = []
+    for text in texts:
+        try:
+            out.extend(s.text for s in split_statements(text))
+        except SqlLexError:
+            out.append(text.strip())
+    return out
+
+
+def sql_steps(task: Task, ctx: Context, texts: list[str], *, autocommit: bool, split: bool) -> Work:
+    """SQL operator semantics: one task is one transaction unless autocommit."""
+    statements = _statements(texts, split or len(texts) > 1)
+    statements = [_bind(s, ctx.dag.task_arg(task, "parameters"), task, ctx) for s in statements]
+    if not statements:
+        return stub(task, "the SQL is empty", ctx)
+    if autocommit or len(statements) == 1:
+        steps = [m.Sql(s, source=task.ref if i == 0 else None) for i, s in enumerate(statements)]
+        node: m.Node = steps[0] if len(steps) == 1 else m.Seq(tuple(steps))
+        return Work(node, plain_sql=statements[0] if len(statements) == 1 else None)
+    if ctx.portable:
+        ctx.diag.add(
+            "PGD203",
+            f"--portable: task {task.task_id!r} runs its {len(statements)} statements as "
+            "separate steps; Airflow commits them together, so a failure no longer rolls "
+            "back the earlier ones",
+            task.ref,
+        )
+        return Work(m.Seq(tuple(m.Sql(s) for s in statements)))
+    ctx.multi_statement = True
+    text = ";\n".join(statements)
+    return Work(m.Sql(text, source=task.ref), plain_sql=text)
+
+
+def _one_query(task: Task, ctx: Context, key: str = "sql") -> str | None:
+    texts = _sql_text(task, ctx, task.args.get(key), key)
+    if texts is None:
+        return None
+    statements = _statements(texts, True)
+    if len(statements) != 1:
+        ctx.diag.add("PGD315", f"task {task.task_id!r}: `{key}` must be one query", task.ref)
+        return None
+    return _bind(statements[0], ctx.dag.task_arg(task, "parameters"), task, ctx)
+
+
+def _dollar(text: str, tag: str = "q") -> str:
+    n = 0
+    while f"${tag}{n or ''}$" in text:
+        n += 1
+    t = f"${tag}{n or ''}$"
+    return f"{t}{text}{t}"
+
+
+# Python truthiness of one jsonb value (0, '', null, false are falsy).
+_FALSY = "(v = 'null'::jsonb OR v = 'false'::jsonb OR v = '\"\"'::jsonb OR (jsonb_typeof(v) = 'number' AND v::text::numeric = 0))"
+
+
+def check_sql(query: str) -> str:
+    """SQLCheckOperator: the first row must exist and every value be truthy."""
+    return (
+        "DO $check$\nDECLARE r jsonb;\nBEGIN\n"
+        f"    EXECUTE 'SELECT to_jsonb(q) FROM (' || {_dollar(query)} || ') AS q LIMIT 1' INTO r;\n"
+        "    IF r IS NULL THEN\n"
+        "        RAISE EXCEPTION 'The following query returned zero rows: %', "
+        f"{_dollar(query)};\n"
+        "    END IF;\n"
+        f"    IF EXISTS (SELECT 1 FROM jsonb_each(r) AS e(k, v) WHERE {_FALSY}) THEN\n"
+        "        RAISE EXCEPTION 'Test failed. Query: %  Results: %', "
+        f"{_dollar(query)}, r;\n"
+        "    END IF;\nEND\n$check$"
+    )
+
+
+def value_check_sql(query: str, pass_value: Any, tolerance: Any) -> str:
+    numeric = _as_float(pass_value)
+    if numeric is not None:
+        tol = _as_float(tolerance) or 0.0
+        test = (
+            f"(jsonb_typeof(v) = 'number' OR (jsonb_typeof(v) = 'string' AND (v #>> '{{}}') ~ "
+            "'^\\s*[-+]?[0-9.eE]+\\s*$')) AND "
+            f"abs((v #>> '{{}}')::float8 - {numeric!r}) <= {tol!r} * abs({numeric!r})"
+        )
+    else:
+        test = f"(v #>> '{{}}') = {literal(str(pass_value))}"
+    return (
+        "DO $check$\nDECLARE r jsonb;\nBEGIN\n"
+        f"    EXECUTE 'SELECT to_jsonb(q) FROM (' || {_dollar(query)} || ') AS q LIMIT 1' INTO r;\n"
+        "    IF r IS NULL THEN\n"
+        "        RAISE EXCEPTION 'The following query returned zero rows: %', "
+        f"{_dollar(query)};\n"
+        "    END IF;\n"
+        f"    IF EXISTS (SELECT 1 FROM jsonb_each(r) AS e(k, v) WHERE NOT coalesce({test}, false)) THEN\n"
+        f"        RAISE EXCEPTION 'Test failed. Pass value:{pass_value} Tolerance:{tolerance} Query: %  Results: %', "
+        f"{_dollar(query)}, r;\n"
+        "    END IF;\nEND\n$check$"
+    )
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def threshold_sql(query: str, low: Any, high: Any) -> str:
+    def bound(value: Any) -> str:
+        number = _as_float(value)
+        if number is not None:
+            return repr(number)
+        return (
+            f"({value})::float8"
+            if not isinstance(value, str)
+            else f"(SELECT ({value.strip().rstrip(';')}))::float8"
+        )
+
+    return (
+        "DO $check$\nDECLARE cell text; n bigint; r float8; lo float8; hi float8;\nBEGIN\n"
+        "    EXECUTE 'SELECT (SELECT value #>> ''{}'' FROM json_each(row_to_json(q)) LIMIT 1) FROM ('"
+        f" || {_dollar(query)} || ') AS q LIMIT 1' INTO cell;\n"
+        "    GET DIAGNOSTICS n = ROW_COUNT;\n"
+        "    IF n = 0 THEN\n"
+        f"        RAISE EXCEPTION 'The following query returned zero rows: %', {_dollar(query)};\n"
+        "    END IF;\n"
+        f"    r := cell::float8; lo := {bound(low)}; hi := {bound(high)};\n"
+        "    IF r IS NULL OR NOT (lo <= r AND r <= hi) THEN\n"
+        "        RAISE EXCEPTION 'Test failed. Result % is not within [%, %]', r, lo, hi;\n"
+        "    END IF;\nEND\n$check$"
+    )
+
+
+def interval_sql(
+    table: str, metrics: dict, days_back: int, column: str, formula: str, ignore_zero: bool
+) -> str:
+    names = sorted(metrics)
+    select = ", ".join(f"{name} AS m{i}" for i, name in enumerate(names))
+    current = f"SELECT {select} FROM {table} WHERE {column} = $dag_run.ds"
+    reference = (
+        f"SELECT {select} FROM {table} WHERE {column} = "
+        f"to_char($dag_run.ds::date + {int(days_back)}, 'YYYY-MM-DD')"
+    )
+    checks = []
+    for i, name in enumerate(names):
+        ratio = (
+            f"greatest(c.m{i}, r.m{i})::float8 / least(c.m{i}, r.m{i})"
+            if formula == "max_over_min"
+            else f"abs(c.m{i} - r.m{i})::float8 / r.m{i}"
+        )
+        zero = "true" if ignore_zero else "false"
+        checks.append(
+            f"(CASE WHEN c.m{i} = 0 OR r.m{i} = 0 THEN {zero} ELSE {ratio} < {float(metrics[name])!r} END)"
+        )
+    return (
+        "DO $check$\nBEGIN\n"
+        f"    IF NOT EXISTS ({current}) OR NOT EXISTS ({reference}) THEN\n"
+        "        RAISE EXCEPTION 'The query returned None';\n    END IF;\n"
+        f"    IF NOT (SELECT {' AND '.join(checks)} FROM ({current}) AS c, ({reference}) AS r) THEN\n"
+        f"        RAISE EXCEPTION 'The following tests have failed: {', '.join(names)}';\n"
+        "    END IF;\nEND\n$check$"
+    )
+
+
+# -- kinds ---------------------------------------------------------------------
+
+
+def compile_work(task: Task, ctx: Context) -> Work:
+    kind = task.kind
+    handler = _HANDLERS.get(kind)
+    if handler is None:
+        return stub(task, f"{task.operator} has no workflow equivalent", ctx)
+    if kind in (
+        "sql",
+        "sql_check",
+        "sql_value_check",
+        "sql_threshold_check",
+        "sql_interval_check",
+        "branch_sql",
+        "sql_sensor",
+    ):
+        _conn(task, ctx, ("conn_id", "postgres_conn_id"))
+    return handler(task, ctx)
+
+
+def _sql(task: Task, ctx: Context) -> Work:
+    texts = _sql_text(task, ctx, task.args.get("sql"))
+    if texts is None:
+        return stub(task, "the SQL is not statically known", ctx)
+    split = bool(task.args.get("split_statements", False))
+    return sql_steps(
+        task, ctx, texts, autocommit=bool(task.args.get("autocommit", False)), split=split
+    )
+
+
+def _check(task: Task, ctx: Context) -> Work:
+    query = _one_query(task, ctx)
+    if query is None:
+        return stub(task, "the check query is not statically known", ctx)
+    return _single(check_sql(query), task)
+
+
+def _value_check(task: Task, ctx: Context) -> Work:
+    query = _one_query(task, ctx)
+    if query is None or isinstance(task.args.get("pass_value"), Unknown):
+        return stub(task, "the check query or pass_value is not statically known", ctx)
+    sql = value_check_sql(query, task.args.get("pass_value"), task.args.get("tolerance"))
+    return _single(sql, task)
+
+
+def _single(sql: str, task: Task) -> Work:
+    """One single-statement step (capturable inside its own transaction)."""
+    return Work(m.Sql(sql, source=task.ref), plain_sql=sql)
+
+
+def _threshold(task: Task, ctx: Context) -> Work:
+    query = _one_query(task, ctx)
+    low, high = task.args.get("min_threshold"), task.args.get("max_threshold")
+    if query is None or isinstance(low, Unknown) or isinstance(high, Unknown):
+        return stub(task, "the query or a threshold is not statically known", ctx)
+    return _single(threshold_sql(query, low, high), task)
+
+
+def _interval(task: Task, ctx: Context) -> Work:
+    table, metrics = task.args.get("table"), task.args.get("metrics_thresholds")
+    if not isinstance(table, str) or not isinstance(metrics, dict):
+        return stub(task, "table or metrics_thresholds is not statically known", ctx)
+    ctx.env.uses_dates = True
+    sql = interval_sql(
+        table,
+        metrics,
+        int(task.args.get("days_back", -7)),
+        str(task.args.get("date_filter_column", "ds")),
+        str(task.args.get("ratio_formula", "max_over_min")),
+        bool(task.args.get("ignore_zero", True)),
+    )
+    return Work(m.Sql(sql, source=task.ref))
+
+
+def _branch_sql(task: Task, ctx: Context) -> Work:
+    query = _one_query(task, ctx)
+    if query is None:
+        return stub(task, "the branch query is not statically known", ctx)
+    name = f"br_{sid(task.task_id)}"
+    follow = branch_follow(f"${name}::text")
+    return Work(m.Sql(query, name=name, source=task.ref), follow=follow, branch_query=query)
+
+
+def branch_follow(cell: str) -> str:
+    """Airflow's reading of BranchSQLOperator's first cell: bool, int (nonzero =
+    true) or a string y/yes/t/true/on/1 or n/no/f/false/off/0; anything else
+    fails the task (here: a failing cast carrying Airflow's message)."""
+    return (
+        f"CASE WHEN lower(trim({cell})) IN ('true','t','y','yes','on','1') THEN true "
+        f"WHEN lower(trim({cell})) IN ('false','f','n','no','off','0') THEN false "
+        f"WHEN {cell} ~ '^-?[0-9]+$' THEN {cell}::bigint <> 0 "
+        f"ELSE ('unexpected query return result ' || {cell})::boolean END"
+    )
+
+
+def guarded_branch(query: str, name: str, ref: SourceRef) -> m.Sql:
+    """A BranchSQLOperator whose failure is recorded: one transaction that reads
+    the first cell, decides, and returns ``state`` and ``follow``."""
+    return m.Sql(
+        "DO $task$\nDECLARE cell text; n bigint;\nBEGIN\n"
+        "    EXECUTE 'SELECT (SELECT value #>> ''{}'' FROM json_each(row_to_json(q)) LIMIT 1) FROM ('"
+        f" || {_dollar(query)} || ') AS q LIMIT 1' INTO cell;\n"
+        "    GET DIAGNOSTICS n = ROW_COUNT;\n"
+        "    IF n = 0 OR cell IS NULL THEN\n"
+        "        RAISE EXCEPTION 'No rows returned from sql query. Operator expected True or False return value.';\n"
+        "    END IF;\n"
+        f"    PERFORM set_config('pgdurable.branch_follow', ({branch_follow('cell')})::text, true);\n"
+        "EXCEPTION WHEN OTHERS THEN\n"
+        "    PERFORM set_config('pgdurable.task_error', SQLERRM, true);\nEND\n$task$;\n"
+        "SELECT CASE WHEN coalesce(current_setting('pgdurable.task_error', true), '') = ''\n"
+        "            THEN 'success' ELSE 'failed' END AS state,\n"
+        "       nullif(current_setting('pgdurable.branch_follow', true), '')::boolean AS follow",
+        name=name,
+        source=ref,
+    )
+
+
+def _sensor_loop(task: Task, ctx: Context, poke: m.Node, prefix: str) -> Work:
+    """Poke, sleep ``poke_interval``, until success or ``timeout`` (from the first poke)."""
+    interval = int(_seconds(ctx.dag.task_arg(task, "poke_interval"), 60) or 60)
+    timeout = int(_seconds(ctx.dag.task_arg(task, "timeout"), 604800) or 604800)
+    key = sid(task.task_id)
+    started = m.Sql("SELECT now() AS started", name=f"{prefix}_start_{key}", source=task.ref)
+    body = m.If(poke, m.Break("1"), m.Sleep(interval))
+    until = m.Sql(
+        f"SELECT now() < ${prefix}_start_{key}::timestamptz + interval '{timeout} seconds'"
+    )
+    loop = m.Loop(body, until, name=f"{prefix}_{key}")
+    ok = f"SELECT ${prefix}_{key}::text = '1'"
+    soft = bool(ctx.dag.task_arg(task, "soft_fail", False))
+    st = f"st_{key}"
+    if soft:
+        finish: m.Node = m.If(
+            m.Sql(ok),
+            m.Sql("SELECT 'success' AS state", name=st),
+            m.Sql("SELECT 'skipped' AS state", name=st),
+        )
+        return Work(m.Seq((started, loop, finish)), state_node=True, may_skip=True)
+    message = f"Sensor has timed out; run duration exceeded timeout={timeout}"
+    finish = m.If(m.Sql(ok), m.Sleep(0), m.Sql(fail_sql(literal(message))))
+    return Work(m.Seq((started, loop, finish)))
+
+
+def _sql_sensor(task: Task, ctx: Context) -> Work:
+    query = _one_query(task, ctx)
+    for unsupported in ("success", "failure", "selector"):
+        if task.args.get(unsupported) is not None:
+            return stub(task, f"SqlSensor `{unsupported}` is a Python callable", ctx)
+    if query is None:
+        return stub(task, "the sensor query is not statically known", ctx)
+    ctx.diag.add(
+        "PGD233",
+        f"task {task.task_id!r}: the poke result is tested with the DSL's truthiness (strings "
+        "'false', 'no', '0' count as false; Python counts any non-empty string as true)",
+        task.ref,
+    )
+    return _sensor_loop(task, ctx, m.Sql(query), "poke")
+
+
+def _time_delta(task: Task, ctx: Context) -> Work:
+    delta = _seconds(task.args.get("delta"), None, minutes_if_int=ctx.generation >= 3)
+    if delta is None:
+        return stub(task, "delta is not statically known", ctx)
+    ctx.env.uses_dates = True
+    interval = int(_seconds(ctx.dag.task_arg(task, "poke_interval"), 60) or 60)
+    target = f"$dag_run.data_interval_end::timestamptz + interval '{int(delta)} seconds'"
+    wait = m.Loop(m.Sleep(min(interval, max(int(delta), 1))), m.Sql(f"SELECT now() < {target}"))
+    return Work(m.If(m.Sql(f"SELECT now() < {target}"), wait, m.Sleep(0), source=task.ref))
+
+
+def _http_request(task: Task, ctx: Context) -> m.Http | None:
+    conn_id = ctx.dag.task_arg(task, "http_conn_id") or "http_default"
+    base = ctx.connections.url(str(conn_id))
+    if base is None:
+        ctx.diag.add(
+            "PGD313",
+            f"task {task.task_id!r}: http_conn_id {conn_id!r} has no base URL in --connections",
+            task.ref,
+        )
+        base = f"https://{conn_id}.invalid"
+    endpoint = task.args.get("endpoint") or ""
+    data = task.args.get("data")
+    headers = task.args.get("headers")
+    if isinstance(endpoint, Unknown) or isinstance(data, Unknown) or isinstance(headers, Unknown):
+        return None
+    env = _env_for(task, ctx)
+    url = base + ("" if str(endpoint).startswith("/") or not endpoint else "/") + str(endpoint)
+    body = None
+    if isinstance(data, dict):
+        body = json.dumps(data)
+    elif data is not None:
+        body = str(data)
+    method = str(task.args.get("method", "POST" if task.kind == "http" else "GET")).upper()
+    return m.Http(
+        templates.render_raw(url, env),
+        method=method,
+        body=None if body is None else templates.render_raw(body, env),
+        headers=tuple((str(k), str(v)) for k, v in headers.items())
+        if isinstance(headers, dict)
+        else None,
+        source=task.ref,
+    )
+
+
+def _http(task: Task, ctx: Context) -> Work:
+    for unsupported in ("response_check", "response_filter"):
+        if task.args.get(unsupported) is not None:
+            return stub(task, f"HttpOperator `{unsupported}` is a Python callable", ctx)
+    request = _http_request(task, ctx)
+    if request is None:
+        return stub(task, "the endpoint or data is not statically known", ctx)
+    name = f"http_{sid(task.task_id)}"
+    # df.http succeeds on 4xx; Airflow's HttpOperator raises on any status >= 400.
+    check = m.Sql(
+        f"DO $http$ BEGIN IF ${name}.status >= 400 THEN RAISE EXCEPTION "
+        f"'HTTP error: %', ${name}.status; END IF; END $http$"
+    )
+    return Work(
+        m.Seq(
+            (
+                m.Http(
+                    request.url,
+                    request.method,
+                    request.body,
+                    request.headers,
+                    name=name,
+                    source=task.ref,
+                ),
+                check,
+            )
+        )
+    )
+
+
+def _http_sensor(task: Task, ctx: Context) -> Work:
+    if task.args.get("response_check") is not None:
+        return stub(task, "HttpSensor `response_check` is a Python callable", ctx)
+    request = _http_request(task, ctx)
+    if request is None:
+        return stub(task, "the endpoint is not statically known", ctx)
+    name = f"http_{sid(task.task_id)}"
+    poke = m.Seq(
+        (
+            m.Http(request.url, request.method, request.body, request.headers, name=name),
+            m.Sql(
+                f"DO $http$ BEGIN IF ${name}.status >= 400 AND ${name}.status <> 404 THEN "
+                f"RAISE EXCEPTION 'HTTP error: %', ${name}.status; END IF; END $http$"
+            ),
+            m.Sql(f"SELECT ${name}.status < 400"),
+        )
+    )
+    return _sensor_loop(task, ctx, poke, "poke")
+
+
+def trigger_function(dag_id: str) -> str:
+    return f'airflow_dags."trigger_{dag_id}"'
+
+
+def _trigger(task: Task, ctx: Context) -> Work:
+    target = task.args.get("trigger_dag_id")
+    if not isinstance(target, str) or "{{" in target:
+        return stub(task, "trigger_dag_id is not a literal", ctx)
+    if task.args.get("conf"):
+        ctx.diag.add(
+            "PGD311",
+            f"task {task.task_id!r}: TriggerDagRunOperator conf is not passed to the started workflow",
+            task.ref,
+        )
+    if task.args.get("wait_for_completion"):
+        ctx.diag.add(
+            "PGD311",
+            f"task {task.task_id!r}: wait_for_completion is not translated (the workflow "
+            "starts the other one and goes on)",
+            task.ref,
+        )
+    return Work(m.Sql(f"SELECT {trigger_function(target)}() AS instance_id", source=task.ref))
+
+
+def _psql(command: str, task: Task, ctx: Context) -> Work | None:
+    """``psql ... -c SQL`` / ``psql ... -f FILE`` as SQL steps; None otherwise."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or PurePosixPath(words[0]).name != "psql":
+        return None
+    sql: list[tuple[str, str]] = []
+    i = 1
+    while i < len(words):
+        word = words[i]
+        if word in ("-c", "--command") and i + 1 < len(words):
+            sql.append(("c", words[i + 1]))
+            i += 2
+        elif word in ("-f", "--file") and i + 1 < len(words):
+            sql.append(("f", words[i + 1]))
+            i += 2
+        elif word.startswith("--command="):
+            sql.append(("c", word.split("=", 1)[1]))
+            i += 1
+        elif word in ("-d", "-h", "-p", "-U", "-v", "--set", "--dbname"):
+            i += 2
+        else:
+            i += 1
+    if not sql:
+        return None
+    steps: list[m.Node] = []
+    for mode, value in sql:
+        if mode == "c":
+            # psql -c sends the text as one query: its statements commit together.
+            text = templates.render_sql(value, _env_for(task, ctx))
+            work = sql_steps(task, ctx, [text], autocommit=False, split=True)
+        else:
+            found = _template_file(task, ctx, value)
+            if found is None:
+                return stub(task, f"psql -f {value}: file not found", ctx)
+            text = templates.render_sql(found, _env_for(task, ctx))
+            # psql -f runs each statement in its own transaction.
+            work = sql_steps(task, ctx, [text], autocommit=True, split=True)
+            ctx.diag.add(
+                "PGD234",
+                f"task {task.task_id!r}: psql -f stops at the first error only with "
+                "ON_ERROR_STOP; the workflow always stops (and fails the task)",
+                task.ref,
+            )
+        if work.node is not None:
+            steps.append(work.node)
+    node = steps[0] if len(steps) == 1 else m.Seq(tuple(steps))
+    return Work(node)
+
+
+def _bash(task: Task, ctx: Context) -> Work:
+    command = task.args.get("bash_command")
+    if not isinstance(command, str):
+        return stub(task, "bash_command is not a literal", ctx)
+    work = _psql(command.strip(), task, ctx)
+    if work is None:
+        return stub(task, f"the shell command {command.strip()[:60]!r} is not a psql call", ctx)
+    return work
+
+
+def _empty(task: Task, ctx: Context) -> Work:
+    return Work(None, can_fail=False)
+
+
+def _describe_callable(task: Task) -> str:
+    fn = task.callable
+    if fn is None:
+        return "no python_callable found"
+    info = getattr(fn, "summary", None) or {}
+    parts = [f"callable {fn.name}() at line {fn.ref.line if fn.ref else '?'}"]
+    if info.get("params"):
+        parts.append(f"arguments ({', '.join(info['params'])})")
+    if info.get("hooks"):
+        parts.append(f"uses {', '.join(sorted(info['hooks']))}")
+    if info.get("calls"):
+        parts.append(f"calls {', '.join(info['calls'][:6])}")
+    return "; ".join(parts)
+
+
+def _python(task: Task, ctx: Context) -> Work:
+    fn = task.callable
+    sql_calls = getattr(fn, "sql_calls", None) if fn is not None else None
+    if not sql_calls:
+        return stub(task, f"a Python callable: {_describe_callable(task)}", ctx)
+    steps: list[m.Node] = []
+    for call in sql_calls:
+        conn = call.get("conn") or "postgres_default"
+        known, database = ctx.connections.database(conn)
+        if not known:
+            ctx.diag.add(
+                "PGD313", f"task {task.task_id!r}: conn_id {conn!r} is not mapped", task.ref
+            )
+        ctx.databases[task.task_id] = database
+        text = _bind(call["sql"], call.get("parameters"), task, ctx)
+        work = sql_steps(task, ctx, [text], autocommit=bool(call.get("autocommit")), split=False)
+        if work.node is not None:
+            steps.append(work.node)
+    node = steps[0] if len(steps) == 1 else m.Seq(tuple(steps))
+    ctx.diag.add(
+        "PGD235",
+        f"task {task.task_id!r}: the callable {fn.name}() only runs SQL through a hook; "
+        "translated as its SQL (each hook call is its own transaction, as in Airflow)",
+        task.ref,
+    )
+    plain = sql_calls[0]["sql"] if len(sql_calls) == 1 else None
+    return Work(node, plain_sql=plain if isinstance(node, m.Sql) else None)
+
+
+def _branch_python(task: Task, ctx: Context) -> Work:
+    fn = task.callable
+    value = getattr(fn, "static_return", None) if fn is not None else None
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return Work(None, can_fail=False, follow_static=set(value))
+    return stub(task, f"the branch callable is Python: {_describe_callable(task)}", ctx)
+
+
+def _short_circuit(task: Task, ctx: Context) -> Work:
+    fn = task.callable
+    all_downstream = bool(task.args.get("ignore_downstream_trigger_rules", True))
+    if fn is not None and hasattr(fn, "static_return"):
+        truthy = bool(fn.static_return)
+        return Work(
+            None,
+            can_fail=False,
+            follow="true" if truthy else "false",
+            short_circuit=True,
+            short_circuit_all=all_downstream,
+        )
+    calls = getattr(fn, "sql_calls", None) if fn is not None else None
+    if calls and calls[-1].get("returns"):
+        name = f"r_{sid(task.task_id)}"
+        work = _python(task, ctx)
+        assert work.node is not None
+        node = work.node
+        named = m.Sql(node.query, name=name, source=task.ref) if isinstance(node, m.Sql) else node
+        follow = (
+            f"coalesce(NULLIF(NULLIF(NULLIF(${name}?::text, '0'), ''), 'false') IS NOT NULL, false)"
+        )
+        return Work(named, follow=follow, short_circuit=True, short_circuit_all=all_downstream)
+    return stub(task, f"the short-circuit callable is Python: {_describe_callable(task)}", ctx)
+
+
+def _sql_decorated(task: Task, ctx: Context) -> Work:
+    fn = task.callable
+    value = getattr(fn, "static_return", None) if fn is not None else None
+    if not isinstance(value, str):
+        return stub(task, "@task.sql does not return a literal SQL string", ctx)
+    _conn(task, ctx, ("conn_id",))
+    texts = [templates.render_sql(value, _env_for(task, ctx))]
+    return sql_steps(task, ctx, texts, autocommit=False, split=False)
+
+
+def _bash_decorated(task: Task, ctx: Context) -> Work:
+    fn = task.callable
+    value = getattr(fn, "static_return", None) if fn is not None else None
+    work = _psql(value.strip(), task, ctx) if isinstance(value, str) else None
+    if work is None:
+        return stub(task, "@task.bash does not return a literal psql command", ctx)
+    return work
+
+
+_HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
+    "sql": _sql,
+    "sql_check": _check,
+    "sql_value_check": _value_check,
+    "sql_threshold_check": _threshold,
+    "sql_interval_check": _interval,
+    "branch_sql": _branch_sql,
+    "sql_sensor": _sql_sensor,
+    "time_delta_sensor": _time_delta,
+    "http": _http,
+    "http_sensor": _http_sensor,
+    "trigger_dagrun": _trigger,
+    "bash": _bash,
+    "empty": _empty,
+    "python": _python,
+    "branch_python": _branch_python,
+    "short_circuit": _short_circuit,
+    "sql_decorated": _sql_decorated,
+    "bash_decorated": _bash_decorated,
+}
+
+
+def policies(task: Task, work: m.Node, ctx: Context) -> m.Node:
+    """retries / retry_delay / backoff / execution_timeout via the pgdurable nodes."""
+    dag = ctx.dag
+    retries = dag.task_arg(task, "retries", 0)
+    timeout = _seconds(dag.task_arg(task, "execution_timeout"), None)
+    node = work
+    lost: list[str] = []
+    if timeout:
+        if ctx.portable:
+            lost.append(f"execution_timeout {int(timeout)} s")
+        else:
+            node = m.Timeout(node, max(1, int(timeout)))
+    if isinstance(retries, int) and retries > 0:
+        delay = int(_seconds(dag.task_arg(task, "retry_delay"), 300) or 300)
+        backoff_arg = dag.task_arg(task, "retry_exponential_backoff", False)
+        backoff = (
+            2.0
+            if backoff_arg is True
+            else float(backoff_arg or 1.0)
+            if not isinstance(backoff_arg, Unknown)
+            else 1.0
+        )
+        backoff = max(backoff, 1.0)
+        max_delay = _seconds(dag.task_arg(task, "max_retry_delay"), None)
+        if backoff > 1.0:
+            max_delay = min(max_delay or 86400, 86400)
+            ctx.diag.add(
+                "PGD236",
+                f"task {task.task_id!r}: exponential backoff without Airflow's hash jitter "
+                "(Airflow waits between d and 2d)",
+                task.ref,
+            )
+        if ctx.portable:
+            lost.append(f"retries={retries}")
+        else:
+            node = m.Retry(
+                node, retries + 1, delay, backoff, None if max_delay is None else int(max_delay)
+            )
+    elif isinstance(retries, Unknown):
+        ctx.diag.add("PGD315", f"task {task.task_id!r}: retries is not a literal", task.ref)
+    if lost:
+        ctx.diag.add(
+            "PGD217",
+            f"--portable: task {task.task_id!r} loses {' and '.join(lost)} "
+            "(pgdurable.retry/timeout are not df.*)",
+            task.ref,
+        )
+    return node
+
+
+def source(task: Task) -> SourceRef:
+    return task.ref

@@ -1,0 +1,271 @@
+"""crontab files, ``/etc/cron.d`` files and the Graphile Worker crontab.
+
+crontab (Vixie/cronie): a line is ``m h dom mon dow command`` or
+``@macro command``; system files (``/etc/crontab``, ``/etc/cron.d/*``, or a
+file whose header comment names a ``user`` column) put the OS user before
+the command, which is also psql's default role. ``NAME=value`` lines set the
+environment of the lines below (``PGDATABASE``, ``PGUSER`` ... reach psql);
+``CRON_TZ`` sets the schedule's time zone; ``MAILTO``, ``SHELL``, ``PATH``
+are ignored. An unescaped ``%`` ends the command and feeds the rest to it on
+standard input (``\\%`` is a literal percent sign), so ``psql %SELECT 1``
+works. A line has no name, so the job is named after what it runs (the
+``-f`` script, the SQL's first words, or the program) and made unique.
+
+Graphile Worker (``crontab`` at a project root): ``m h dom mon dow
+task_identifier ?id=..&fill=..&max=..&queue=..&priority=..&jobKey=..
+{payload}``, evaluated in UTC; ``max`` (default 25) attempts with
+``exp(min(attempts, 10))`` s between them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import yaml
+from pgdurable.translators.queue import psql
+from pgdurable.translators.queue.jobs import Cron, Item, QueueJob, RetryPolicy, Task, Unreadable
+
+from pgdurable.diagnostics import Diagnostic, SourceRef
+
+FORMAT = "crontab"
+GRAPHILE = "graphile"
+_ENV_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
+_GRAPHILE_TASK = re.compile(
+    r"^(?P<task>[A-Za-z_][A-Za-z0-9_:.-]*)(?:\s+\?(?P<opts>\S*))?(?:\s+(?P<payload>\{.*\}))?\s*$"
+)
+_GRAPHILE_OPTS = {"id", "fill", "max", "queue", "priority", "jobKey", "jobKeyMode"}
+IGNORED_ENV = {"MAILTO", "SHELL", "PATH", "HOME", "LOGNAME", "MAILFROM", "RANDOM_DELAY"}
+
+
+def _split_line(line: str) -> tuple[str, str] | None:
+    """(schedule, rest) of a job line; None for a line that is not a job."""
+    text = line.strip()
+    if text.startswith("@"):
+        parts = text.split(None, 1)
+        return parts[0], parts[1] if len(parts) > 1 else ""
+    parts = text.split(None, 5)
+    if len(parts) < 6:
+        return None
+    return " ".join(parts[:5]), parts[5]
+
+
+def _job_lines(text: str) -> list[tuple[int, str]]:
+    return [
+        (n, line)
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#") and not _ENV_LINE.match(line)
+    ]
+
+
+def is_graphile(text: str, path: Path) -> bool:
+    """Every job line names a bare task (with ?options or a {payload} somewhere, or
+    the file is called ``crontab``): Graphile's format rather than a shell command."""
+    rests = [r[1] for _, line in _job_lines(text) if (r := _split_line(line))]
+    if not rests or not all(_GRAPHILE_TASK.match(r) for r in rests):
+        return False
+    return (
+        path.name == "crontab"
+        and "etc" not in path.parts
+        or any("?" in r or "{" in r for r in rests)
+    )
+
+
+def looks_like(text: str) -> bool:
+    """Most non-comment lines are cron lines (a few broken ones are reported, not hidden)."""
+    lines = _job_lines(text)
+    good = [line for _, line in lines if _split_line(line) and re.match(r"[\d*@]", line.strip())]
+    return bool(good) and len(good) * 2 >= len(lines)
+
+
+def has_user_field(text: str, path: Path) -> bool:
+    if "cron.d" in path.parts or (path.name == "crontab" and "etc" in path.parts):
+        return True
+    return bool(re.search(r"^#.*\bdow\s+user\b", text, re.MULTILINE))
+
+
+def _unescape_percent(command: str) -> tuple[str, str | None]:
+    """crontab's ``%``: (the command, the text fed on stdin or None)."""
+    out, i = [], 0
+    while i < len(command):
+        if command.startswith("\\%", i):
+            out.append("%")
+            i += 2
+        elif command[i] == "%":
+            return "".join(out), command[i + 1 :].replace("\\%", "%").replace("%", "\n")
+        else:
+            out.append(command[i])
+            i += 1
+    return "".join(out), None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "job"
+
+
+_NOISE = {"select", "perform", "call", "from", "where", "into", "values", "set", "the", "table"}
+
+
+def _name_for(action: psql.Psql | Task) -> str:
+    """A readable, stable name: the -f script, the SQL's main words, or the program."""
+    if isinstance(action, Task):
+        last = re.split(r"&&|\|\||;", action.name)[-1]
+        words = [w for w in last.split() if not w.startswith("-") and w not in "()"]
+        words = [Path(w).stem if "/" in w else w for w in words[:3]]
+        return _slug("-".join(words))
+    first = action.parts[0]
+    if first.file is not None and first.file.name != "<stdin>":
+        return _slug(first.file.stem)
+    words = re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", first.sql or "")
+    return _slug("-".join([w for w in words if w.lower() not in _NOISE][:3]))
+
+
+def _unique(name: str, used: dict[str, int]) -> str:
+    used[name] = used.get(name, 0) + 1
+    return name if used[name] == 1 else f"{name}-{used[name]}"
+
+
+def _env_value(raw: str) -> str:
+    raw = raw.strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    return raw
+
+
+def read(path: Path, text: str, file: str, used: dict[str, int]) -> list[Item]:
+    if is_graphile(text, path):
+        return _read_graphile(text, file, used)
+    user_field = has_user_field(text, path)
+    env: dict[str, str] = {}
+    tz: str | None = None
+    items: list[Item] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        ref = SourceRef(file, n)
+        if match := _ENV_LINE.match(line):
+            key, value = match.group(1), _env_value(match.group(2))
+            if key == "CRON_TZ":
+                tz = value
+            elif key not in IGNORED_ENV:
+                env[key] = value
+            continue
+        split = _split_line(line)
+        if split is None:
+            items.append(
+                Unreadable(
+                    f"line_{n}",
+                    FORMAT,
+                    ref,
+                    "not a crontab line (five schedule fields or an @macro, then the command)",
+                )
+            )
+            continue
+        schedule_text, rest = split
+        user = None
+        if user_field:
+            parts = rest.split(None, 1)
+            if len(parts) < 2:
+                items.append(Unreadable(f"line_{n}", FORMAT, ref, "the line has no command"))
+                continue
+            user, rest = parts
+        command, stdin = _unescape_percent(rest)
+        notes: list[Diagnostic] = []
+        action: psql.Psql | Task
+        line_env = dict(env)
+        if user:  # cron runs the command as that OS user: psql's default role
+            line_env.setdefault("PGUSER", user)
+        try:
+            found = psql.parse_shell(command, line_env, path.parent, stdin)
+            if len(found) > 1:
+                raise psql.NotPsql("the line chains several psql commands; map it in --tasks")
+            action = found[0][0]
+        except psql.NotPsql:
+            action = Task(" ".join(psql.strip_redirections(command).split()), "command")
+        name = _unique(_name_for(action), used)
+        items.append(
+            QueueJob(
+                name=name,
+                format=FORMAT,
+                ref=ref,
+                schedule=Cron(schedule_text, "vixie", timezone=tz, original=schedule_text),
+                action=action,
+                run_as=user,
+                notes=tuple(notes),
+                description=(f"command: {command.strip()[:80]}",),
+            )
+        )
+    return items
+
+
+def _payload(text: str | None) -> object:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)  # JSON5's unquoted keys read as a YAML flow mapping
+
+
+def _read_graphile(text: str, file: str, used: dict[str, int]) -> list[Item]:
+    items: list[Item] = []
+    for n, line in _job_lines(text):
+        ref = SourceRef(file, n)
+        split = _split_line(line)
+        match = _GRAPHILE_TASK.match(split[1]) if split else None
+        if split is None or match is None:
+            items.append(Unreadable(f"line_{n}", GRAPHILE, ref, "not a Graphile crontab line"))
+            continue
+        task = match.group("task")
+        opts = dict(parse_qsl(match.group("opts") or "", keep_blank_values=True))
+        notes: list[Diagnostic] = []
+        for key in opts:
+            if key not in _GRAPHILE_OPTS:
+                notes.append(Diagnostic("PGD213", f"unknown option '{key}' is ignored", ref))
+        try:
+            payload = _payload(match.group("payload"))
+        except yaml.YAMLError:
+            items.append(Unreadable(task, GRAPHILE, ref, "the payload is not JSON5"))
+            continue
+        if "fill" in opts:
+            notes.append(
+                Diagnostic(
+                    "PGD223",
+                    f"fill={opts['fill']}: Graphile backfills runs missed within that "
+                    "period; the workflow does not catch up",
+                    ref,
+                )
+            )
+        for key in ("queue", "priority", "jobKey"):
+            if key in opts:
+                notes.append(
+                    Diagnostic("PGD225", f"{key}={opts[key]} has no effect on the workflow", ref)
+                )
+        attempts = int(opts.get("max", 25))
+        retry = RetryPolicy(
+            attempts,
+            3,
+            2.718281828459045,
+            22026,
+            origin=f"max={attempts}" if "max" in opts else "Graphile's default max=25",
+            approximate=(
+                "Graphile waits exp(min(attempts, 10)) s between attempts; the workflow "
+                "starts at 3 s and multiplies by e, up to 22026 s"
+            ),
+        )
+        items.append(
+            QueueJob(
+                name=_unique(_slug(opts.get("id") or task), used),
+                format=GRAPHILE,
+                ref=ref,
+                schedule=Cron(split[0], "vixie", original=split[0]),
+                action=Task(task, "graphile task"),
+                args=payload if payload is not None else {},
+                retry=retry,
+                notes=tuple(notes),
+                description=(f"task: {task}",),
+            )
+        )
+    return items
