@@ -744,6 +744,85 @@ def import_airflow(
     _finish_import(ctx, "airflow", [report], report_path, dry_run)
 
 
+@cli.command("show")
+@click.argument("target", metavar="NAME|INSTANCE_ID|FILE")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot", "text"]),
+    default="text",
+    show_default=True,
+    help="mermaid (Markdown, GitHub), dot (Graphviz) or text (df.explain's tree).",
+)
+@dsn_option
+def show_command(target: str, fmt: str, dsn: str | None) -> None:
+    """Draw a workflow's graph: an instance (with each node's live status), a
+    registered workflow ([SOURCE/]NAME from pgdurable.workflows) or a generated
+    .sql file (evaluated, not applied)."""
+    from pgdurable import db as database
+    from pgdurable import show
+
+    conninfo = _connect_target(dsn).conninfo
+    with database.connection(conninfo, autocommit=True) as conn:
+        click.echo(show.render(conn, target, fmt))
+
+
+# -- pgdurable quickstart ------------------------------------------------------------
+
+
+@cli.command("quickstart")
+@click.option(
+    "--examples",
+    "examples_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fixtures/examples"),
+    show_default=True,
+    help="Folder of the bundled examples (relative to a clone of the repository).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the generated files [default: $PGDURABLE_HOME/quickstart].",
+)
+@click.option(
+    "--timeout",
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the example runs to finish.",
+)
+@dsn_option
+@json_option
+@click.pass_context
+def quickstart_command(
+    ctx: click.Context,
+    examples_dir: Path,
+    out_dir: Path | None,
+    timeout: float,
+    dsn: str | None,
+) -> None:
+    """Import the bundled example jobs, apply them, run them once and check the result.
+
+    \b
+    Uses the embedded database unless a DSN is given. For each example
+    (pg_cron, Airflow, Kubernetes CronJob) it creates the example's role and
+    fixture database, translates the source, applies the generated files,
+    starts one run of every job on an in-process worker and checks the data
+    the runs left. Safe to rerun. Exit codes: 0 every run and check passed,
+    1 something failed, 3 no database could be reached or started.
+    """
+    from pgdurable import quickstart
+    from pgdurable.embedded import default_home
+
+    target = _connect_target(dsn)
+    out = out_dir if out_dir is not None else default_home() / "quickstart"
+    outcome = quickstart.run(target.conninfo, examples_dir, out, timeout=timeout, progress=say)
+    emit(ctx, outcome.as_dict(), outcome.text())
+    if not outcome.ok:
+        ctx.exit(EXIT_FAILURE)
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="pgdurable")
 
