@@ -168,14 +168,15 @@ class EmbeddedCluster:
             self._ensure_database(DATABASE)
             return True
 
-    def stop(self) -> bool:
-        """Stop the server (fast shutdown); False when it was not running."""
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server (``fast`` shutdown; ``immediate`` is a crash, recovered at the
+        next start, as ``verify --chaos-db`` uses it); False when it was not running."""
         with self._lock():
             if not self.status().running:
                 return False
             binaries = self._binaries()
             self._run(
-                [binaries.program("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
+                [binaries.program("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"],
                 what="stop the server",
             )
             return True
