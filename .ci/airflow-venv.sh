@@ -29,7 +29,8 @@ fi
 started=$(date +%s)
 echo "creating the Airflow $version virtualenv in $venv" >&2
 python3 -m venv --clear "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip >&2
+"$venv/bin/python" -m pip install -q --upgrade pip 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
 if [ "${1:-}" = "--refreeze" ]; then
     "$venv/bin/python" -m pip install -q "${top[@]}" >&2
     {
@@ -39,7 +40,9 @@ if [ "${1:-}" = "--refreeze" ]; then
     mv "$requirements.new" "$requirements"
     wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
 else
-    "$venv/bin/python" -m pip install -q -r "$requirements" >&2
+    # pip names every configured local index it skips; only its real messages matter.
+    "$venv/bin/python" -m pip install -q -r "$requirements" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
 fi
 # A smoke test: the CLI loads (this also compiles the package's bytecode once).
 "$venv/bin/airflow" version >/dev/null

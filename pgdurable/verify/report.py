@@ -34,6 +34,7 @@ class Verification:
     old_runs: list[str] = field(default_factory=list)  # one line per replayed run
     new_runs: list[str] = field(default_factory=list)
     chaos: list[str] = field(default_factory=list)
+    reference_states: list[dict[str, str]] = field(default_factory=list)  # Airflow, per run
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -52,6 +53,7 @@ class Verification:
             "old_runs": self.old_runs,
             "new_runs": self.new_runs,
             "chaos": self.chaos,
+            "reference_states": self.reference_states,
             "notes": self.notes,
         }
 

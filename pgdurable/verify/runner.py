@@ -183,6 +183,7 @@ def _old_side(subject, options, sandbox, old_db, role, dates, result) -> list[Da
         else:
             outcome = _airflow_run(subject, options, conninfo, dates[i])
             outcomes.append(outcome)
+            result.reference_states.append(dict(sorted(outcome.states.items())))
             failed = sorted(t for t, s in outcome.states.items() if s == "failed")
             result.old_runs.append(
                 f"DAG run {outcome.run_state} on {dates[i].date()}"
