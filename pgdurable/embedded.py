@@ -169,8 +169,11 @@ class EmbeddedCluster:
             return True
 
     def stop(self, mode: str = "fast") -> bool:
-        """Stop the server (``fast`` shutdown; ``immediate`` is a crash, recovered at the
-        next start, as ``verify --chaos-db`` uses it); False when it was not running."""
+        """Stop the server; False when it was not running.
+
+        ``mode`` is pg_ctl's: ``fast`` (the default), ``smart``, or ``immediate``
+        (no checkpoint: the next start runs crash recovery, which tests use to
+        simulate a server crash)."""
         with self._lock():
             if not self.status().running:
                 return False
