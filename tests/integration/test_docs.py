@@ -167,3 +167,25 @@ def test_show_draws_a_generated_file(fmt, database):
         drawn = show.render(conn, str(path), fmt)
     assert "WAIT '0 0 * * *'" in drawn
     assert {"mermaid": "flowchart TD", "dot": "digraph workflow", "text": "LOOP"}[fmt] in drawn
+
+
+def test_show_draws_an_instance_with_live_status_and_a_registered_workflow(database):
+    from pgdurable import show
+
+    role = database.create_role("show_user")
+    database.execute("SELECT df.grant_usage('show_user')")
+    instance = database.value(
+        "SELECT df.start(df.if('SELECT true', 'SELECT 1', 'SELECT 2'))", user=role
+    )
+    database.execute(
+        "INSERT INTO pgdurable.workflows (source, name, definition, definition_hash, profile,"
+        " started) VALUES ('pg_cron', 'nightly', %s, 'x', 'portable', false)",
+        [database.value("SELECT (@> (df.wait_for_schedule('0 3 * * *') ~> 'SELECT 1'))::text")],
+    )
+    with database.connect() as conn:
+        live = show.render(conn, instance, "mermaid")
+        registered = show.render(conn, "nightly", "dot")
+        by_source = show.render(conn, "pg_cron/nightly", "text")
+    assert "[pending]" in live and "-->|yes|" in live and "-->|no|" in live
+    assert "WAIT '0 3 * * *'" in registered and 'label="again"' in registered
+    assert by_source.startswith("pg_cron/nightly\n")
