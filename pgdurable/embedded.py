@@ -168,14 +168,19 @@ class EmbeddedCluster:
             self._ensure_database(DATABASE)
             return True
 
-    def stop(self) -> bool:
-        """Stop the server (fast shutdown); False when it was not running."""
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server; False when it was not running.
+
+        ``mode`` is pg_ctl's shutdown mode: ``fast`` (the default), ``smart``,
+        or ``immediate``, which is a crash as far as the data is concerned
+        (the next start runs crash recovery); the chaos tests use it.
+        """
         with self._lock():
             if not self.status().running:
                 return False
             binaries = self._binaries()
             self._run(
-                [binaries.program("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
+                [binaries.program("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"],
                 what="stop the server",
             )
             return True

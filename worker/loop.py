@@ -121,17 +121,30 @@ class Worker:
     async def _serve(self) -> None:
         while not self.stopping.is_set():
             self.wake.clear()
-            claimed = await self._claim()
-            if claimed:
-                continue  # there may be more work right away
+            try:
+                claimed = await self._claim()
+                if claimed:
+                    continue  # there may be more work right away
+                next_wake, timed_runs = await self._next_wake()
+            except db.DatabaseError as exc:
+                if not db.is_connection_error(exc):
+                    raise
+                # The server restarted or is unreachable: keep the process (and
+                # its leases' heartbeat) alive and try again, instead of exiting.
+                log.warning("database unavailable, retrying: %s", db.error_text(exc))
+                await self._pause(min(self.options.poll_interval, 1.0))
+                continue
             timeout = self.options.poll_interval
-            next_wake, timed_runs = await self._next_wake()
             if next_wake is not None:
                 timeout = min(timeout, max(next_wake, 0.005))
             if self.options.until_idle and not self.active and not timed_runs:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def _claim(self) -> int:
         free = self.options.concurrency - len(self.active)
