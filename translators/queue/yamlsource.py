@@ -60,9 +60,12 @@ def _fix_hint(problem: str) -> str:
 
 def load_all(text: str, file: str) -> list[tuple[Any, int]]:
     """Every document of ``text`` with its first line; raises SourceParseError."""
-    loader = yaml.SafeLoader(text)
     documents: list[tuple[Any, int]] = []
+    loader = None
     try:
+        # The reader checks the characters at once (NUL and other controls are
+        # refused), so even constructing the loader can raise a YAMLError.
+        loader = yaml.SafeLoader(text)
         for node in yamlguard.compose_all(loader):
             try:
                 documents.append((_convert(loader, node), node.start_mark.line + 1))
@@ -77,7 +80,8 @@ def load_all(text: str, file: str) -> list[tuple[Any, int]]:
             f"{where}: invalid YAML: {problem}{hint}. Nothing was written"
         ) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return documents
 
 
