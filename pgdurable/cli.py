@@ -101,11 +101,11 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     ctx.meta["traceback"] = traceback
 
 
-def _connect_target(dsn: str | None):
+def _connect_target(dsn: str | None, progress=say):
     from pgdurable.connection import resolve
 
-    target = resolve(dsn, progress=say)
-    say(f"using {target.describe()}")
+    target = resolve(dsn, progress=progress)
+    progress(f"using {target.describe()}")
     return target
 
 
@@ -290,31 +290,52 @@ def schema_status(ctx: click.Context, dsn: str | None) -> None:
     help="Lease length; a dead worker's "
     "instances are taken over this long after its last heartbeat.",
 )
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--grace",
+    default=10.0,
+    show_default=True,
+    help="On SIGTERM, seconds running steps get to finish before they are cancelled.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line (one per step transition).",
+)
 def worker_command(
-    dsn: str | None, concurrency: int, until_idle: bool, lease_seconds: float, log_format: str
+    dsn: str | None,
+    concurrency: int,
+    until_idle: bool,
+    lease_seconds: float,
+    grace: float,
+    log_format: str,
 ) -> None:
     """Execute started workflow instances (stops gracefully on SIGTERM)."""
     import asyncio
-    import logging
 
-    from pgdurable.worker import run_worker
+    from pgdurable.worker import logs, run_worker
 
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(message)s" if log_format == "json" else "%(asctime)s %(levelname)s %(message)s",
-    )
-    target = _connect_target(dsn)
+    logs.configure(log_format)
+    if log_format == "json":  # stderr carries JSON lines only
+        target = _connect_target(dsn, progress=lambda text: logs.event("startup", message=text))
+    else:
+        target = _connect_target(dsn)
     outcomes = asyncio.run(
         run_worker(
             target.conninfo,
             concurrency=concurrency,
             until_idle=until_idle,
             lease_seconds=lease_seconds,
+            grace=grace,
             install_signal_handlers=True,
         )
     )
-    say("worker stopped: " + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "idle"))
+    if log_format != "json":  # the JSON log already ends with worker_stopped
+        say(
+            "worker stopped: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "idle")
+        )
 
 
 def _one_value(dsn: str | None, query: str, params: list[Any]) -> Any:
@@ -391,6 +412,18 @@ def status_command(ctx, dsn, instance_id) -> None:
     )
 
 
+@cli.command("explain")
+@dsn_option
+@click.argument("target")
+def explain_command(dsn, target) -> None:
+    """Draw an instance's graph with node statuses (df.explain).
+
+    TARGET is an instance id, or a workflow: DSL text (e.g. "'SELECT 1' ~> 'SELECT 2'")
+    or node JSON, drawn without running it.
+    """
+    click.echo(_one_value(dsn, "SELECT df.explain(%s)", [target]))
+
+
 @cli.command("cancel")
 @dsn_option
 @click.argument("instance_id")
@@ -407,6 +440,57 @@ def cancel_command(dsn, instance_id) -> None:
 def signal_command(dsn, instance_id, name, data) -> None:
     """Send a signal to an instance (df.signal); DATA is JSON or text."""
     click.echo(_one_value(dsn, "SELECT df.signal(%s, %s, %s)", [instance_id, name, data]))
+
+
+# -- options and output shared by the import-* commands ---------------------------
+
+portable_option = click.option(
+    "--portable",
+    is_flag=True,
+    help="Emit only df.* (no pgdurable extensions); report what is lost.",
+)
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write nothing; print a unified diff against the files on disk. Exit 1 when there "
+    "is a difference.",
+)
+report_option = click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every item and diagnostic as JSON to this file.",
+)
+
+
+def _finish_import(ctx: click.Context, source: str, reports, report_path, dry_run: bool) -> None:
+    """Print an import's outcome (and write it with --report); exit 1 when an item
+    failed or, with --dry-run, when something would change."""
+    from pgdurable import pipeline
+    from pgdurable.output import write_atomic
+
+    data = pipeline.merged(reports) if reports else {"source": source, "items": [], "summary": {}}
+    if report_path is not None:
+        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
+    texts = []
+    for report in reports:
+        text = report.text()
+        if dry_run:
+            changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
+            text = (changes or "no difference\n") + text
+        elif report.written:
+            text += f"\nwrote {len(report.written)} file(s) in {report.written[0].parent}"
+        texts.append(text)
+    if dry_run:
+        data = {
+            **data,
+            "diff": "".join(r.diff for r in reports),
+            "registry_changes": [c for r in reports for c in r.registry_changes],
+        }
+    emit(ctx, data, "\n".join(texts) or "nothing to translate")
+    failed = any(r.summary["failed"] for r in reports)
+    if failed or (dry_run and any(r.has_difference for r in reports)):
+        ctx.exit(EXIT_FAILURE)
 
 
 # -- pgdurable import-pgcron / apply ---------------------------------------------
@@ -428,17 +512,8 @@ def signal_command(dsn, instance_id, name, data) -> None:
     show_default=True,
     help="Folder of the generated files (one per job, plus cutover.sql).",
 )
-@click.option(
-    "--portable",
-    is_flag=True,
-    help="Emit only df.* (no pgdurable extensions); report what is lost.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Write nothing; print a unified diff against "
-    "the files on disk. Exit 1 when there is a difference.",
-)
+@portable_option
+@dry_run_option
 @click.option(
     "--against-db",
     is_flag=True,
@@ -446,12 +521,7 @@ def signal_command(dsn, instance_id, name, data) -> None:
     "workflows registered in the database given by --dsn.",
 )
 @dsn_option
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every item and diagnostic as JSON to this file.",
-)
+@report_option
 @click.option(
     "--default-username",
     metavar="ROLE",
@@ -505,21 +575,7 @@ def import_pgcron(
         default_username=default_username,
         default_database=default_database,
     )
-    data = report.as_dict()
-    if report_path is not None:
-        from pgdurable.output import write_atomic
-
-        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
-    text = report.text()
-    if dry_run:
-        changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
-        text = (changes or "no difference\n") + text
-        data = {**data, "diff": report.diff, "registry_changes": report.registry_changes}
-    elif report.written:
-        text += f"\nwrote {len(report.written)} file(s) in {out_dir}"
-    emit(ctx, data, text)
-    if (dry_run and report.has_difference) or report.summary["failed"]:
-        ctx.exit(EXIT_FAILURE)
+    _finish_import(ctx, "pg_cron", [report], report_path, dry_run)
 
 
 @cli.command("import-queue")
@@ -552,24 +608,9 @@ def import_pgcron(
     help="Folder of the generated files [default: migrations/pgdurable/<format>; with "
     "several formats, one sub-folder per format].",
 )
-@click.option(
-    "--portable",
-    is_flag=True,
-    help="Emit only df.* (no retries, time limits or atomic multi-statement steps); "
-    "report what is lost.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Write nothing; print a unified diff against the files on disk. Exit 1 when "
-    "there is a difference.",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every item and diagnostic as JSON to this file.",
-)
+@portable_option
+@dry_run_option
+@report_option
 @click.option("--default-username", metavar="ROLE", help="Role for jobs whose source names none.")
 @click.option("--default-database", metavar="DB", help="Database for jobs whose source names none.")
 @json_option
@@ -609,26 +650,7 @@ def import_queue(
         default_username=default_username,
         default_database=default_database,
     )
-    data = pipeline.merged(reports) if reports else {"source": "queue", "items": [], "summary": {}}
-    if report_path is not None:
-        from pgdurable.output import write_atomic
-
-        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
-    texts = []
-    for report in reports:
-        text = report.text()
-        if dry_run:
-            text = (report.diff or "no difference\n") + text
-        elif report.written:
-            folder = next(iter(report.plan.files)).parent
-            text += f"\nwrote {len(report.written)} file(s) in {folder}"
-        texts.append(text)
-    if dry_run:
-        data = {**data, "diff": "".join(r.diff for r in reports)}
-    emit(ctx, data, "\n".join(texts) or "no jobs found")
-    failed = any(r.summary["failed"] for r in reports)
-    if (dry_run and any(r.has_difference for r in reports)) or failed:
-        ctx.exit(EXIT_FAILURE)
+    _finish_import(ctx, "queue", reports, report_path, dry_run)
 
 
 @cli.command("apply")
@@ -683,22 +705,9 @@ def apply(ctx: click.Context, directory: Path, as_sql: bool, dsn: str | None) ->
     help="YAML mapping Airflow conn_ids to databases ({database: NAME} or current) and "
     "HTTP base URLs ({url: URL}).",
 )
-@click.option(
-    "--portable",
-    is_flag=True,
-    help="Emit only df.* (no pgdurable extensions); report what is lost.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Write nothing; print a unified diff against the files on disk. Exit 1 on a difference.",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write every item and diagnostic as JSON to this file.",
-)
+@portable_option
+@dry_run_option
+@report_option
 @click.option(
     "--default-username", metavar="ROLE", help="Database role the scheduled workflows run as."
 )
@@ -732,24 +741,167 @@ def import_airflow(
         dry_run=dry_run,
         default_username=default_username,
     )
-    _finish_import(ctx, report, report_path, dry_run, out_dir)
+    _finish_import(ctx, "airflow", [report], report_path, dry_run)
 
 
-def _finish_import(ctx, report, report_path, dry_run, out_dir) -> None:
-    data = report.as_dict()
-    if report_path is not None:
-        from pgdurable.output import write_atomic
+# -- pgdurable verify ------------------------------------------------------------
 
-        write_atomic(report_path, json.dumps(data, indent=2) + "\n")
-    text = report.text()
-    if dry_run:
-        changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
-        text = (changes or "no difference\n") + text
-        data = {**data, "diff": report.diff, "registry_changes": report.registry_changes}
-    elif report.written:
-        text += f"\nwrote {len(report.written)} file(s) in {out_dir}"
-    emit(ctx, data, text)
-    if (dry_run and report.has_difference) or report.summary["failed"]:
+
+def _logical_date(value: str | None):
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO date (e.g. 2024-01-02 or 2024-01-02T03:00:00+00:00)",
+            param_hint="--logical-date",
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@cli.command("verify")
+@click.option("--pgcron", "pgcron_spec", metavar="FILE[:JOB]", help="A pg_cron export or script.")
+@click.option("--airflow", "airflow_spec", metavar="DAG_FILE[:DAG_ID]", help="An Airflow DAG file.")
+@click.option("--queue", "queue_spec", metavar="FILE[:ENTRY]", help="A queue-worker config file.")
+@click.option(
+    "--all",
+    "all_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Verify every generated workflow file of this migration folder (sources from headers).",
+)
+@click.option(
+    "--fixture",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A .sql file or folder of them (schema + seed data), also looked up under fixtures/.",
+)
+@click.option(
+    "--reference",
+    type=click.Choice(["builtin", "airflow"]),
+    default="builtin",
+    show_default=True,
+    help="Airflow: pgdurable's own executor, or a real Apache Airflow 3 ($PGDURABLE_AIRFLOW_VENV).",
+)
+@click.option("--logical-date", "logical_date", metavar="DATE", help="Airflow logical date (ds).")
+@click.option("--runs", default=1, show_default=True, help="Replay this many runs on each side.")
+@click.option("--chaos", default=0, metavar="N", help="Kill the worker at N random points.")
+@click.option("--chaos-db", is_flag=True, help="With --chaos: also crash and restart PostgreSQL.")
+@click.option("--seed", type=int, default=None, help="Random seed of the chaos points.")
+@click.option("--compare", "compare_tables", metavar="TABLES", help="Comma-separated tables.")
+@click.option("--ignore-columns", metavar="T.C,...", help="Columns left out of the comparison.")
+@click.option("--ignore-serials", is_flag=True, help="Also leave out serial/identity columns.")
+@click.option(
+    "--workflow",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Verify this generated file instead of translating the source now.",
+)
+@click.option(
+    "--tasks",
+    "tasks_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Queue sources: the --tasks mapping the import used.",
+)
+@click.option("--run-as", metavar="ROLE", help="Role for sources that name none.")
+@click.option("--rows", default=10, show_default=True, help="Differing rows shown per table.")
+@dsn_option
+@json_option
+@click.pass_context
+def verify_command(
+    ctx: click.Context,
+    pgcron_spec,
+    airflow_spec,
+    queue_spec,
+    all_dir,
+    fixture,
+    reference,
+    logical_date,
+    runs,
+    chaos,
+    chaos_db,
+    seed,
+    compare_tables,
+    ignore_columns,
+    ignore_serials,
+    workflow,
+    tasks_file,
+    run_as,
+    rows,
+    dsn,
+) -> None:
+    """Replay the old job and the new workflow on two clones of a fixture database
+    and compare the data they leave (and, for Airflow, the task states).
+
+    \b
+    Exit codes: 0 equal, 1 different (or a file of --all failed), 2 usage
+    error, 3 no database could be reached or started.
+    """
+    from pgdurable import verify as verifying
+    from pgdurable.verify import compare, report
+
+    given = [
+        (k, v)
+        for k, v in (
+            ("pgcron", pgcron_spec),
+            ("airflow", airflow_spec),
+            ("queue", queue_spec),
+            ("all", all_dir),
+        )
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --pgcron, --airflow, --queue or --all")
+    if chaos < 0:
+        raise click.UsageError("--chaos must be 0 or more")
+    options = verifying.Options(
+        fixture=fixture,
+        reference=reference,
+        logical_date=_logical_date(logical_date),
+        runs=runs,
+        chaos=chaos,
+        chaos_db=chaos_db,
+        seed=seed,
+        compare=compare.Options(
+            tables=[t.strip() for t in compare_tables.split(",") if t.strip()]
+            if compare_tables
+            else None,
+            ignore=[c.strip() for c in (ignore_columns or "").split(",") if c.strip()],
+            ignore_serials=ignore_serials,
+        ),
+        workflow=workflow,
+        tasks_file=tasks_file,
+        run_as=run_as,
+    )
+    admin = None if chaos_db else _connect_target(dsn).conninfo
+    kind, spec = given[0]
+    if kind == "all":
+
+        def progress(i: int, n: int, name: str) -> None:
+            filled = int(20 * (i - 1) / n)
+            say(f"[{'#' * filled}{'.' * (20 - filled)}] {i}/{n} {name}")
+
+        items = verifying.verify_all(spec, options, admin, progress)
+        say(f"[{'#' * 20}] {len(items)}/{len(items)} done")
+        data = {
+            "items": [
+                {
+                    "file": i.path,
+                    "outcome": i.outcome,
+                    "error": i.error,
+                    "verification": i.verification.as_dict(rows) if i.verification else None,
+                }
+                for i in items
+            ]
+        }
+        emit(ctx, data, report.batch_text(items))
+        if any(i.outcome != "equal" for i in items):
+            ctx.exit(EXIT_FAILURE)
+        return
+    result = verifying.verify(kind, spec, options, admin, progress=say)
+    emit(ctx, result.as_dict(rows), result.text(rows))
+    if not result.equal:
         ctx.exit(EXIT_FAILURE)
 
 

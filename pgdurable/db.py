@@ -27,6 +27,8 @@ __all__ = [
     "DatabaseError",
     "async_connect",
     "async_pool",
+    "client_connection",
+    "conninfo_params",
     "conninfo_with",
     "in_transaction",
     "is_connection_error",
@@ -61,6 +63,18 @@ def connect(conninfo: str, *, autocommit: bool = False, **overrides: object) -> 
 @contextmanager
 def connection(conninfo: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     conn = connect(conninfo, autocommit=autocommit)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def client_connection(conninfo: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A connection whose cursors bind parameters client-side and send the result as
+    one simple query, as psycopg2 (Airflow's driver) does: a multi-statement string
+    with ``%(name)s`` parameters runs the way an Airflow SQL task runs it."""
+    conn = connect(conninfo, autocommit=autocommit, cursor_factory=psycopg.ClientCursor)
     try:
         yield conn
     finally:
@@ -149,6 +163,11 @@ def async_pool(
         kwargs={"autocommit": autocommit},
         reconnect_timeout=5,
     )
+
+
+def conninfo_params(conninfo: str) -> dict[str, str]:
+    """The parameters of a connection string (for programs that take them as flags)."""
+    return {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
 
 
 def conninfo_with(conninfo: str, **params: Any) -> str:

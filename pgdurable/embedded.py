@@ -171,10 +171,9 @@ class EmbeddedCluster:
     def stop(self, mode: str = "fast") -> bool:
         """Stop the server; False when it was not running.
 
-        ``mode`` is pg_ctl's shutdown mode: ``fast`` (the default), ``smart``,
-        or ``immediate``, which is a crash as far as the data is concerned
-        (the next start runs crash recovery); the chaos tests use it.
-        """
+        ``mode`` is pg_ctl's: ``fast`` (the default), ``smart``, or ``immediate``
+        (no checkpoint: the next start runs crash recovery, which tests use to
+        simulate a server crash)."""
         with self._lock():
             if not self.status().running:
                 return False

@@ -69,3 +69,15 @@ class ApplyFailed(PgDurableError):
 
 class WorkerError(PgDurableError):
     """The worker failed."""
+
+
+class VerificationError(PgDurableError):
+    """`pgdurable verify` could not replay the job: fix the input named in the message."""
+
+
+class VerificationMismatch(PgDurableError):
+    """The old job and the new workflow left different data (see the report)."""
+
+    def __init__(self, diffs: list[object], message: str | None = None) -> None:
+        super().__init__(message)
+        self.diffs = diffs

@@ -9,6 +9,9 @@ Modules, one concept each:
 - ``deadlines``: a TIMEOUT's hold over its child (statement cancel, replay);
 - ``steps``: leaf executors (SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK);
 - ``sql_step``: the exactly-once SQL step transaction;
+- ``http_step``, ``http_policy``, ``http_client``: HTTP nodes, what they may
+  reach, and the request itself;
+- ``logs``: structured step and claim events (text or JSON lines);
 - ``journal``: every lease-checked write to the database;
 - ``substitution``, ``results``, ``truth``: pure rules of SPEC B.
 

@@ -7,6 +7,7 @@ the claim in exactly one way:
 - suspended: the run is released with its wake time and awaited signals;
 - cancelled (df.cancel): the run row is removed, status stays ``cancelled``;
 - lease lost: nothing is written (another worker owns the instance);
+- shutting down (SIGTERM): released at a step boundary, claimable at once;
 - retry (connection trouble) or task cancellation (shutdown, lost lease):
   released to be claimed again at once; replay resumes where the journal ends.
 """
@@ -14,14 +15,22 @@ the claim in exactly one way:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 
 from pgdurable.worker.graph import load_instance
 from pgdurable.worker.interpreter import BREAK_OUTSIDE_LOOP, Execution, Scope
 from pgdurable.worker.journal import Journal
-from pgdurable.worker.outcomes import Broke, Cancelled, Failed, LeaseLost, Retry, Suspended
+from pgdurable.worker.logs import event
+from pgdurable.worker.outcomes import (
+    Broke,
+    Cancelled,
+    Failed,
+    LeaseLost,
+    Retry,
+    ShuttingDown,
+    Suspended,
+)
 from pgdurable.worker.results import dumps
 from pgdurable.worker.steps import Services
 
@@ -65,9 +74,7 @@ async def drive(pool: db.AsyncPool, services: Services, journal: Journal) -> str
         except Failed as failure:
             execution.stamp(root, root_scope, "failed", dumps(failure.error))
             await journal.finish("failed", execution.take_stamps(), failure.error)
-            log.info(
-                json.dumps({"instance": instance.id, "event": "failed", "error": failure.error})
-            )
+            event("instance_failed", instance=instance.id, error=failure.error)
             return "failed"
         except Broke:
             execution.stamp(root, root_scope, "failed", dumps(BREAK_OUTSIDE_LOOP))
@@ -77,12 +84,19 @@ async def drive(pool: db.AsyncPool, services: Services, journal: Journal) -> str
             await execution.flush()
             wake = wait.wake_at if wait.wake_at is not None else "infinity"
             await journal.release(wake, sorted(wait.signals))
+            event("instance_suspended", instance=instance.id, wake_at=wait.wake_at)
             return "suspended"
         except Cancelled:
             await journal.finish("cancelled", [], None)
+            event("instance_cancelled", instance=instance.id)
             return "cancelled"
+        except ShuttingDown:
+            await execution.flush()
+            await _release_soon(journal, seconds=0)
+            event("instance_released", instance=instance.id, reason="shutdown")
+            return "released"
         await journal.finish("completed", execution.take_stamps(), result)
-        log.info(json.dumps({"instance": instance.id, "event": "completed"}))
+        event("instance_completed", instance=instance.id)
         return "completed"
     except LeaseLost:
         return "lease_lost"

@@ -11,8 +11,13 @@ happens only in PostgreSQL (SPEC A.2.4):
 - LISTEN ``pgdurable_wake`` wakes the loop at once (start, signal, cancel);
   polling (``poll_interval``, or sooner when a timer falls due) covers lost
   notifications and timers;
-- SIGTERM/``stop()``: stop claiming, give in-flight claims ``grace`` seconds,
-  then cancel them (they release their leases).
+- SIGTERM/``stop()``: stop claiming; no claim starts another step, so each
+  in-flight step finishes and its claim is released at that boundary; steps
+  still running after ``grace`` seconds are cancelled (their claims are
+  released too and the journal decides what runs again);
+- the database going away (restart, crash) does not end the process: the
+  loop retries with backoff, broken pooled connections are dropped, and
+  interrupted claims resume from the journal once their leases expire.
 
 Bounds: at most ``concurrency`` instances claimed and at most ``concurrency``
 SQL steps in flight (JOIN/RACE branches share the step bound). Waiting
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field
 
 from pgdurable.worker.claims import drive
 from pgdurable.worker.journal import Journal
+from pgdurable.worker.logs import event
 from pgdurable.worker.steps import Services
 
 from pgdurable import db
@@ -100,6 +106,7 @@ class Worker:
 
     async def run(self) -> dict[str, int]:
         await self.pool.open()
+        event("worker_started", worker=self.options.name, concurrency=self.options.concurrency)
         listener = asyncio.create_task(self._listen())
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -112,28 +119,46 @@ class Worker:
             for pool in self.user_pools.values():
                 await pool.close()
             await self.pool.close()
+            event("worker_stopped", worker=self.options.name, outcomes=self.outcomes)
         return self.outcomes
 
     def stop(self) -> None:
+        """Stop claiming; running steps finish, then their claims are released."""
+        if not self.stopping.is_set():
+            event("worker_stopping", worker=self.options.name, active=len(self.active))
         self.stopping.set()
+        self.services.stopping.set()
         self.wake.set()
 
     async def _serve(self) -> None:
+        backoff = 0.0
         while not self.stopping.is_set():
             self.wake.clear()
             try:
                 claimed = await self._claim()
                 if claimed:
+                    backoff = 0.0
                     continue  # there may be more work right away
                 next_wake, timed_runs = await self._next_wake()
             except db.DatabaseError as exc:
                 if not db.is_connection_error(exc):
                     raise
-                # The server restarted or is unreachable: keep the process (and
-                # its leases' heartbeat) alive and try again, instead of exiting.
-                log.warning("database unavailable, retrying: %s", db.error_text(exc))
-                await self._pause(min(self.options.poll_interval, 1.0))
+                # The server is down or restarting: keep the process, retry with
+                # backoff; claims in flight fail on their own and are resumed
+                # from the journal once the database is back.
+                backoff = min(max(backoff * 2, 0.1), 2.0)
+                event(
+                    "database_unavailable",
+                    logging.WARNING,
+                    worker=self.options.name,
+                    retry_in=backoff,
+                    error=db.error_text(exc),
+                )
+                await self._check_pools()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), backoff)
                 continue
+            backoff = 0.0
             timeout = self.options.poll_interval
             if next_wake is not None:
                 timeout = min(timeout, max(next_wake, 0.005))
@@ -142,9 +167,12 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
 
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+    async def _check_pools(self) -> None:
+        """Drop broken idle connections (after a server restart) so the next
+        steps get live ones instead of failing one by one."""
+        for pool in (self.pool, *self.user_pools.values()):
+            with contextlib.suppress(Exception):
+                await pool.check()
 
     async def _claim(self) -> int:
         free = self.options.concurrency - len(self.active)
@@ -168,8 +196,13 @@ class Worker:
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         except asyncio.CancelledError:
             pass
-        except Exception:
-            log.exception("instance %s: unexpected error; it will be retried", journal.instance_id)
+        except Exception as exc:
+            if isinstance(exc, db.DatabaseError) and db.is_connection_error(exc):
+                log.warning("instance %s: database unavailable (%s)", journal.instance_id, exc)
+            else:
+                log.exception(
+                    "instance %s: unexpected error; it will be retried", journal.instance_id
+                )
             await asyncio.sleep(1)  # a bug should not spin; the lease expires and it is retried
         finally:
             self.active.pop(journal.instance_id, None)
@@ -246,6 +279,7 @@ async def run_worker(
     until_idle: bool = False,
     lease_seconds: float = 30.0,
     poll_interval: float = 2.0,
+    grace: float = 10.0,
     install_signal_handlers: bool = False,
 ) -> dict[str, int]:
     """Run a worker until stopped (or, with ``until_idle``, until nothing is
@@ -257,6 +291,7 @@ async def run_worker(
             until_idle=until_idle,
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
+            grace=grace,
         ),
     )
     if install_signal_handlers:

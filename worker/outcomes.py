@@ -5,7 +5,8 @@ tree, like dramatiq's ``Retry``): they carry a workflow's own outcomes up the
 graph. ``Failed`` and ``Broke`` are workflow semantics (SPEC B §4.3, BREAK);
 ``Suspended`` means "nothing more can happen until a time or a signal", and
 ends the claim so a waiting instance holds no coroutine; ``LeaseLost``,
-``Cancelled`` and ``Retry`` end a claim without changing the workflow.
+``Cancelled``, ``Retry`` and ``ShuttingDown`` end a claim without changing
+the workflow.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class Cancelled(Exception):
 
 class Retry(Exception):
     """The database connection failed mid-claim; release and try again later."""
+
+
+class ShuttingDown(Exception):
+    """The worker is stopping: end the claim at this step boundary and release it."""
 
 
 class DeadlineExceeded(Exception):

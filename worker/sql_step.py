@@ -9,7 +9,15 @@ the step, or finds nothing and the user's effects were rolled back with it.
 
 Round trips: ``BEGIN;<text>`` as one simple-protocol message (so
 multi-statement text runs as one atomic transaction; the result is the last
-statement's), then the completion and COMMIT pipelined in one message.
+statement's), then the completion and COMMIT pipelined in one message. The
+pool resets a returned connection (DISCARD ALL) in its own worker task, off
+the step's critical path.
+
+Two round trips is the floor for exactly-once here: the completion carries
+the statement's result, which only exists after the first one, and the lease
+token must travel as a bind parameter (never in query text, where the user's
+SQL could read it from pg_stat_activity), so it cannot ride along with the
+user's simple-protocol text.
 
 Exceptions to exactly-once, marked ``"delivery":"at_least_once"``:
 - statements PostgreSQL refuses in a transaction block (VACUUM, CREATE INDEX

@@ -1,4 +1,5 @@
-"""Executors for the leaf node types: SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK.
+"""Executors for the leaf node types: SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK
+(HTTP and HTTP_MULTIPART live in ``http_step``).
 
 Each executor first looks for the node's journaled outcome in this
 generation and replays it; otherwise it executes and journals the outcome
@@ -10,12 +11,15 @@ sleeping, so a waiting instance costs no coroutine.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgdurable.worker import deadlines
-from pgdurable.worker.outcomes import Broke, Failed, Suspended
+from pgdurable.worker.http_step import run_http
+from pgdurable.worker.logs import event
+from pgdurable.worker.outcomes import Broke, Failed, ShuttingDown, Suspended
 from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
 from pgdurable.worker.substitution import SubstitutionError, substitute
@@ -29,10 +33,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """What executors share across instances: user pools and the step bound."""
+    """What executors share across instances: user pools, the step bound, and
+    the shutdown flag (set on SIGTERM: no new step starts after it)."""
 
     user_pool: Callable[[str, str | None], Awaitable[db.AsyncPool]]  # (role, database) -> pool
     step_slots: asyncio.Semaphore
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _replayed(ex: Execution, node: Node, scope: Scope) -> str | None:
@@ -53,6 +59,9 @@ async def _fail(ex: Execution, node: Node, scope: Scope, error: str) -> Failed:
     return Failed(error)
 
 
+record_failure = _fail  # for executors in other modules (http_step)
+
+
 async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
     replayed = _replayed(ex, node, scope)
     if replayed is not None:
@@ -65,9 +74,29 @@ async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
         raise await _fail(
             ex, node, scope, f"{node.type} nodes are not supported by this pgdurable worker yet"
         )
-    result = await executor(ex, node, scope)
+    if ex.services.stopping.is_set():
+        # Graceful shutdown: steps already running finish, none starts; the
+        # claim is released and another worker (or the next start) resumes here.
+        raise ShuttingDown()
+    fields = {"instance": ex.instance.id, "node": node.id, "type": node.type}
+    fields["execution"] = scope.execution_id
+    event("step_started", **fields)
+    started = time.perf_counter()
+    try:
+        result = await executor(ex, node, scope)
+    except Failed as failure:
+        event("step_failed", **fields, duration_ms=_ms(started), error=failure.error)
+        raise
+    except Suspended as wait:
+        event("step_waiting", **fields, wake_at=wait.wake_at, signals=sorted(wait.signals))
+        raise
+    event("step_completed", **fields, duration_ms=_ms(started))
     ex.noted(node, scope, "completed")
     return result
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _break_value(node: Node) -> str:
@@ -90,16 +119,25 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
         )
     except SubstitutionError as exc:
         raise await _fail(ex, node, scope, str(exc)) from exc
-    await ex.flush()  # our 'running' stamp, and a cancel check
-    # Under a TIMEOUT the step's backend is registered so it can be cancelled.
-    pool = deadlines.track(await ex.services.user_pool(instance.role or "", instance.database))
-    key = StepKey(scope.name, scope.gen, node.id)
-    same_database = instance.database in (None, instance.control_database)
-    async with ex.services.step_slots:
-        try:
-            result, _ = await run_sql_step(pool, ex.journal, key, text, same_database=same_database)
-        except Failed as failure:
-            raise await _fail(ex, node, scope, failure.error) from failure
+    # Our 'running' stamp (and a cancel check) is written while the step runs,
+    # not before it: it is a separate transaction on another connection, and
+    # it can never overwrite the completion (stamp_nodes_v1 refuses 'running'
+    # over a terminal stamp of the same execution), so it need not precede it.
+    stamping = asyncio.ensure_future(ex.flush())
+    try:
+        # Under a TIMEOUT the step's backend is registered so it can be cancelled.
+        pool = deadlines.track(await ex.services.user_pool(instance.role or "", instance.database))
+        key = StepKey(scope.name, scope.gen, node.id)
+        same_database = instance.database in (None, instance.control_database)
+        async with ex.services.step_slots:
+            try:
+                result, _ = await run_sql_step(
+                    pool, ex.journal, key, text, same_database=same_database
+                )
+            except Failed as failure:
+                raise await _fail(ex, node, scope, failure.error) from failure
+    finally:
+        await stamping
     return result
 
 
@@ -154,4 +192,6 @@ EXECUTORS: dict[str, Callable[[Execution, Node, Scope], Awaitable[str]]] = {
     "SLEEP": _sleep,
     "WAIT_SCHEDULE": _wait_schedule,
     "SIGNAL": _signal,
+    "HTTP": run_http,
+    "HTTP_MULTIPART": run_http,
 }

@@ -1,0 +1,147 @@
+"""``--reference airflow``: run the DAG with a real Apache Airflow 3 and read the task states.
+
+Airflow lives in its own virtualenv (``$PGDURABLE_AIRFLOW_VENV``, default
+``~/.cache/pgdurable/airflow-<version>``, made by ``.ci/airflow-venv.sh``),
+never in pgdurable's. One run is ``airflow dags test DAG_ID DATE -f FILE``:
+the DAG file is parsed and executed in-process by Airflow itself, with
+
+- every connection id the DAG names passed by environment
+  (``AIRFLOW_CONN_<ID>`` = the old side's clone, as the role the run uses);
+- metadata in a throwaway ``AIRFLOW_HOME`` with SQLite, copied from a
+  migrated database kept in the venv folder (``airflow db migrate`` costs
+  seconds; it runs once per venv, under a lock);
+- task states read back from that SQLite database afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from pgdurable import db
+from pgdurable.errors import VerificationError
+from pgdurable.verify.airflow_builtin import DagRunOutcome
+
+AIRFLOW_VERSION = "3.3.2"
+RUN_TIMEOUT_SECONDS = 600
+
+
+def venv_path() -> Path:
+    configured = os.environ.get("PGDURABLE_AIRFLOW_VENV")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "pgdurable" / f"airflow-{AIRFLOW_VERSION}"
+
+
+def _program(venv: Path) -> Path:
+    program = venv / "bin" / "airflow"
+    if not program.is_file():
+        raise VerificationError(
+            f"Apache Airflow was not found in {venv}: run .ci/airflow-venv.sh (it creates that "
+            "virtualenv) or set PGDURABLE_AIRFLOW_VENV to a virtualenv with apache-airflow 3, "
+            "apache-airflow-providers-postgres and apache-airflow-providers-common-sql"
+        )
+    return program
+
+
+def _base_env(home: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PG", "AIRFLOW", "PYTHON", "VIRTUAL_ENV"))
+    }
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        }
+    )
+    return env
+
+
+def _metadata_template(venv: Path, program: Path) -> Path:
+    """A migrated SQLite metadata database, made once per venv."""
+    folder = venv / "pgdurable-metadata"
+    folder.mkdir(exist_ok=True)
+    ready = folder / "airflow.db.ready"
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            result = subprocess.run(
+                [str(program), "db", "migrate"],
+                env=_base_env(folder),
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=RUN_TIMEOUT_SECONDS,
+            )
+            if result.returncode != 0:
+                raise VerificationError(
+                    f"`airflow db migrate` failed in {folder}: {result.stderr.strip()[-2000:]}"
+                )
+            ready.write_text("ok\n")
+    return folder / "airflow.db"
+
+
+def connection_uri(conninfo: str) -> str:
+    """An Airflow connection URI for a libpq conninfo (Unix-socket hosts percent-encoded)."""
+    p = db.conninfo_params(conninfo)
+    user = quote(p.get("user", ""), safe="")
+    password = f":{quote(p['password'], safe='')}" if p.get("password") else ""
+    host = quote(p.get("host", ""), safe="")
+    return f"postgresql://{user}{password}@{host}:{p.get('port', '5432')}/{quote(p['dbname'])}"
+
+
+def run_dag(
+    dag_file: Path, dag_id: str, logical: datetime, connections: dict[str, str]
+) -> DagRunOutcome:
+    """One real Airflow DAG run; ``connections`` maps conn_id -> libpq conninfo."""
+    venv = venv_path()
+    program = _program(venv)
+    template = _metadata_template(venv, program)
+    with tempfile.TemporaryDirectory(prefix="pgdurable-airflow-") as folder:
+        home = Path(folder)
+        shutil.copy(template, home / "airflow.db")
+        env = _base_env(home)
+        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dag_file.parent.resolve())
+        for conn_id, conninfo in connections.items():
+            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = connection_uri(conninfo)
+        command = [str(program), "dags", "test", dag_id, logical.isoformat()]
+        command += ["-f", str(dag_file.resolve())]
+        try:
+            result = subprocess.run(
+                command,
+                env=env,
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=RUN_TIMEOUT_SECONDS,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise VerificationError(
+                f"`airflow dags test {dag_id}` did not finish in {RUN_TIMEOUT_SECONDS} s"
+            ) from exc
+        with sqlite3.connect(home / "airflow.db") as meta:
+            runs = meta.execute("SELECT state FROM dag_run WHERE dag_id = ?", [dag_id]).fetchall()
+            rows = meta.execute(
+                "SELECT task_id, state FROM task_instance WHERE dag_id = ?", [dag_id]
+            ).fetchall()
+        meta.close()
+    if not runs:
+        tail = (result.stdout + result.stderr).strip()[-3000:]
+        raise VerificationError(
+            f"Airflow did not run DAG {dag_id!r} from {dag_file} "
+            f"(exit {result.returncode}):\n{tail}"
+        )
+    states = {task_id: state or "none" for task_id, state in rows}
+    return DagRunOutcome(states, runs[0][0] or "none")

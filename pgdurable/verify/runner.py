@@ -1,0 +1,260 @@
+"""One verification from start to verdict, and the ``--all`` batch.
+
+Order of work: read and translate the source (nothing touches a database
+before the input is known to be good), make sure the roles exist, build the
+fixture template, clone it twice, replay the old job on one clone, apply and
+run the generated workflow on the other, compare. The ``Sandbox`` drops every
+database it made whatever happens; a dedicated cluster (``--chaos-db``) is
+removed as a whole.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pgdurable import db, migrator
+from pgdurable.errors import PgDurableError, VerificationError
+from pgdurable.verify import chaos, compare, newside, pgcron, queue, subjects
+from pgdurable.verify.airflow_builtin import DagRunOutcome, Reference, conn_ids
+from pgdurable.verify.report import BatchItem, StateDiff, Verification
+from pgdurable.verify.sandbox import Sandbox
+
+REFERENCES = ("builtin", "airflow")
+# The role both sides run as when neither the source nor --run-as names one. Workflows
+# never run as a superuser (df.start refuses), so an ordinary role stands in; fixtures
+# grant it what the job needs (GRANT ... TO PUBLIC is simplest).
+DEFAULT_ROLE = "pgdurable_verify"
+
+
+@dataclass
+class Options:
+    fixture: Path
+    reference: str = "builtin"
+    logical_date: datetime | None = None
+    runs: int = 1
+    chaos: int = 0
+    chaos_db: bool = False
+    seed: int | None = None
+    compare: compare.Options = field(default_factory=compare.Options)
+    workflow: Path | None = None  # a generated file to use instead of translating now
+    tasks_file: Path | None = None
+    run_as: str | None = None
+
+
+def _logical_dates(subject: subjects.Subject, options: Options) -> list[datetime]:
+    first = options.logical_date
+    if first is None:
+        start = subject.item.args.get("start_date") if subject.kind == "airflow" else None
+        iso = getattr(start, "iso", None)
+        try:
+            first = datetime.fromisoformat(iso) if iso else None
+        except ValueError:
+            first = None
+        if first is None:
+            first = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if first.tzinfo is None:
+        first = first.replace(tzinfo=UTC)
+    return newside.daily(first, options.runs)
+
+
+def verify(
+    kind: str,
+    spec: str,
+    options: Options,
+    admin_conninfo: str | None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Verification:
+    """Verify one source item; ``admin_conninfo`` is a superuser login to the server
+    (ignored with ``chaos_db``, which starts a dedicated cluster)."""
+    if options.reference not in REFERENCES:
+        raise VerificationError(f"--reference must be one of {', '.join(REFERENCES)}")
+    if options.reference == "airflow" and kind != "airflow":
+        raise VerificationError("--reference airflow only applies to --airflow")
+    if options.runs < 1:
+        raise VerificationError("--runs must be at least 1")
+    subject = subjects.load(
+        kind, spec, workflow=options.workflow, tasks_file=options.tasks_file, run_as=options.run_as
+    )
+    if kind == "queue":
+        queue.check_replayable(subject.item, subject.extra["tasks"])
+    cluster, folder = None, None
+    try:
+        if options.chaos_db:
+            from pgdurable.embedded import EmbeddedCluster
+
+            folder = Path(tempfile.mkdtemp(prefix="pgdurable-verify-"))
+            folder.chmod(0o755)  # the server account (when we are root) must enter it
+            progress(f"starting a dedicated PostgreSQL for --chaos-db in {folder}")
+            cluster = EmbeddedCluster(folder / "c", settings={"fsync": "off"})
+            cluster.start()
+            admin_conninfo = cluster.conninfo("postgres")
+        if admin_conninfo is None:
+            raise VerificationError("no server to verify on: pass --dsn (a superuser login)")
+        with Sandbox(admin_conninfo) as sandbox:
+            return _verify(subject, options, sandbox, cluster, progress)
+    finally:
+        if cluster is not None:
+            try:
+                cluster.stop(mode="immediate")
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verification:
+    old_role = _old_role(subject) or subject.run_as or DEFAULT_ROLE
+    new_role = subject.run_as or DEFAULT_ROLE
+    for role in {old_role, new_role}:
+        sandbox.ensure_role(role)
+    progress(f"building fixture {options.fixture}")
+    template = sandbox.build_template(options.fixture)
+    old_db = sandbox.clone(template, "old")
+    new_db = sandbox.clone(template, "new")
+    with db.connection(sandbox.conninfo(new_db)) as conn:
+        migrator.apply(conn)
+    result = Verification(
+        subject.label,
+        subject.kind,
+        options.reference if subject.kind == "airflow" else "source semantics",
+        str(options.fixture),
+    )
+    dates = _logical_dates(subject, options)
+
+    progress(f"old side: replaying {subject.label}")
+    references = _old_side(subject, options, sandbox, old_db, old_role, dates, result)
+
+    progress(f"new side: applying {subject.generated_path} and running the workflow")
+    deployed = newside.deploy(
+        sandbox.conninfo(new_db), subject.generated_path, subject.generated_text, new_role
+    )
+    runner = newside.run_worker_until_idle
+    if options.chaos:
+        rng = random.Random(options.seed)
+        runner = chaos.runner(
+            options.chaos, rng, result.chaos, cluster if options.chaos_db else None
+        )
+    elif options.chaos_db:
+        raise VerificationError("--chaos-db needs --chaos N (how many chaos points)")
+    runs = newside.run_ticks(
+        sandbox.conninfo(new_db),
+        sandbox.conninfo(new_db, new_role),
+        deployed,
+        dates if subject.kind == "airflow" else [None] * options.runs,
+        runner,
+    )
+    for run in runs:
+        line = f"{run.status} (instance {run.instance_id})"
+        if run.error and run.status != "completed":
+            line += f": {run.error[:200]}"
+        result.new_runs.append(line)
+
+    progress("comparing")
+    old_tables = compare.snapshot(sandbox.conninfo(old_db), options.compare)
+    new_tables = compare.snapshot(sandbox.conninfo(new_db), options.compare)
+    result.tables = compare.diff(old_tables, new_tables)
+    if subject.kind == "airflow":
+        _compare_states(subject, references, runs, result)
+    return result
+
+
+def _old_role(subject: subjects.Subject) -> str | None:
+    if subject.kind == "pgcron":
+        return subject.item.username
+    if subject.kind == "queue":
+        return queue.role_of(subject.item)
+    return None
+
+
+def _old_side(subject, options, sandbox, old_db, role, dates, result) -> list[DagRunOutcome]:
+    conninfo = sandbox.conninfo(old_db, role)
+    outcomes: list[DagRunOutcome] = []
+    for i in range(options.runs):
+        if subject.kind == "pgcron":
+            run = pgcron.run_command(conninfo, subject.item.command)
+            result.old_runs.append(f"{run.status}: {run.return_message}")
+        elif subject.kind == "queue":
+            run = queue.run_once(subject.item, subject.extra["tasks"], conninfo)
+            result.old_runs.append(run.status + (f": {run.message}" if run.message else ""))
+        else:
+            outcome = _airflow_run(subject, options, conninfo, dates[i])
+            outcomes.append(outcome)
+            result.reference_states.append(dict(sorted(outcome.states.items())))
+            failed = sorted(t for t, s in outcome.states.items() if s == "failed")
+            result.old_runs.append(
+                f"DAG run {outcome.run_state} on {dates[i].date()}"
+                + (f" (failed: {', '.join(failed)})" if failed else "")
+            )
+    return outcomes
+
+
+def _airflow_run(subject, options, conninfo: str, date: datetime) -> DagRunOutcome:
+    dag = subject.item
+    if options.reference == "airflow":
+        from pgdurable.verify import airflow_real
+
+        connections = {cid: conninfo for cid in conn_ids(dag)}
+        return airflow_real.run_dag(subject.source_file, dag.dag_id, date, connections)
+    return Reference(dag, subject.source_file, lambda _cid: conninfo, date).run()
+
+
+def _sid(task_id: str) -> str:
+    from pgdurable.translators.airflow.tasks import sid
+
+    return sid(task_id)
+
+
+def _compare_states(subject, references: list[DagRunOutcome], runs, result) -> None:
+    """Task states the workflow records (``st_<task>``) against the reference's, and
+    the run's outcome (a failed DAG run is a failed instance)."""
+    unrecorded: set[str] = set()
+    for i, (ref, run) in enumerate(zip(references, runs, strict=True), 1):
+        for task_id, state in sorted(ref.states.items()):
+            recorded = run.states.get(f"st_{_sid(task_id)}")
+            if recorded is None:
+                unrecorded.add(task_id)
+            elif recorded != state:
+                result.states.append(StateDiff(i, task_id, state, recorded))
+        new_outcome = {"completed": "success"}.get(run.status, "failed")
+        if new_outcome != ref.run_state:
+            result.states.append(StateDiff(i, "(DAG run)", ref.run_state, new_outcome))
+    if unrecorded:
+        result.notes.append(
+            "the workflow records no state for "
+            + ", ".join(sorted(unrecorded))
+            + ": these tasks are compared only through the data they write and the run's outcome"
+        )
+
+
+def verify_all(
+    folder: Path,
+    options: Options,
+    admin_conninfo: str | None,
+    progress: Callable[[int, int, str], None] = lambda i, n, name: None,
+) -> list[BatchItem]:
+    """Verify every generated workflow file of a migration folder; never raises per file."""
+    if not folder.is_dir():
+        raise VerificationError(f"{folder} is not a folder of generated workflow files")
+    files = sorted(p for p in folder.glob("*.sql") if p.name != "cutover.sql")
+    if not files:
+        raise VerificationError(f"{folder} holds no generated workflow file")
+    items = []
+    for i, path in enumerate(files, 1):
+        progress(i, len(files), path.name)
+        try:
+            kind, spec = subjects.from_generated(path)
+            one = Options(**{**options.__dict__, "workflow": path})
+            if kind != "airflow":
+                one.reference = "builtin"
+            verification = verify(kind, spec, one, admin_conninfo)
+            outcome = "equal" if verification.equal else "different"
+            items.append(BatchItem(str(path), verification.subject, outcome, verification))
+        except PgDurableError as exc:
+            items.append(BatchItem(str(path), "", "failed", error=exc.message))
+        except Exception as exc:  # one bad file never stops the batch
+            items.append(BatchItem(str(path), "", "failed", error=f"{type(exc).__name__}: {exc}"))
+    return items

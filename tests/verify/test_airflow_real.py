@@ -1,0 +1,53 @@
+"""--reference airflow: the DAGs run by a real Apache Airflow 3 (never skipped).
+
+The Airflow virtualenv comes from .ci/airflow-venv.sh (``.ci/run`` calls it;
+locally run it once). Each test verifies a DAG against a real ``airflow dags
+test`` run, then replays the same DAG with the builtin reference and requires
+the very same task states: a disagreement is a bug of the builtin reference.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pgdurable.verify import Options, subjects, verify
+from pgdurable.verify.airflow_builtin import Reference
+from pgdurable.verify.sandbox import Sandbox
+
+DAGS = Path(__file__).resolve().parents[2] / "fixtures" / "verify" / "dags"
+SEED = Path(__file__).resolve().parents[2] / "fixtures" / "seed" / "airflow_exec.sql"
+
+
+DATE = datetime(2024, 1, 2, tzinfo=UTC)
+
+
+def builtin_states(admin: str, dag_file: Path) -> dict[str, str]:
+    """The builtin reference's task states for the same DAG, fixture and date."""
+    subject = subjects.load("airflow", str(dag_file))
+    with Sandbox(admin) as sandbox:
+        sandbox.ensure_role("pgdurable_verify")
+        clone = sandbox.clone(sandbox.build_template(SEED), "builtin")
+        conninfo = sandbox.conninfo(clone, "pgdurable_verify")
+        return Reference(subject.item, subject.source_file, lambda _: conninfo, DATE).run().states
+
+
+@pytest.mark.parametrize(
+    "dag",
+    [
+        "v02_branch_sql",
+        "v03_trigger_rules",
+        "v04_check_fail",
+        "v05_short_circuit",
+        "v06_retry_checks",
+    ],
+)
+def test_translation_matches_a_real_airflow_run(admin, dag):
+    options = Options(SEED, reference="airflow", logical_date=DATE)
+    result = verify("airflow", str(DAGS / f"{dag}.py"), options, admin)
+    assert result.equal, result.text()
+    real = result.reference_states[0]
+    assert real and all(state != "none" for state in real.values()), real
+    assert builtin_states(admin, DAGS / f"{dag}.py") == real
