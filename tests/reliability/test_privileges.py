@@ -8,8 +8,7 @@
   to pgdurable's bookkeeping except through the lease-checked functions.
 - Superuser instances are refused unless the administrator enabled them,
   both at df.start and, for a forged row, by the worker.
-HTTP steps (private and loopback addresses) are tested with the HTTP
-executor, which is not on this branch yet.
+HTTP steps and private addresses: ``test_http_addresses.py``.
 """
 
 from __future__ import annotations
