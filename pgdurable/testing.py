@@ -10,7 +10,10 @@ installation hint; it never skips.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -49,6 +52,34 @@ def wait_for(
                 f"timed out after {timeout}s waiting for {what or repr(condition)}"
             )
         time.sleep(interval)
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a SQL string literal (quotes doubled), for SQL built as text in tests."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def spawn_worker(conninfo: str, *extra: str, log: Path | None = None) -> subprocess.Popen:
+    """``pgdurable worker`` in a process of its own, so a test can SIGKILL,
+    SIGSTOP or restart it; its stderr goes to ``log`` when given."""
+    stderr = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pgdurable", "worker", "--dsn", conninfo, *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "PYTHONSAFEPATH": "1"},
+        )
+    finally:
+        if log is not None:
+            stderr.close()
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGKILL a process the test started, if it still runs, and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(30)
 
 
 @dataclass

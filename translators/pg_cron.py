@@ -38,6 +38,7 @@ from pgdurable.translators.sqlcommand import PG_CRON, command_steps
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity, SourceRef
+from pgdurable.errors import SourceParseError
 from pgdurable.sqltext import SqlLexError, tokenize
 
 SOURCE = "pg_cron"
@@ -152,7 +153,13 @@ def read_database(conninfo: str) -> tuple[list[Item], TranslateContext]:
 
 def read_file(path: Path) -> list[Item]:
     """A COPY/CSV export of cron.job or a SQL script of cron.* calls."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceParseError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}); export cron.job as UTF-8 text"
+            " (COPY ... TO with ENCODING 'UTF8'). Nothing was written"
+        ) from None
     if path.suffix == ".sql" or re.search(r"\bcron\s*\.\s*schedule", text, re.IGNORECASE):
         return read_script(text, str(path))
     return read_export(text, str(path))
@@ -178,9 +185,14 @@ def read_export(text: str, file: str) -> list[Item]:
     else:
         reader = csv.reader(io.StringIO(text))
         records, start = [], 1
-        for fields in reader:
-            records.append((start, list(fields)))
-            start = reader.line_num + 1
+        try:
+            for fields in reader:
+                records.append((start, list(fields)))
+                start = reader.line_num + 1
+        except csv.Error as exc:  # e.g. an unterminated quote swallowing the file
+            raise SourceParseError(
+                f"{file}:{start}: not a readable CSV export of cron.job: {exc}. Nothing was written"
+            ) from None
     records = [(n, r) for n, r in records if any(v not in (None, "") for v in r)]
     header: list[str] | None = None
     if records and "schedule" in [(v or "").lower() for v in records[0][1]]:

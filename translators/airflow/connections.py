@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from pgdurable.translators import yamlguard
 
 CURRENT = object()  # the database the workflow file is applied to
 
@@ -43,7 +44,7 @@ class Connections:
 
 def parse(text: str, origin: str = "connections") -> Connections:
     try:
-        data = yaml.safe_load(text) or {}
+        data = yamlguard.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConnectionsError(f"{origin}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

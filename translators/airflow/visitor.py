@@ -25,6 +25,7 @@ from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
+from pgdurable.translators import pyguard
 from pgdurable.translators.airflow import operators
 from pgdurable.translators.airflow.dagfile import (
     Asset,
@@ -186,6 +187,9 @@ class Reader:
     def __init__(self, path: str, code: str) -> None:
         self.path = path
         self.code = code
+        refused = pyguard.refusal(code, path)
+        if refused is not None:
+            raise ReadError(f"the file does not parse: {refused.message}", refused.line)
         try:
             module = cst.parse_module(code)
         except cst.ParserSyntaxError as exc:

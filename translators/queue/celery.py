@@ -34,6 +34,7 @@ from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
+from pgdurable.translators import pyguard
 from pgdurable.translators.queue.jobs import (
     Cron,
     Every,
@@ -311,6 +312,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def read(path: Path, text: str, file: str) -> list[Item]:
+    refused = pyguard.refusal(text, file)  # before LibCST, which may crash on it
+    if refused is not None:
+        where = file if refused.line is None else f"{file}:{refused.line}:{refused.column or 1}"
+        raise SourceParseError(
+            f"{where}: invalid Python: {refused.message}; "
+            "fix the syntax (the module is read, never imported). Nothing was written"
+        )
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:

@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import yaml
+from pgdurable.translators import yamlguard
 from pgdurable.translators.queue import psql
 from pgdurable.translators.queue.jobs import Cron, Item, QueueJob, RetryPolicy, Task, Unreadable
 
@@ -206,7 +207,7 @@ def _payload(text: str | None) -> object:
     try:
         return json.loads(text)
     except ValueError:
-        return yaml.safe_load(text)  # JSON5's unquoted keys read as a YAML flow mapping
+        return yamlguard.safe_load(text)  # JSON5's unquoted keys read as a YAML flow mapping
 
 
 def _read_graphile(text: str, file: str, used: dict[str, int]) -> list[Item]:

@@ -136,7 +136,7 @@ def _schedule(spec: dict) -> Cron | Every | str:
 
 def _env(container: dict, notes: list[Diagnostic], file: str) -> dict[str, str]:
     env: dict[str, str] = {}
-    for var in container.get("env") or []:
+    for var in _sequence(container.get("env")):
         if not isinstance(var, dict) or "name" not in var:
             continue
         if "value" in var:
@@ -154,7 +154,7 @@ def _env(container: dict, notes: list[Diagnostic], file: str) -> dict[str, str]:
 
 
 def _job(doc: dict, line: int, path: Path, file: str) -> Item:
-    meta = doc.get("metadata") or {}
+    meta = _mapping(doc.get("metadata"))
     name = str(meta.get("name") or f"cronjob_line_{line}")
     namespace = meta.get("namespace")
     ref = SourceRef(file, line)
@@ -165,17 +165,20 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
     schedule = _schedule(spec)
     if isinstance(schedule, str):
         return Unreadable(name, FORMAT, ref, schedule, code="PGD104")
-    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    # Any level may hold a scalar or a list in a malformed manifest.
+    job_spec = _mapping(_mapping(spec.get("jobTemplate")).get("spec"))
     notes += _unknown(job_spec, JOB_SPEC_KEYS, "spec.jobTemplate.spec", file)
-    pod = (job_spec.get("template") or {}).get("spec") or {}
-    containers = [c for c in pod.get("containers") or [] if isinstance(c, dict)]
+    pod = _mapping(_mapping(job_spec.get("template")).get("spec"))
+    containers = [c for c in _sequence(pod.get("containers")) if isinstance(c, dict)]
     if not containers:
         return Unreadable(name, FORMAT, ref, "the job template has no containers")
     action = None
     reasons = []
     chosen = containers[0]
     for container in containers:
-        command = [str(c) for c in (container.get("command") or []) + (container.get("args") or [])]
+        command = [
+            str(c) for c in _sequence(container.get("command")) + _sequence(container.get("args"))
+        ]
         if not command:
             reasons.append(
                 f"container {container.get('name')} runs its image's entrypoint "
@@ -201,7 +204,7 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
     description.append(f"container: {chosen.get('name')} ({chosen.get('image')})")
     if action is None:
         command = " ".join(
-            str(c) for c in (chosen.get("command") or []) + (chosen.get("args") or [])
+            str(c) for c in _sequence(chosen.get("command")) + _sequence(chosen.get("args"))
         )
         task = Task(command or str(chosen.get("image")), "command")
         notes.append(Diagnostic("PGD308", "; ".join(reasons), ref))
@@ -243,6 +246,14 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
     )
 
 
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
 def read(path: Path, text: str, file: str) -> list[Item]:
     items: list[Item] = []
     for doc, line in yamlsource.load_all(text, file):
@@ -252,7 +263,7 @@ def read(path: Path, text: str, file: str) -> list[Item]:
             if not isinstance(current, dict):
                 continue
             if current.get("kind") == "List":
-                queue += [(d, getattr(d, "line", at)) for d in current.get("items") or []]
+                queue += [(d, getattr(d, "line", at)) for d in _sequence(current.get("items"))]
             elif current.get("kind") == "CronJob":
                 items.append(_job(current, getattr(current, "line", at), path, file))
     return items

@@ -5,7 +5,8 @@ from tags, so a config can never run code) and converted by hand so that
 every mapping remembers the line of each key: diagnostics then point at the
 entry that caused them. ``---``-separated documents are all returned.
 
-Invalid YAML raises ``SourceParseError`` naming the file, line and column
+Alias bombs and deep nesting are refused (``yamlguard``). Invalid YAML
+raises ``SourceParseError`` naming the file, line and column
 and saying what to fix; nothing is written for that run.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from pgdurable.translators import yamlguard
 
 from pgdurable.errors import SourceParseError
 
@@ -58,22 +60,28 @@ def _fix_hint(problem: str) -> str:
 
 def load_all(text: str, file: str) -> list[tuple[Any, int]]:
     """Every document of ``text`` with its first line; raises SourceParseError."""
-    loader = yaml.SafeLoader(text)
     documents: list[tuple[Any, int]] = []
+    loader = None
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is not None:
+        # The reader checks the characters at once (NUL and other controls are
+        # refused), so even constructing the loader can raise a YAMLError.
+        loader = yaml.SafeLoader(text)
+        for node in yamlguard.compose_all(loader):
+            try:
                 documents.append((_convert(loader, node), node.start_mark.line + 1))
+            except RecursionError:
+                raise yamlguard.too_deep() from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = str(getattr(exc, "problem", None) or exc).strip()
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
+        hint = "" if isinstance(exc, yamlguard.YAMLLimitError) else f"; {_fix_hint(problem)}"
         raise SourceParseError(
-            f"{where}: invalid YAML: {problem}; {_fix_hint(problem)}. Nothing was written"
+            f"{where}: invalid YAML: {problem}{hint}. Nothing was written"
         ) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return documents
 
 
