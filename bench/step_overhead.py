@@ -22,9 +22,8 @@ import subprocess
 import sys
 import time
 
-from pgdurable.worker import run_worker
-
 from pgdurable import db
+from pgdurable.worker import run_worker
 
 
 def main() -> None:

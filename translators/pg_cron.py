@@ -32,14 +32,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pgdurable.translators import vixie
-from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, registry
-from pgdurable.translators.sqlcommand import PG_CRON, command_steps
-
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity, SourceRef
 from pgdurable.errors import SourceParseError
 from pgdurable.sqltext import SqlLexError, tokenize
+from pgdurable.translators import vixie
+from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, registry
+from pgdurable.translators.sqlcommand import PG_CRON, command_steps
 
 SOURCE = "pg_cron"
 COLUMNS_BY_COUNT = {  # cron.job column order per version, for exports without a header

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
+from pgdurable import db
 from pgdurable.worker.graph import load_instance
 from pgdurable.worker.interpreter import BREAK_OUTSIDE_LOOP, Execution, Scope
 from pgdurable.worker.journal import Journal
@@ -33,8 +34,6 @@ from pgdurable.worker.outcomes import (
 )
 from pgdurable.worker.results import dumps
 from pgdurable.worker.steps import Services
-
-from pgdurable import db
 
 log = logging.getLogger("pgdurable.worker")
 

@@ -29,9 +29,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgdurable.worker.outcomes import DeadlineExceeded
-
 from pgdurable import db
+from pgdurable.worker.outcomes import DeadlineExceeded
 
 log = logging.getLogger("pgdurable.worker")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 import h11
+
 from pgdurable.worker import http_policy
 from pgdurable.worker.http_policy import Blocked, Url
 

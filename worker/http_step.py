@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pgdurable import db
 from pgdurable.worker import http_client, http_policy
 from pgdurable.worker.http_policy import Blocked
 from pgdurable.worker.outcomes import Failed
@@ -38,8 +39,6 @@ from pgdurable.worker.substitution import (
     is_whole_value_reference,
     substitute,
 )
-
-from pgdurable import db
 
 if TYPE_CHECKING:
     from pgdurable.worker.graph import Node

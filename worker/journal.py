@@ -17,9 +17,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
-
 from pgdurable import db
+from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 
 LEASE_LOST = "PD001"
 

@@ -35,12 +35,11 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 
+from pgdurable import db
 from pgdurable.worker.claims import drive
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.logs import event
 from pgdurable.worker.steps import Services
-
-from pgdurable import db
 
 log = logging.getLogger("pgdurable.worker")
 

@@ -31,11 +31,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgdurable import db
 from pgdurable.worker.journal import Journal, lease_error
 from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 from pgdurable.worker.results import UnsupportedType, sql_result
-
-from pgdurable import db
 
 NEEDS_AUTOCOMMIT = {"25001", "2D000"}  # active_sql_transaction, invalid_transaction_termination
 UNIQUE_VIOLATION = "23505"

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pgdurable import db
 from pgdurable.worker import deadlines
 from pgdurable.worker.http_step import run_http
 from pgdurable.worker.logs import event
@@ -23,8 +24,6 @@ from pgdurable.worker.outcomes import Broke, Failed, ShuttingDown, Suspended
 from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
 from pgdurable.worker.substitution import SubstitutionError, substitute
-
-from pgdurable import db
 
 if TYPE_CHECKING:
     from pgdurable.worker.graph import Node

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from pgdurable.translators import pg_cron
-from pgdurable.translators.base import TranslateContext
 
 from pgdurable import apply as applying
 from pgdurable import pipeline
 from pgdurable.cli import cli
 from pgdurable.diagnostics import SourceRef
+from pgdurable.translators import pg_cron
+from pgdurable.translators.base import TranslateContext
 
 ROLE = "pgcron_app"
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 from croniter import croniter
-from pgdurable.translators import pg_cron, vixie
-from pgdurable.translators.base import TranslateContext
 
 from pgdurable import model as m
 from pgdurable.render import render
+from pgdurable.translators import pg_cron, vixie
+from pgdurable.translators.base import TranslateContext
 
 SCHEDULES = [
     "0 3 * * *",

@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pgdurable.worker.substitution import SubstitutionError, substitute
 
 from pgdurable.testing import spawn_worker, stop_process
+from pgdurable.worker.substitution import SubstitutionError, substitute
 
 NODE_TYPES = ["SQL", "THEN", "IF", "JOIN", "LOOP", "BREAK", "RACE", "SLEEP", "WAIT_SCHEDULE",
               "SIGNAL", "HTTP", "RETRY", "TIMEOUT", "TRY", "NOPE", "", "sql"]  # fmt: skip

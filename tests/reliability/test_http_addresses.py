@@ -21,9 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pgdurable.worker.http_policy import BLOCKED_NETWORKS, blocked_address
 
 from pgdurable.testing import spawn_worker, stop_process
+from pgdurable.worker.http_policy import BLOCKED_NETWORKS, blocked_address
 
 TRICKY_HOSTS = [
     "localhost",

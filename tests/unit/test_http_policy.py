@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pgdurable.worker.http_policy import (
     Blocked,
     blocked_address,

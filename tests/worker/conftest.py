@@ -8,9 +8,9 @@ import json
 import threading
 
 import pytest
-from pgdurable.worker import Worker, WorkerOptions, run_worker
 
 from pgdurable.testing import wait_for
+from pgdurable.worker import Worker, WorkerOptions, run_worker
 
 
 class Workflows:

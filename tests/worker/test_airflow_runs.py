@@ -16,10 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pgdurable.translators import airflow
-from pgdurable.translators.base import TranslateContext
 
 from pgdurable.model import encode
+from pgdurable.translators import airflow
+from pgdurable.translators.base import TranslateContext
 
 DAGS = Path(__file__).resolve().parents[2] / "fixtures" / "airflow" / "dags"
 

@@ -17,9 +17,9 @@ import time
 from datetime import datetime
 
 import pytest
-from pgdurable.worker.extensions import RetryPolicy
 
 from pgdurable.testing import wait_for
+from pgdurable.worker.extensions import RetryPolicy
 
 DIVISION = "SQL execution failed: error returned from database: division by zero"
 
@@ -330,12 +330,11 @@ def test_sigkill_during_a_retry_delay_keeps_the_plan(wf, database, objects):
 def test_a_translated_pg_cron_job_survives_a_failing_run(database, background_worker, tmp_path):
     """The default (profile pgdurable) translation wraps each run in
     pgdurable.try(run, df.sleep(0)): a failing run no longer ends the schedule."""
-    from pgdurable.translators import pg_cron
-    from pgdurable.translators.base import TranslateContext
-
     from pgdurable import apply as applying
     from pgdurable import pipeline
     from pgdurable.diagnostics import SourceRef
+    from pgdurable.translators import pg_cron
+    from pgdurable.translators.base import TranslateContext
 
     role = "pgcron_try"
     database.create_role(role)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgdurable.translators import pg_cron
-from pgdurable.translators.base import TranslateContext
-
 from pgdurable import apply as applying
 from pgdurable import pipeline
 from pgdurable.diagnostics import SourceRef
 from pgdurable.testing import wait_for
+from pgdurable.translators import pg_cron
+from pgdurable.translators.base import TranslateContext
 
 ROLE = "pgcron_e2e"
 

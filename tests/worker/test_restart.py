@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pgdurable.worker import run_worker
 
 from pgdurable import db, migrator
 from pgdurable.embedded import DATABASE, EmbeddedCluster
 from pgdurable.testing import TestDatabase, wait_for
+from pgdurable.worker import run_worker
 
 from .conftest import Workflows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pgdurable.worker.substitution import SubstitutionError, substitute
 
 ROWS = '{"rows":[{"a":1,"b":"it\'s","c":null,"j":{"k":[1]}}],"row_count":1}'

@@ -18,14 +18,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pgdurable.diagnostics import Collector, Diagnostic, SourceRef
 from pgdurable.translators.airflow import compile as compiler
 from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.tasks import Context
 from pgdurable.translators.airflow.visitor import ReadError, read
 from pgdurable.translators.base import ItemResult, TranslateContext, registry
-
-from pgdurable.diagnostics import Collector, Diagnostic, SourceRef
 
 SOURCE = compiler.SOURCE
 

@@ -34,6 +34,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from pgdurable import model as m
+from pgdurable.diagnostics import Collector
 from pgdurable.translators.airflow import graph, rules, schedule, templates
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.airflow.tasks import (
@@ -47,9 +49,6 @@ from pgdurable.translators.airflow.tasks import (
     trigger_function,
 )
 from pgdurable.translators.base import Workflow
-
-from pgdurable import model as m
-from pgdurable.diagnostics import Collector
 
 SOURCE = "airflow"
 _XCOM = re.compile(r"xcom_pull\(\s*(?:task_ids\s*=\s*)?['\"]([\w.-]+)['\"]")

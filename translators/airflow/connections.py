@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
 from pgdurable.translators import yamlguard
 
 CURRENT = object()  # the database the workflow file is applied to

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from croniter import croniter
+
 from pgdurable.translators import vixie
 from pgdurable.translators.airflow.dagfile import Asset, Duration, Timestamp, Unknown
 

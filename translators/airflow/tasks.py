@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from pgdurable.translators.airflow import templates
-from pgdurable.translators.airflow.connections import Connections
-from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
-
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, SourceRef
 from pgdurable.sqltext import SqlLexError, split_statements
+from pgdurable.translators.airflow import templates
+from pgdurable.translators.airflow.connections import Connections
+from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 
 
 @dataclass

@@ -25,6 +25,8 @@ from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
+
+from pgdurable.diagnostics import SourceRef
 from pgdurable.translators import pyguard
 from pgdurable.translators.airflow import operators
 from pgdurable.translators.airflow.dagfile import (
@@ -37,8 +39,6 @@ from pgdurable.translators.airflow.dagfile import (
     Timestamp,
     Unknown,
 )
-
-from pgdurable.diagnostics import SourceRef
 
 _DAG_CLASSES = {"DAG"}
 _GROUP_CLASSES = {"TaskGroup"}

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgdurable.errors import SourceParseError
 from pgdurable.translators.queue import celery, crontab, k8s, sidekiq
 from pgdurable.translators.queue.build import translate
 from pgdurable.translators.queue.jobs import Item
-
-from pgdurable.errors import SourceParseError
 
 FORMATS = ("celery", "sidekiq", "k8s", "crontab")
 _SUFFIXES = {".py", ".yml", ".yaml", ".cron", ".crontab", ""}

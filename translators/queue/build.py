@@ -21,14 +21,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 
+from pgdurable import model as m
+from pgdurable.diagnostics import Collector, Diagnostic, Fidelity
 from pgdurable.translators.base import ItemResult, TranslateContext, Workflow
 from pgdurable.translators.queue import enqueue, psql, schedules
 from pgdurable.translators.queue.jobs import Item, Psql, QueueJob, Task, Unreadable
 from pgdurable.translators.queue.tasks import EMPTY, TaskMap
 from pgdurable.translators.sqlcommand import Runner, command_steps
-
-from pgdurable import model as m
-from pgdurable.diagnostics import Collector, Diagnostic, Fidelity
 
 TASK_SQL = Runner("the --tasks SQL", "as one simple query commits them")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}

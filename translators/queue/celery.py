@@ -34,6 +34,9 @@ from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
+
+from pgdurable.diagnostics import Diagnostic, SourceRef
+from pgdurable.errors import SourceParseError
 from pgdurable.translators import pyguard
 from pgdurable.translators.queue.jobs import (
     Cron,
@@ -45,9 +48,6 @@ from pgdurable.translators.queue.jobs import (
     Unreadable,
     Unschedulable,
 )
-
-from pgdurable.diagnostics import Diagnostic, SourceRef
-from pgdurable.errors import SourceParseError
 
 FORMAT = "celery"
 SCHEDULE_NAMES = {"beat_schedule", "CELERYBEAT_SCHEDULE", "CELERY_BEAT_SCHEDULE"}

@@ -25,11 +25,11 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import yaml
+
+from pgdurable.diagnostics import Diagnostic, SourceRef
 from pgdurable.translators import yamlguard
 from pgdurable.translators.queue import psql
 from pgdurable.translators.queue.jobs import Cron, Item, QueueJob, RetryPolicy, Task, Unreadable
-
-from pgdurable.diagnostics import Diagnostic, SourceRef
 
 FORMAT = "crontab"
 GRAPHILE = "graphile"

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pgdurable.diagnostics import Diagnostic, SourceRef
 from pgdurable.translators.queue import psql, schedules, yamlsource
 from pgdurable.translators.queue.jobs import (
     Cron,
@@ -35,8 +36,6 @@ from pgdurable.translators.queue.jobs import (
     Task,
     Unreadable,
 )
-
-from pgdurable.diagnostics import Diagnostic, SourceRef
 
 FORMAT = "k8s"
 CRONJOB_SPEC_KEYS = {

@@ -30,12 +30,11 @@ import shlex
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from pgdurable.translators.queue.jobs import Psql, PsqlPart
-from pgdurable.translators.sqlcommand import Runner, command_steps, looks_invalid
-
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import SqlLexError, is_transaction_control, split_statements, tokenize
+from pgdurable.translators.queue.jobs import Psql, PsqlPart
+from pgdurable.translators.sqlcommand import Runner, command_steps, looks_invalid
 
 PSQL_C = Runner("psql -c", "as psql commits them")
 # psql's getopt string: these short options take a value.

@@ -25,11 +25,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pgdurable.translators import vixie
-from pgdurable.translators.queue.jobs import Cron, Every, Once, Schedule, Unschedulable
-
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
+from pgdurable.translators import vixie
+from pgdurable.translators.queue.jobs import Cron, Every, Once, Schedule, Unschedulable
 
 UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "uct", "zulu", "universal", "z", "etc/zulu"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(y|M|w|d|h|m|s)")

@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pgdurable.diagnostics import Diagnostic, SourceRef
 from pgdurable.translators.queue import schedules, yamlsource
 from pgdurable.translators.queue.jobs import (
     Cron,
@@ -39,8 +40,6 @@ from pgdurable.translators.queue.jobs import (
     Unreadable,
     Unschedulable,
 )
-
-from pgdurable.diagnostics import Diagnostic, SourceRef
 
 FORMAT = "sidekiq"
 SCHEDULE_KEYS = {"cron", "every", "at", "in", "interval"}

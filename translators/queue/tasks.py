@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgdurable.errors import SourceParseError
 from pgdurable.translators.queue import yamlsource
 from pgdurable.translators.queue.jobs import QueueJob, Task
-
-from pgdurable.errors import SourceParseError
 
 TEMPLATE_NAME = "tasks.template.yaml"
 

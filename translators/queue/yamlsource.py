@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from pgdurable.translators import yamlguard
 
 from pgdurable.errors import SourceParseError
+from pgdurable.translators import yamlguard
 
 
 class YMap(dict):
