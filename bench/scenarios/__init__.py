@@ -1,0 +1,20 @@
+"""The benchmark scenarios, in report order.
+
+Each module has ``KEY`` (its name on the command line) and
+``run(ctx: bench.context.Context) -> bench.report.Section``.
+"""
+
+from __future__ import annotations
+
+from bench.scenarios import (
+    latency,
+    peers,
+    recovery,
+    scale,
+    step_overhead,
+    throughput,
+    translation,
+)
+
+ALL = [step_overhead, throughput, latency, scale, recovery, peers, translation]
+BY_KEY = {module.KEY: module for module in ALL}
