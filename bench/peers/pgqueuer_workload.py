@@ -1,7 +1,7 @@
 """Scenario 2 written for PgQueuer, run in the peers' virtualenv.
 
 One entrypoint per UPDATE; the job runs it on the application's own
-connection pool. Throughput only: PgQueuer buffers job completions and
+asyncpg pool. Throughput only: PgQueuer buffers job completions and
 writes them in batches (up to 0.1 s later), so the completion times of ten
 consecutive jobs measure its buffer, not a per-job cost; ``step`` is
 therefore refused.
@@ -19,10 +19,11 @@ import sys
 from importlib.metadata import version
 
 import _common
+import asyncpg
 import psycopg
-import psycopg_pool
-from pgqueuer import PsycopgDriver, Queries, QueueManager
+from pgqueuer import AsyncpgDriver, PsycopgDriver, Queries, QueueManager
 from pgqueuer.models import Job
+from psycopg.conninfo import conninfo_to_dict
 
 args = _common.parse_args()
 
@@ -72,24 +73,29 @@ def throughput() -> dict[str, object]:
     return {f"{args.workers} worker process(es)": rates}
 
 
-async def _autocommit(conn: psycopg.AsyncConnection) -> None:
-    await conn.set_autocommit(True)
+def asyncpg_params() -> dict[str, object]:
+    info = conninfo_to_dict(args.dsn)
+    return {
+        "host": info["host"],  # the socket folder: the server listens on no TCP port
+        "port": int(info.get("port", 5432)),
+        "user": info.get("user"),
+        "database": info["dbname"],
+    }
 
 
 async def worker() -> None:
-    pool = psycopg_pool.AsyncConnectionPool(
-        args.dsn,
+    # The worker uses asyncpg, the driver PgQueuer's docs lead with; with its psycopg
+    # driver a lone worker stalled for tens of ms between batches here.
+    pool = await asyncpg.create_pool(
+        **asyncpg_params(),
         min_size=_common.WORKER_CONCURRENCY,
         max_size=_common.WORKER_CONCURRENCY,
-        configure=_autocommit,
-        open=False,
     )
-    await pool.open(wait=True)
-    manager = QueueManager(Queries(PsycopgDriver(await connect())))
+    manager = QueueManager(Queries(AsyncpgDriver(await asyncpg.connect(**asyncpg_params()))))
 
     @manager.entrypoint("bump")
     async def bump(job: Job) -> None:
-        async with pool.connection() as conn:
+        async with pool.acquire() as conn:
             await conn.execute(_common.update_sql(int(job.payload or b"0")))
 
     _common.worker_gate()
