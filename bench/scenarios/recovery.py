@@ -119,6 +119,12 @@ def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dic
         " WHERE recorded_at > to_timestamp(%s) AND instance_id = ANY(%s)",
         [restarted_at, restarted_at, held],
     )
+    others_done = _value(
+        database,
+        "SELECT extract(epoch FROM max(recorded_at)) - %s FROM pgdurable.journal"
+        " WHERE NOT instance_id = ANY(%s)",
+        [restarted_at, held],
+    )
     all_done = _value(
         database,
         "SELECT extract(epoch FROM max(recorded_at)) - %s FROM pgdurable.journal",
@@ -142,6 +148,7 @@ def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dic
         "lease_left_s": float(lease_left),
         "first_step_s": float(first_step),
         "held_resumed_s": float(held_resumed) if held_resumed is not None else float("nan"),
+        "others_done_s": float(others_done),
         "all_done_s": float(all_done),
     }
 
@@ -175,6 +182,7 @@ def run(ctx: Context) -> Section:
             "in flight at kill",
             "leases held by the killed worker",
             "restart → first step",
+            "restart → all others done",
             "restart → held instances resume",
             "restart → all done",
             "exactly-once",
@@ -192,6 +200,7 @@ def run(ctx: Context) -> Section:
                 f"({stats('done_at_kill').median:,.0f} of {count * STEPS:,} steps done)",
                 f"{stats('held').median:.0f} (lease left {stats('lease_left_s').median:.1f} s)",
                 _spread(stats("first_step_s")),
+                _spread(stats("others_done_s")),
                 _spread(stats("held_resumed_s")),
                 _spread(stats("all_done_s")),
                 f"{len(samples)}/{len(samples)} runs: {count * STEPS:,} effects, none lost "

@@ -18,6 +18,7 @@ the figures are percentiles over thousands of instances, not over runs.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from bench.context import Context
 from bench.harness import BenchDatabase, percentile
-from bench.procs import RssSampler, log_tail, spawn_worker, stop, wait_until
+from bench.procs import RssSampler, cpu_seconds, log_tail, spawn_worker, stop, wait_until
 from bench.report import Section, ms
 from pgdurable import db
 
@@ -89,6 +90,38 @@ def start_instances(
     return time.perf_counter() - began
 
 
+class BacklogSampler:
+    """How many runs are due (a timer fell due) but not claimed, every 0.25 s.
+
+    A lateness that grows with this backlog means the worker cannot keep up;
+    a late timer with an empty backlog points at the wake-up path instead.
+    """
+
+    QUERY = (
+        "SELECT count(*) FROM pgdurable.runs WHERE wake_at <= clock_timestamp()"
+        " AND wake_at > '-infinity' AND (lease_expires_at IS NULL"
+        " OR lease_expires_at < clock_timestamp())"
+    )
+
+    def __init__(self, dsn: str) -> None:
+        self.samples: list[tuple[float, int]] = []  # (monotonic time, due and unclaimed)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(dsn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, dsn: str) -> None:
+        with db.connection(dsn, autocommit=True) as conn:
+            while not self._done.wait(0.25):
+                self.samples.append((time.monotonic(), conn.execute(self.QUERY).fetchone()[0]))
+
+    def peak_since(self, since: float) -> int:
+        return max((n for at, n in self.samples if at >= since), default=0)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+
 def _one(database: BenchDatabase, query: str, params: list | None = None):
     return database.execute(query, params)[0][0]
 
@@ -117,6 +150,7 @@ def run(ctx: Context) -> Section:
         ctx.progress("scale: one worker process; waiting until every instance is parked")
         worker = spawn_worker(database.admin_dsn, log)
         rss = RssSampler(worker.pid)
+        backlog = BacklogSampler(database.admin_dsn)
         try:
             spawned = time.perf_counter()
 
@@ -136,8 +170,10 @@ def run(ctx: Context) -> Section:
                 log=log,
             )
             activation = time.perf_counter() - spawned
+            parked_mono = time.monotonic()
             activated_at = _one(database, "SELECT clock_timestamp()")
             rss_parked = rss.sample() or 0.0
+            cpu_parked = cpu_seconds(worker.pid) or 0.0
 
             # Signal a sample one at a time while the timers are still falling due.
             ids = [
@@ -201,10 +237,14 @@ def run(ctx: Context) -> Section:
                 process=worker,
                 log=log,
             )
+            cpu_end = cpu_seconds(worker.pid) or 0.0
+            wall_after = time.monotonic() - parked_mono
             rss.stop()
         finally:
             rss.stop()
+            backlog.stop()
             stop(worker)
+        load = os.getloadavg()
 
         lateness = [
             float(x)
@@ -231,6 +271,14 @@ def run(ctx: Context) -> Section:
                 [activated_at],
             )
         ]
+        # p99 lateness per 10 s of due time after parking: a spike or a steady drift?
+        windows = database.execute(
+            "SELECT floor(extract(epoch FROM t.due_at - %s) / 10)::int AS w, count(*),"
+            " percentile_disc(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM m.at - t.due_at))"
+            " FROM marks m JOIN pgdurable.timers t ON t.instance_id = m.instance_id"
+            " WHERE m.kind = 'woke' AND t.due_at > %s GROUP BY w ORDER BY w",
+            [activated_at, activated_at],
+        )
         marks_at = dict(
             database.execute(
                 "SELECT instance_id, extract(epoch FROM at) FROM marks WHERE kind = 'signalled'"
@@ -304,6 +352,18 @@ def run(ctx: Context) -> Section:
         f"the worker logged {errors_logged} ERROR lines."
     )
     section.notes.append(
+        f"Worker CPU: {cpu_parked:.0f} s while parking ({cpu_parked / activation:.0%} of a core), "
+        f"{cpu_end - cpu_parked:.0f} s over the {wall_after:.0f} s after "
+        f"({(cpu_end - cpu_parked) / wall_after:.0%} of a core). Due timers not yet claimed, "
+        f"peak after parking: {backlog.peak_since(parked_mono)}. Load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores."
+    )
+    section.notes.append(
+        "Timer lateness p99 by 10 s of due time after parking: "
+        + ", ".join(f"+{w * 10}s {float(p):.2f} s (n={n})" for w, n, p in windows)
+        + "."
+    )
+    section.notes.append(
         "Burst latency is queueing: one worker with concurrency 10 works through the "
         "signalled instances in turn, so the p99 is about the drain time."
     )
@@ -325,6 +385,10 @@ def run(ctx: Context) -> Section:
         "rss_parked_mb": rss_parked,
         "lateness_s": {"p50": percentile(lateness, 0.5), "p99": p99, "max": max(lateness)},
         "lateness_during_activation_s": sorted(late_during)[-5:],
+        "lateness_p99_by_10s_after_parking": [[w * 10, n, float(p)] for w, n, p in windows],
+        "worker_cpu_s": {"parking": cpu_parked, "after": cpu_end - cpu_parked},
+        "due_unclaimed": [[round(at - parked_mono, 2), n] for at, n in backlog.samples],
+        "loadavg_end": load,
         "signal_paced_s": {
             "p50": percentile(paced_latency, 0.5),
             "p99": percentile(paced_latency, 0.99),
