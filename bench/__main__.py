@@ -36,18 +36,26 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Scenarios: " + ", ".join(m.KEY for m in ALL) + ". Exit codes: 0 ok, "
         "1 a scenario failed, 2 bad usage, 3 the server could not be started.",
     )
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help="scenarios to run (default: all)")
+    parser.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="measured runs per figure (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="unrecorded runs first (default 1)")
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and 1 run: checks the runner, figures mean little")
-    parser.add_argument("--output", type=Path,
-                        help="write the report here (default: BENCHMARKS.md on a full run)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and 1 run: checks the runner, figures mean little",
+    )
+    parser.add_argument(
+        "--output", type=Path, help="write the report here (default: BENCHMARKS.md on a full run)"
+    )
     parser.add_argument("--json", action="store_true", help="print all figures as JSON on stdout")
-    parser.add_argument("--peer-venv", type=Path,
-                        help="virtualenv for the peer libraries (default: ~/.cache/pgdurable/"
-                        "bench-peers; created and filled from PyPI when missing)")
+    parser.add_argument(
+        "--peer-venv",
+        type=Path,
+        help="virtualenv for the peer libraries (default: ~/.cache/pgdurable/"
+        "bench-peers; created and filled from PyPI when missing)",
+    )
     return parser
 
 
@@ -79,8 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: could not start the benchmark server: {exc}", file=sys.stderr)
         return 3
     try:
-        ctx = Context(server, runs=args.runs, warmup=args.warmup, quick=args.quick,
-                      progress=progress, peer_venv=args.peer_venv)
+        ctx = Context(
+            server,
+            runs=args.runs,
+            warmup=args.warmup,
+            quick=args.quick,
+            progress=progress,
+            peer_venv=args.peer_venv,
+        )
         for module in selected:
             progress(f"scenario {module.KEY}")
             try:
@@ -89,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(module.KEY)
                 progress(f"scenario {module.KEY} failed:\n{traceback.format_exc()}")
         context = run_context(
-            argv, server.setting("server_version"),
+            argv,
+            server.setting("server_version"),
             {name: server.setting(name) for name in settings_shown},
         )
     finally:
@@ -101,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         _write_atomically(output, text)
         progress(f"wrote {output}")
     if args.json:
-        print(json.dumps({"context": context, "sections": [s.__dict__ for s in sections]},
-                         indent=2, default=str))
+        print(
+            json.dumps(
+                {"context": context, "sections": [s.__dict__ for s in sections]},
+                indent=2,
+                default=str,
+            )
+        )
     elif output is None:
         print(text)
     return 1 if failed else 0

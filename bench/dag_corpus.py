@@ -8,9 +8,6 @@ trigger rules, Jinja templates, cron and preset schedules. Files differ in their
 DAG id and a few literals, so nothing can be cached across files.
 """
 
-# The templates are DAG source as people write it, long lines included.
-# ruff: noqa: E501
-
 from __future__ import annotations
 
 from pathlib import Path

@@ -102,7 +102,9 @@ class BenchServer:
         self.cluster = EmbeddedCluster(self.base / "cluster", settings=settings)
         self.cluster.start()
         with db.connection(self.cluster.conninfo("postgres"), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [BENCH_ROLE]).fetchone():
+            if not conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", [BENCH_ROLE]
+            ).fetchone():
                 conn.execute(f"CREATE ROLE {BENCH_ROLE} LOGIN")
         return self
 

@@ -28,7 +28,8 @@ class Section:
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data: dict[str, object] = field(default_factory=dict)  # raw figures for --json
-    targets: list[tuple[str, str, bool | None]] = field(default_factory=list)  # (target, measured, met)
+    # (target, measured, met); met is None where there is nothing to meet
+    targets: list[tuple[str, str, bool | None]] = field(default_factory=list)
 
     def target(self, what: str, measured: str, met: bool | None) -> None:
         self.targets.append((what, measured, met))
@@ -116,7 +117,9 @@ def render(sections: list[Section], context: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_context(command: list[str], server_version: str, settings: dict[str, str]) -> dict[str, str]:
+def run_context(
+    command: list[str], server_version: str, settings: dict[str, str]
+) -> dict[str, str]:
     info = machine()
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

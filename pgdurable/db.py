@@ -125,6 +125,22 @@ async def async_connect(
         ) from exc
 
 
+# What DISCARD ALL does, without its DISCARD PLANS (the plans cached in the
+# session, our completion function's among them, hold no user state, and
+# re-planning them after every step cost more than the step's own statement).
+# Sent ahead of every step's text in the same message, inside the step's
+# transaction (see worker/sql_step.py), rather than when the connection is
+# returned: a round trip less per step. A failed step's rollback undoes it,
+# so the worker sends it again after a rollback. One trace remains visible:
+# UNLISTEN takes effect at commit, so a channel an earlier step listened on
+# still shows in pg_listening_channels() during the next step (nothing can be
+# delivered inside a transaction, and it is gone when that step ends).
+STEP_SESSION_RESET = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *;"
+    " SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+)
+
+
 def async_pool(
     conninfo: str,
     *,
@@ -138,19 +154,16 @@ def async_pool(
     ``user_steps`` prepares connections that run users' workflow steps:
 
     numeric values stay the server's text, so their scale survives (SPEC B
-    §4.2: numeric becomes a JSON string as written), and connections are
-    reset with DISCARD ALL when returned, so session state a user's step
-    leaves behind (SET, temp tables, prepared statements) never reaches the
-    next step; the startup options (application_name, GUCs set with
-    ``options``) are the session defaults and survive the reset.
+    §4.2: numeric becomes a JSON string as written). Session state a user's
+    step leaves behind (SET, temp tables, prepared statements, cursors,
+    LISTEN, advisory locks, sequence state) is cleared by STEP_SESSION_RESET,
+    which every step sends first; the startup options (application_name, GUCs
+    set with ``options``) are the session defaults and survive it.
     """
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         conn.adapters.register_loader("numeric", TextLoader)
-        conn.prepare_threshold = None  # DISCARD ALL would drop prepared statements
-
-    async def reset(conn: psycopg.AsyncConnection) -> None:
-        await conn.execute("DISCARD ALL")
+        conn.prepare_threshold = None  # the reset drops prepared statements
 
     return psycopg_pool.AsyncConnectionPool(
         conninfo,
@@ -159,7 +172,6 @@ def async_pool(
         name=name,
         open=False,
         configure=configure if user_steps else None,
-        reset=reset if user_steps else None,
         kwargs={"autocommit": autocommit},
         reconnect_timeout=5,
     )

@@ -56,10 +56,18 @@ def _identity_problem(instance) -> str | None:
     return None
 
 
-async def drive(pool: db.AsyncPool, services: Services, journal: Journal) -> str:
-    """Run one claimed instance as far as it goes; returns how the claim ended."""
+async def drive(
+    pool: db.AsyncPool, services: Services, journal: Journal, loaded: dict | None = None
+) -> str:
+    """Run one claimed instance as far as it goes; returns how the claim ended.
+
+    ``loaded`` is the instance as the claim returned it (``load_v1``'s JSON);
+    without it the instance is loaded here."""
     try:
-        instance = await load(pool, journal.instance_id)
+        if loaded is not None:
+            instance = load_instance(loaded)
+        else:
+            instance = await load(pool, journal.instance_id)
         if instance is None:
             return "gone"
         execution = Execution(instance, journal, services)

@@ -14,8 +14,9 @@ Invariants:
 - Named results are rebuilt by the replay itself (a map per scope; JOIN and
   RACE children start from a copy and merge back). Loop generations carry
   them across iterations in ``pgdurable.generations``.
-- Node stamps (SPEC B §4.1) are queued and written in one batch before the
-  next leaf runs; they never decide anything, so losing some in a crash only
+- Node stamps (SPEC B §4.1) are queued and written in one batch with the next
+  durable write (a SQL step's completion carries them in its own
+  transaction); they never decide anything, so losing some in a crash only
   means rewriting them on replay.
 """
 
@@ -119,6 +120,10 @@ class Execution:
     def take_stamps(self) -> list[dict[str, Any]]:
         batch, self._stamps = self._stamps, []
         return batch
+
+    def give_back(self, batch: list[dict[str, Any]]) -> None:
+        """Requeue stamps taken for a write that failed, ahead of newer ones."""
+        self._stamps[:0] = batch
 
     # -- the walk -------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The database side of one claim: every durable write the worker makes.
 
 A ``Journal`` is bound to one claimed run (instance id, lease epoch, token).
-Each method is one call of a ``pgdurable.*_v1`` function on the worker's own
+Each method is one call of a ``pgdurable.*_v1``/``_v2`` function on the worker's own
 (superuser, autocommit) pool, and each such function checks the lease first,
 so a worker that lost its lease cannot write anything (SPEC A.2.4). SQL steps
 complete on the user's connection instead (see ``steps.py``); that call is
@@ -22,7 +22,7 @@ from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 
 LEASE_LOST = "PD001"
 
-COMPLETE_STEP = "SELECT pgdurable.complete_step_v1(%s, %s, %s, %s, %s, %s, %s::json)"
+COMPLETE_STEP = "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, %s, %s, %s::json, %s::jsonb)"
 
 
 def lease_error(exc: BaseException) -> Exception | None:
@@ -125,7 +125,7 @@ class Journal:
 
     async def finish(self, status: str, stamps: list[dict[str, Any]], output: str | None) -> None:
         await self._rows(
-            "SELECT pgdurable.finish_v1(%s, %s, %s, %s, %s::jsonb, %s)",
+            "SELECT pgdurable.finish_v2(%s, %s, %s, %s, %s::jsonb, %s)",
             [*self.lease, status, json.dumps(stamps), output],
         )
 
@@ -143,6 +143,9 @@ class Journal:
             raise Failed(db.error_text(exc)) from exc
         return rows[0][0]
 
-    def complete_step(self, scope: str, gen: int, node: str, result: str) -> tuple[str, list[Any]]:
-        """The statement that completes a SQL step inside the user's transaction."""
-        return COMPLETE_STEP, [*self.lease, scope, gen, node, result]
+    def complete_step(
+        self, scope: str, gen: int, node: str, result: str, stamps: list[dict[str, Any]]
+    ) -> tuple[str, list[Any]]:
+        """The statement that completes a SQL step inside the user's transaction,
+        writing the queued node ``stamps`` with it; it returns the instance status."""
+        return COMPLETE_STEP, [*self.lease, scope, gen, node, result, json.dumps(stamps)]

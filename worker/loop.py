@@ -175,23 +175,26 @@ class Worker:
 
     async def _claim(self) -> int:
         free = self.options.concurrency - len(self.active)
-        if free <= 0:
+        # Claim in batches of at least a quarter of the slots while work is
+        # running: a claim is a round trip and a commit, and refilling one
+        # slot at a time made it one per instance. An idle worker claims at once.
+        if free <= 0 or (self.active and free < max(1, self.options.concurrency // 4)):
             return 0
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT instance_id, epoch FROM pgdurable.claim_v1(%s, %s, %s, %s)",
+                "SELECT instance_id, epoch, instance FROM pgdurable.claim_v2(%s, %s, %s, %s)",
                 [self.options.name, self.token_hash, free, self.options.lease_seconds],
             )
             rows = await cursor.fetchall()
-        for instance_id, epoch in rows:
+        for instance_id, epoch, instance in rows:
             journal = Journal(self.pool, instance_id, epoch, self.token)
-            task = asyncio.create_task(self._drive(journal))
+            task = asyncio.create_task(self._drive(journal, instance))
             self.active[instance_id] = (task, journal)
         return len(rows)
 
-    async def _drive(self, journal: Journal) -> None:
+    async def _drive(self, journal: Journal, loaded: dict | None) -> None:
         try:
-            outcome = await drive(self.pool, self.services, journal)
+            outcome = await drive(self.pool, self.services, journal, loaded)
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         except asyncio.CancelledError:
             pass

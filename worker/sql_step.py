@@ -2,16 +2,16 @@
 
 The user's text runs on a pooled connection logged in as the submitting role
 (never SET ROLE), inside an explicit transaction, and the step's completion
-(journal row and node stamp, via ``pgdurable.complete_step_v1`` with the lease
+(journal row and node stamps, via ``pgdurable.complete_step_v2`` with the lease
 token) is written in that same transaction before COMMIT. A crash anywhere
 loses both or keeps both, so a replay either finds the journal row and skips
 the step, or finds nothing and the user's effects were rolled back with it.
 
-Round trips: ``BEGIN;<text>`` as one simple-protocol message (so
-multi-statement text runs as one atomic transaction; the result is the last
-statement's), then the completion and COMMIT pipelined in one message. The
-pool resets a returned connection (DISCARD ALL) in its own worker task, off
-the step's critical path.
+Round trips: ``<reset>;BEGIN;<text>`` as one simple-protocol message (the
+session reset ``db.STEP_SESSION_RESET`` first, so no state of an earlier
+step reaches this one; multi-statement text runs as one atomic transaction;
+the result is the last statement's), then the completion and COMMIT
+pipelined in one message.
 
 Two round trips is the floor for exactly-once here: the completion carries
 the statement's result, which only exists after the first one, and the lease
@@ -29,13 +29,16 @@ Exceptions to exactly-once, marked ``"delivery":"at_least_once"``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pgdurable import db
 from pgdurable.worker.journal import Journal, lease_error
 from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 from pgdurable.worker.results import UnsupportedType, sql_result
 
+STEP_PREFIX = db.STEP_SESSION_RESET + ";\nBEGIN;\n"
 NEEDS_AUTOCOMMIT = {"25001", "2D000"}  # active_sql_transaction, invalid_transaction_termination
 UNIQUE_VIOLATION = "23505"
 
@@ -67,25 +70,47 @@ async def _last_result(cursor) -> str:
 
 
 async def _rollback(conn) -> None:
+    """End a failed step's transaction. The session reset sent ahead of the
+    step was rolled back with it, so it is sent again on its own."""
     if not conn.closed and conn.info.transaction_status != 0:  # not IDLE
         try:
             await conn.execute("ROLLBACK")
+            await conn.execute(db.STEP_SESSION_RESET)
         except db.DatabaseError:
             await conn.close()  # the pool discards it
 
 
-async def run_sql_step(
-    pool: db.AsyncPool, journal: Journal, key: StepKey, text: str, *, same_database: bool
-) -> tuple[str, str]:
-    """Run ``text`` and record its completion; returns (result, delivery).
+@dataclass
+class Completion:
+    result: str
+    delivery: str  # exactly_once | at_least_once
+    status: str | None = None  # the instance's status as the completion saw it
 
-    Raises Failed (the statement failed), LeaseLost or Retry.
+
+StampQueue = tuple[Callable[[], list[dict[str, Any]]], Callable[[list[dict[str, Any]]], None]]
+
+
+async def run_sql_step(
+    pool: db.AsyncPool,
+    journal: Journal,
+    key: StepKey,
+    text: str,
+    *,
+    same_database: bool,
+    stamps: StampQueue,
+) -> Completion:
+    """Run ``text`` and record its completion.
+
+    ``stamps`` is (take, give_back): the queued node stamps are taken when the
+    completion is sent and given back if it fails, so they are written with
+    the step or by a later flush. Raises Failed (the statement failed),
+    LeaseLost or Retry.
     """
     if not same_database:
         return await _autocommit(pool, journal, key, text)
     async with pool.connection(timeout=10) as conn:
         try:
-            cursor = await conn.execute("BEGIN;\n" + text)
+            cursor = await conn.execute(STEP_PREFIX + text)
             result = await _last_result(cursor)
         except UnsupportedType as exc:
             await _rollback(conn)
@@ -104,13 +129,17 @@ async def run_sql_step(
             await journal.record(
                 key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
             )
-            return result, "at_least_once"
-        statement, params = journal.complete_step(key.scope, key.gen, key.node, result)
+            return Completion(result, "at_least_once")
+        take, give_back = stamps
+        batch = take()
+        statement, params = journal.complete_step(key.scope, key.gen, key.node, result, batch)
         try:
             async with conn.pipeline():
-                await conn.execute(statement, params)
+                completion = await conn.execute(statement, params)
                 await conn.execute("COMMIT")
+            status = (await completion.fetchone())[0]
         except db.DatabaseError as exc:
+            give_back(batch)
             await _rollback(conn)
             mapped = lease_error(exc)
             if mapped is not None:
@@ -118,12 +147,14 @@ async def run_sql_step(
             if db.sqlstate(exc) == UNIQUE_VIOLATION and "journal" in db.error_text(exc):
                 raise LeaseLost("step already completed by another worker") from exc
             raise _failure(exc) from exc  # e.g. the user's deferred constraint at COMMIT
-    return result, "exactly_once"
+    return Completion(result, "exactly_once", status)
 
 
 async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: str):
     async with pool.connection(timeout=10) as conn:
         try:
+            # On its own: text such as VACUUM must be a message of its own.
+            await conn.execute(db.STEP_SESSION_RESET)
             result = await _last_result(await conn.execute(text))
         except UnsupportedType as exc:
             raise Failed(str(exc)) from exc
@@ -135,4 +166,4 @@ async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: 
     await journal.record(
         key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
     )
-    return result, "at_least_once"
+    return Completion(result, "at_least_once")

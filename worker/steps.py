@@ -20,10 +20,14 @@ from pgdurable import db
 from pgdurable.worker import deadlines
 from pgdurable.worker.http_step import run_http
 from pgdurable.worker.logs import event
-from pgdurable.worker.outcomes import Broke, Failed, ShuttingDown, Suspended
+from pgdurable.worker.outcomes import Broke, Cancelled, Failed, ShuttingDown, Suspended
 from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
 from pgdurable.worker.substitution import SubstitutionError, substitute
+
+# A SQL step still running after this long has its 'running' stamp written
+# on its own (see _sql); quicker steps write it with their completion.
+RUNNING_STAMP_DELAY = 0.05
 
 if TYPE_CHECKING:
     from pgdurable.worker.graph import Node
@@ -118,11 +122,23 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
         )
     except SubstitutionError as exc:
         raise await _fail(ex, node, scope, str(exc)) from exc
-    # Our 'running' stamp (and a cancel check) is written while the step runs,
-    # not before it: it is a separate transaction on another connection, and
-    # it can never overwrite the completion (stamp_nodes_v1 refuses 'running'
-    # over a terminal stamp of the same execution), so it need not precede it.
-    stamping = asyncio.ensure_future(ex.flush())
+    # Queued stamps (the parents' and this node's 'running') are written by
+    # the step's own completion, in its transaction. Only a step still running
+    # after RUNNING_STAMP_DELAY gets them written earlier, by a separate flush,
+    # so monitoring shows it running; that flush can never overwrite the
+    # completion (a 'running' stamp never replaces a terminal stamp of the
+    # same execution).
+    loop = asyncio.get_running_loop()
+    flushes: list[asyncio.Future] = []
+    timer = loop.call_later(
+        RUNNING_STAMP_DELAY, lambda: flushes.append(asyncio.ensure_future(ex.flush()))
+    )
+    own_running = {"node": node.id, "status": "running", "exec": scope.execution_id}
+
+    def take() -> list[dict]:
+        # A step completed in the same transaction needs no 'running' stamp.
+        return [stamp for stamp in ex.take_stamps() if stamp != own_running]
+
     try:
         # Under a TIMEOUT the step's backend is registered so it can be cancelled.
         pool = deadlines.track(await ex.services.user_pool(instance.role or "", instance.database))
@@ -130,14 +146,23 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
         same_database = instance.database in (None, instance.control_database)
         async with ex.services.step_slots:
             try:
-                result, _ = await run_sql_step(
-                    pool, ex.journal, key, text, same_database=same_database
+                completion = await run_sql_step(
+                    pool,
+                    ex.journal,
+                    key,
+                    text,
+                    same_database=same_database,
+                    stamps=(take, ex.give_back),
                 )
             except Failed as failure:
                 raise await _fail(ex, node, scope, failure.error) from failure
     finally:
-        await stamping
-    return result
+        timer.cancel()
+        for flush in flushes:
+            await flush
+    if completion.status == "cancelled":
+        raise Cancelled()
+    return completion.result
 
 
 async def _sleep(ex: Execution, node: Node, scope: Scope) -> str:

@@ -62,6 +62,7 @@ def run(ctx: Context) -> Section:
         steps = repeat(lambda: workflow_per_step(database), ctx.runs, ctx.warmup)
     ratio = steps.median / floor.median
     ctx.shared["floor"] = floor
+    ctx.shared["step"] = steps
     section = Section(
         KEY,
         "1. Per-step overhead",
@@ -74,6 +75,9 @@ def run(ctx: Context) -> Section:
     section.rows.append(["floor: autocommit UPDATE (psycopg)", spread(floor), "1.0×"])
     section.rows.append(["pgdurable exactly-once SQL step", spread(steps), f"{ratio:.1f}×"])
     section.data = {"floor_s": floor.as_dict(), "step_s": steps.as_dict(), "ratio": ratio}
-    section.target(f"≤ {TARGET_RATIO}× floor per step", f"{ratio:.1f}× ({ms(steps.median)})",
-                   ratio <= TARGET_RATIO)
+    section.target(
+        f"≤ {TARGET_RATIO}× floor per step",
+        f"{ratio:.1f}× ({ms(steps.median)})",
+        ratio <= TARGET_RATIO,
+    )
     return section

@@ -106,7 +106,15 @@ def test_a_paused_worker_cannot_commit_a_stale_completion(database, wf, tmp_path
             stop_process(second)
 
 
-def test_a_fenced_completion_is_refused_even_inside_its_own_transaction(database, wf):
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "SELECT pgdurable.complete_step_v1(%s, %s, %s, %s, 1, %s, '{}')",
+        "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, 1, %s, '{}', '[]')",
+    ],
+    ids=["v1", "v2"],
+)
+def test_a_fenced_completion_is_refused_even_inside_its_own_transaction(database, wf, completion):
     """The fence at the SQL level: a completion with an outdated epoch raises,
     and the step's statement in the same transaction is rolled back with it."""
     database.execute("CREATE TABLE effects (v int)")
@@ -125,10 +133,7 @@ def test_a_fenced_completion_is_refused_even_inside_its_own_transaction(database
     with database.connect("alice", autocommit=False) as conn:
         conn.execute("INSERT INTO effects VALUES (1)")
         with pytest.raises(psycopg.Error, match="lease lost"):
-            conn.execute(
-                "SELECT pgdurable.complete_step_v1(%s, %s, %s, %s, 1, %s, '{}')",
-                [instance, stale, token, instance, node],
-            )
+            conn.execute(completion, [instance, stale, token, instance, node])
         conn.rollback()
     assert database.value("SELECT count(*) FROM effects") == 0
     assert database.value("SELECT count(*) FROM pgdurable.journal") == 0

@@ -26,7 +26,16 @@ def test_a_step_has_exactly_the_submitters_privileges(wf, database):
     assert wf.result(who)["rows"] == [{"u": "alice", "s": "alice", "w": "true"}]
 
 
-def test_completions_cannot_be_forged_without_the_lease_token(wf, database):
+# v1 is kept for workers of the previous release; v2 also carries node stamps.
+COMPLETIONS = {
+    "v1": "SELECT pgdurable.complete_step_v1(%s, 1, 'guess', %s, 1, %s, '{}')",
+    "v2": "SELECT pgdurable.complete_step_v2(%s, 1, 'guess', %s, 1, %s, '{}',"
+    ' \'[{"node": "00000000", "status": "completed", "exec": "x"}]\')',
+}
+
+
+@pytest.mark.parametrize("version", sorted(COMPLETIONS))
+def test_completions_cannot_be_forged_without_the_lease_token(wf, database, version):
     instance = wf.start(wf.sql("SELECT 1"))
     node = database.value("SELECT root_node FROM df.instances WHERE id = %s", [instance])
     database.execute(
@@ -35,11 +44,7 @@ def test_completions_cannot_be_forged_without_the_lease_token(wf, database):
         [instance],
     )
     with pytest.raises(psycopg.Error, match="lease lost"):
-        database.execute(
-            "SELECT pgdurable.complete_step_v1(%s, 1, 'guess', %s, 1, %s, '{}')",
-            [instance, instance, node],
-            user="alice",
-        )
+        database.execute(COMPLETIONS[version], [instance, instance, node], user="alice")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         database.execute("SELECT * FROM pgdurable.runs", user="alice")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):

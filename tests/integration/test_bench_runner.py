@@ -1,0 +1,51 @@
+"""The benchmark runner (``python -m bench``) works end to end.
+
+A smoke run at ``--quick`` sizes of the scenarios that need nothing beyond
+this repository: the report is written atomically with a table per scenario
+and the targets summary, ``--json`` carries the same figures, and bad usage
+exits 2. The figures themselves are not asserted (they belong to
+BENCHMARKS.md, from a full run on a quiet machine).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_quick_run_writes_every_selected_section(tmp_path):
+    report = tmp_path / "BENCH.md"
+    done = _bench("step", "throughput", "latency", "--quick", "--json", "--output", str(report))
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    for title in ("## 1. Per-step overhead", "## 2. Throughput", "## 3. Latency", "## Targets"):
+        assert title in text
+    assert "fsync=on" in text  # the server runs with default durability
+    figures = json.loads(done.stdout)
+    sections = {section["key"]: section for section in figures["sections"]}
+    assert set(sections) == {"step", "throughput", "latency"}
+    step = sections["step"]["data"]
+    assert step["step_s"]["median"] > step["floor_s"]["median"] > 0
+    assert sections["throughput"]["data"]["workers_1"]["median"] > 0
+    assert len(sections["latency"]["data"]["samples_s"]) == 20
+    assert not list(tmp_path.glob(".BENCH.md.*")), "no temporary file is left behind"
+
+
+def test_unknown_scenarios_are_a_usage_error():
+    done = _bench("nonsense")
+    assert done.returncode == 2
+    assert "unknown scenario nonsense" in done.stderr

@@ -1,0 +1,122 @@
+"""The worker's fast path (migration 0008): claims in the order runs became
+ready, the instance loaded by the claim itself, and node stamps written by a
+step's own completion (a long step still shows 'running' while it runs)."""
+
+from __future__ import annotations
+
+from pgdurable.testing import wait_for
+
+CLAIM = "SELECT instance_id, instance FROM pgdurable.claim_v2('w', sha256('t'), %s, 60)"
+
+
+def test_a_timer_that_fell_due_is_claimed_before_later_starts(wf, database):
+    earlier = wf.start(wf.sql("SELECT 1"))
+    due = wf.start(wf.sql("SELECT 2"))
+    later = [wf.start(wf.sql("SELECT 3")) for _ in range(3)]
+    # ``due`` stands for a sleeping run whose timer fell due 10 s ago: it has
+    # waited longer than anything started since, but not than ``earlier``.
+    database.execute(
+        "UPDATE pgdurable.runs SET wake_at = (SELECT wake_at FROM pgdurable.runs"
+        " WHERE instance_id = %s) + interval '1 microsecond' WHERE instance_id = %s",
+        [earlier, due],
+    )
+    order = [row[0] for row in database.execute(CLAIM, [5])]
+    assert order == [earlier, due, *sorted(later, key=later.index)]
+    finite = database.value("SELECT bool_and(isfinite(wake_at)) FROM pgdurable.runs")
+    assert finite, "new runs get the time they became runnable, not -infinity"
+
+
+def test_a_signal_makes_its_waiting_run_ready_now(wf, database):
+    waiting = wf.start(wf.sql("SELECT 1"))
+    other = wf.start(wf.sql("SELECT 2"))
+    database.execute(
+        "UPDATE pgdurable.runs SET wake_at = 'infinity', waiting_signals = '{go}'"
+        " WHERE instance_id = %s",
+        [waiting],
+    )
+    database.execute("SELECT df.signal(%s, 'other', '{}')", [waiting], user="alice")
+    assert database.value(
+        "SELECT wake_at = 'infinity' FROM pgdurable.runs WHERE instance_id = %s", [waiting]
+    ), "a signal the run does not wait for leaves it asleep"
+    database.execute("SELECT df.signal(%s, 'go', '{}')", [waiting], user="alice")
+    ready = database.execute(
+        "SELECT r.wake_at <= clock_timestamp(), r.wake_at > o.wake_at FROM pgdurable.runs r,"
+        " pgdurable.runs o WHERE r.instance_id = %s AND o.instance_id = %s",
+        [waiting, other],
+    )[0]
+    assert ready == (True, True)  # runnable now, behind the run that was ready first
+    assert [row[0] for row in database.execute(CLAIM, [2])] == [other, waiting]
+
+
+def test_the_claim_returns_the_instance_as_claimed(wf, database):
+    instance = wf.start(wf.sql("SELECT 1", name="one"))
+    ((claimed, loaded),) = database.execute(CLAIM, [1])
+    assert claimed == instance
+    assert loaded["status"] == "running"
+    assert loaded == database.value("SELECT pgdurable.load_v1(%s)", [instance])
+
+
+def test_a_long_step_is_stamped_running_while_a_short_one_is_not(wf, database, background_worker):
+    slow = wf.start(wf.then(wf.sql("SELECT 1"), wf.sql("SELECT pg_sleep(30)")))
+    background_worker()
+    # The THEN's 'running' stamp rides on the first step's completion; the
+    # sleeping step's own is written once it has run RUNNING_STAMP_DELAY.
+    running = wait_for(
+        lambda: (
+            database.value(
+                "SELECT array_agg(n.node_type ORDER BY n.node_type) FROM df.nodes n"
+                " WHERE n.instance_id = %s AND n.status = 'running'",
+                [slow],
+            )
+            == ["SQL", "THEN"]
+        ),
+        what="the long step's running stamp",
+    )
+    assert running
+    quick = database.execute(
+        "SELECT n.status, n.status_details ->> 'execution_id' FROM df.nodes n"
+        " JOIN df.instances i ON i.id = n.instance_id"
+        " WHERE n.instance_id = %s AND n.node_type = 'SQL' AND n.query = 'SELECT 1'",
+        [slow],
+    )
+    assert quick == [("completed", f"{slow}::1")]
+    database.execute("SELECT df.cancel(%s)", [slow], user="alice")
+    wf.wait_status(slow, "cancelled")
+
+
+DIRTY = (
+    "SET work_mem = '7MB'; CREATE TEMP TABLE leftover (x int); PREPARE leftover AS SELECT 1;"
+    " SELECT pg_advisory_lock(42); SET application_name = 'leftover'"
+)
+CLEAN = (
+    "SELECT current_setting('work_mem') AS work_mem,"
+    " to_regclass('pg_temp.leftover') IS NULL AS no_temp,"
+    " (SELECT count(*) FROM pg_prepared_statements) AS prepared,"
+    " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    "  AND pid = pg_backend_pid()) AS advisory,"
+    " current_setting('application_name') AS app, current_setting('df.in_workflow') AS guard"
+)
+
+
+def test_no_session_state_reaches_the_next_step(wf, database):
+    """One connection (concurrency 1) runs every step: what a step leaves in its
+    session, after success or failure, is gone when the next step starts
+    (LISTEN is the documented exception, see db.STEP_SESSION_RESET)."""
+    after_success = wf.start(wf.then(wf.sql(DIRTY), wf.sql(CLEAN)))
+    wf.run(concurrency=1)
+    failing = wf.start(wf.sql(DIRTY + "; SELECT 1 / 0"))
+    wf.run(concurrency=1)
+    after_failure = wf.start(wf.sql(CLEAN))
+    wf.run(concurrency=1)
+    assert wf.status(failing) == "failed"
+    default_work_mem = database.value("SELECT reset_val FROM pg_settings WHERE name = 'work_mem'")
+    clean = {
+        "work_mem": f"{int(default_work_mem) // 1024}MB",
+        "no_temp": True,
+        "prepared": 0,
+        "advisory": 0,
+        "app": "pg_durable:worker:workflow-sql",
+        "guard": "true",
+    }
+    for instance in (after_success, after_failure):
+        assert wf.result(instance)["rows"] == [clean]
