@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(BY_KEY)}")
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
-    selected = [BY_KEY[key] for key in args.scenarios] or ALL
+    selected = [module for module in ALL if module.KEY in args.scenarios] or ALL
     if args.quick:
         args.runs, args.warmup = 1, 0
     output = args.output

@@ -70,6 +70,13 @@ async def drive(
             instance = await load(pool, journal.instance_id)
         if instance is None:
             return "gone"
+        if instance.status == "cancelled":
+            # Cancelled while it waited: claimed only to remove its run.
+            await journal.finish("cancelled", [], None)
+            event("instance_cancelled", instance=instance.id)
+            return "cancelled"
+        if instance.status not in ("pending", "running"):
+            return "gone"  # finished by a worker that had it before; nothing to do
         execution = Execution(instance, journal, services)
         root = instance.nodes[instance.root]
         root_scope = Scope(instance.id, 1)

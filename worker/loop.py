@@ -138,7 +138,12 @@ class Worker:
                 if claimed:
                     backoff = 0.0
                     continue  # there may be more work right away
-                next_wake, timed_runs = await self._next_wake()
+                if claimed is None:
+                    # Slots are busy: the next finished claim wakes us, and
+                    # timers can wait until a slot is free.
+                    next_wake, timed_runs = None, 1
+                else:
+                    next_wake, timed_runs = await self._next_wake()
             except db.DatabaseError as exc:
                 if not db.is_connection_error(exc):
                     raise
@@ -173,13 +178,15 @@ class Worker:
             with contextlib.suppress(Exception):
                 await pool.check()
 
-    async def _claim(self) -> int:
+    async def _claim(self) -> int | None:
+        """Claim runnable instances into free slots: how many, or None when the
+        slots were too busy to try."""
         free = self.options.concurrency - len(self.active)
         # Claim in batches of at least a quarter of the slots while work is
         # running: a claim is a round trip and a commit, and refilling one
         # slot at a time made it one per instance. An idle worker claims at once.
         if free <= 0 or (self.active and free < max(1, self.options.concurrency // 4)):
-            return 0
+            return None
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT instance_id, epoch, instance FROM pgdurable.claim_v2(%s, %s, %s, %s)",

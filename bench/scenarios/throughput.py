@@ -56,7 +56,7 @@ def drain(database: BenchDatabase, processes: int, log: Path) -> float:
 
 
 def run(ctx: Context) -> Section:
-    count = ctx.size(2000, 100)
+    count = ctx.size(1000, 100)  # the peers scenario drains the same number
     starts = Stats()
     rates: dict[int, Stats] = {1: Stats(), 2: Stats()}
     log = Path(tempfile.mkstemp(prefix="pgdurable-bench-throughput-", suffix=".log")[1])

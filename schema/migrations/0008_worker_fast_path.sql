@@ -85,23 +85,100 @@ REVOKE EXECUTE ON FUNCTION pgdurable.wake_on_signal() FROM PUBLIC;
 CREATE TRIGGER signals_wake_run AFTER INSERT ON pgdurable.signals
     FOR EACH ROW EXECUTE FUNCTION pgdurable.wake_on_signal();
 
--- claim_v1 plus load_v1 for each claimed run: one round trip instead of one
--- per claimed instance. The loads run after the claim, so they see it.
+-- claim_v1 with a plan that stays cheap and static SQL for the monitoring row (claim_v1 reached
+-- pgdurable.executions through note_execution's dynamic SQL, once per
+-- claimed instance), returning each claimed instance loaded (load_v1): one
+-- round trip per claim instead of one more per claimed instance. The loads
+-- run after the claiming statement, so they see it.
 CREATE FUNCTION pgdurable.claim_v2(worker_name text, token_hash bytea, how_many integer,
                                    lease_seconds double precision)
 RETURNS TABLE (instance_id varchar(8), epoch bigint, instance json)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
-    claimed record;
+    ids text[];
+    epochs bigint[];
 BEGIN
-    FOR claimed IN SELECT * FROM pgdurable.claim_v1(worker_name, token_hash, how_many,
-                                                     lease_seconds) LOOP
-        instance_id := claimed.instance_id;
-        epoch := claimed.epoch;
-        instance := pgdurable.load_v1(claimed.instance_id);
+    -- Runs only, in wake order, without claim_v1's join to df.instances for
+    -- the status: under a busy queue the statistics of df.instances lag, the
+    -- planner then drove the join from the instances' status index and
+    -- sorted every queued run on each claim. A run whose instance was
+    -- cancelled while it waited is claimed too, and the worker removes it.
+    WITH candidates AS (
+        SELECT r.instance_id
+        FROM pgdurable.runs r
+        WHERE (r.lease_expires_at IS NULL OR r.lease_expires_at < clock_timestamp())
+          AND (r.wake_at <= clock_timestamp()
+               OR (r.waiting_signals <> '{}' AND EXISTS (
+                       SELECT 1 FROM pgdurable.signals s
+                       WHERE s.instance_id = r.instance_id AND s.name = ANY (r.waiting_signals))))
+        ORDER BY r.wake_at, r.instance_id
+        LIMIT how_many
+        FOR UPDATE OF r SKIP LOCKED
+    ), claimed AS (
+        UPDATE pgdurable.runs r
+        SET epoch = r.epoch + 1, token_hash = claim_v2.token_hash, worker = worker_name,
+            lease_expires_at = clock_timestamp() + make_interval(secs => lease_seconds)
+        FROM candidates c
+        WHERE r.instance_id = c.instance_id
+        RETURNING r.instance_id, r.epoch, r.wake_at
+    ), started AS (
+        UPDATE df.instances i SET status = 'running', updated_at = now()
+        FROM claimed c WHERE i.id = c.instance_id AND i.status = 'pending'
+        RETURNING i.id
+    ), noted AS (
+        -- note_execution(id, 1, 'Running', NULL) for each instance started now
+        INSERT INTO pgdurable.executions AS e
+            (instance_id, execution_id, status, event_count, started_at, completed_at, output)
+        SELECT st.id, 1, 'Running',
+               (SELECT count(*) FROM pgdurable.journal j WHERE j.instance_id = st.id),
+               now(), NULL, NULL
+        FROM started st
+        ON CONFLICT (instance_id, execution_id) DO UPDATE
+        SET status = excluded.status, event_count = excluded.event_count,
+            completed_at = excluded.completed_at, output = excluded.output
+    )
+    -- In wake order, the order they waited in.
+    SELECT array_agg(c.instance_id ORDER BY c.wake_at, c.instance_id),
+           array_agg(c.epoch ORDER BY c.wake_at, c.instance_id)
+    INTO ids, epochs FROM claimed c;
+    FOR k IN 1 .. coalesce(array_length(ids, 1), 0) LOOP
+        instance_id := ids[k];
+        epoch := epochs[k];
+        instance := pgdurable.load_v1(ids[k]);
         RETURN NEXT;
     END LOOP;
 END;
+$$;
+
+-- load_v1 as in 0005, except that the superuser switch (read from
+-- pg_settings, which costs more than the rest of the load) is only looked up
+-- for an instance whose role is a superuser, the only case it decides.
+CREATE OR REPLACE FUNCTION pgdurable.load_v1(p_instance text) RETURNS json
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT json_build_object(
+        'id', i.id, 'label', i.label, 'root', i.root_node, 'status', i.status,
+        'role', r.rolname, 'role_exists', r.rolname IS NOT NULL,
+        'role_super', coalesce(r.rolsuper, false),
+        -- Read from pg_settings (a scan of every setting) only when it matters.
+        'super_allowed', CASE WHEN r.rolsuper THEN pgdurable.superuser_instances_enabled()
+                              ELSE false END,
+        'database', i.database, 'control_database', current_database(),
+        'vars', coalesce((SELECT v.vars FROM pgdurable.instance_vars v WHERE v.instance_id = i.id),
+                         '{}'::jsonb),
+        'nodes', (SELECT json_agg(json_build_object(
+                      'id', n.id, 'type', n.node_type, 'query', n.query, 'name', n.result_name,
+                      'left', n.left_node, 'right', n.right_node, 'status', n.status,
+                      'exec', n.status_details ->> 'execution_id'))
+                  FROM df.nodes n WHERE n.instance_id = i.id),
+        'journal', (SELECT coalesce(json_agg(json_build_object(
+                        'scope', j.scope, 'gen', j.gen, 'node', j.node_id, 'outcome', j.outcome,
+                        'result', j.result::text, 'error', j.error,
+                        'named', j.named_results::text)), '[]')
+                    FROM pgdurable.journal j WHERE j.instance_id = i.id))
+    FROM df.instances i
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid = i.submitted_by
+    WHERE i.id = p_instance
 $$;
 
 -- ---------------------------------------------------------------------------
