@@ -258,6 +258,8 @@ def _calls(text: str) -> list[_Call | Unreadable]:
                 and tokens[j + 1].text in ("=>", ":=")
             ):
                 name, j = tokens[j].value, j + 2
+                if j >= len(tokens):
+                    break  # the script ends after "name =>"; reported as unclosed below
             v = tokens[j]
             if v.kind in ("string", "number"):
                 value: str | None = v.value if v.kind == "string" else v.text
@@ -275,6 +277,8 @@ def _calls(text: str) -> list[_Call | Unreadable]:
             if j < len(tokens) and tokens[j].text == ",":
                 j += 1
         ref = SourceRef("", t.line, t.col)
+        if problem is None and j >= len(tokens):
+            problem = f"the call of cron.{function} is never closed (no ')' before the end)"
         if problem:
             found.append(
                 Unreadable(
