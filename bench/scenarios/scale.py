@@ -91,7 +91,8 @@ def start_instances(
 
 
 class BacklogSampler:
-    """How many runs are due (a timer fell due) but not claimed, every 0.25 s.
+    """How many runs are runnable (a timer fell due, a signal arrived, a new
+    start) but not claimed, every 0.25 s.
 
     A lateness that grows with this backlog means the worker cannot keep up;
     a late timer with an empty backlog points at the wake-up path instead.
@@ -99,7 +100,7 @@ class BacklogSampler:
 
     QUERY = (
         "SELECT count(*) FROM pgdurable.runs WHERE wake_at <= clock_timestamp()"
-        " AND wake_at > '-infinity' AND (lease_expires_at IS NULL"
+        " AND (lease_expires_at IS NULL"
         " OR lease_expires_at < clock_timestamp())"
     )
 
@@ -354,8 +355,9 @@ def run(ctx: Context) -> Section:
     section.notes.append(
         f"Worker CPU: {cpu_parked:.0f} s while parking ({cpu_parked / activation:.0%} of a core), "
         f"{cpu_end - cpu_parked:.0f} s over the {wall_after:.0f} s after "
-        f"({(cpu_end - cpu_parked) / wall_after:.0%} of a core). Due timers not yet claimed, "
-        f"peak after parking: {backlog.peak_since(parked_mono)}. Load average at the end "
+        f"({(cpu_end - cpu_parked) / wall_after:.0%} of a core). Runnable runs not yet "
+        "claimed (due timers and signalled waits), peak after parking: "
+        f"{backlog.peak_since(parked_mono)}. Load average at the end "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores."
     )
     section.notes.append(
