@@ -109,7 +109,8 @@ async def drive(
             await _release_soon(journal, seconds=0)
             event("instance_released", instance=instance.id, reason="shutdown")
             return "released"
-        await journal.finish("completed", execution.take_stamps(), result)
+        if not execution.finished:  # else the last step's completion finished it
+            await journal.finish("completed", execution.take_stamps(), result)
         event("instance_completed", instance=instance.id)
         return "completed"
     except LeaseLost:

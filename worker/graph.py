@@ -53,6 +53,31 @@ class Instance:
     role_is_superuser: bool = False
     superuser_allowed: bool = False
 
+    def final_steps(self) -> dict[str, tuple[str, ...]]:
+        """SQL leaves after which nothing runs, each with its ancestors.
+
+        The root is in final position; so are the right child of a THEN and
+        both branches of an IF in final position. Such a node's result is the
+        root's, so the step that completes it can finish the instance too.
+        Loops, JOIN/RACE and the extension nodes end the walk: what follows
+        their children is decided at run time.
+        """
+        finals: dict[str, tuple[str, ...]] = {}
+        pending = [(self.root, ())]
+        while pending:
+            node_id, ancestors = pending.pop()
+            node = self.nodes.get(node_id)
+            if node is None:
+                continue
+            if node.type == "SQL":
+                finals[node_id] = ancestors
+            elif node.type == "THEN" and node.right:
+                pending.append((node.right, (*ancestors, node_id)))
+            elif node.type == "IF":
+                branches = [b for b in (node.left, node.right) if b]
+                pending += [(branch, (*ancestors, node_id)) for branch in branches]
+        return finals
+
 
 def _links(node_type: str, query: str | None) -> tuple[str | None, tuple[str, ...]]:
     if node_type not in ("IF", "LOOP", "JOIN") or not query:

@@ -73,6 +73,10 @@ class Execution:
         self.services = services
         self._stamps: list[dict[str, Any]] = []
         self._flush_lock = asyncio.Lock()
+        # SQL steps whose completion may finish the instance (see
+        # Instance.final_steps), and whether one did.
+        self.final_steps = instance.final_steps()
+        self.finished = False
 
     # -- stamps ---------------------------------------------------------------
 

@@ -22,7 +22,9 @@ from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 
 LEASE_LOST = "PD001"
 
-COMPLETE_STEP = "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, %s, %s, %s::json, %s::jsonb)"
+COMPLETE_STEP = (
+    "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, %s, %s, %s::json, %s::jsonb, %s::jsonb)"
+)
 
 
 def lease_error(exc: BaseException) -> Exception | None:
@@ -144,8 +146,17 @@ class Journal:
         return rows[0][0]
 
     def complete_step(
-        self, scope: str, gen: int, node: str, result: str, stamps: list[dict[str, Any]]
+        self,
+        scope: str,
+        gen: int,
+        node: str,
+        result: str,
+        stamps: list[dict[str, Any]],
+        finish: list[dict[str, Any]] | None = None,
     ) -> tuple[str, list[Any]]:
         """The statement that completes a SQL step inside the user's transaction,
-        writing the queued node ``stamps`` with it; it returns the instance status."""
-        return COMPLETE_STEP, [*self.lease, scope, gen, node, result, json.dumps(stamps)]
+        writing the queued node ``stamps`` with it; it returns the instance status.
+        With ``finish`` (the ancestors' completed stamps) the step is the
+        workflow's last and the instance is finished in the same transaction."""
+        finishing = None if finish is None else json.dumps(finish)
+        return COMPLETE_STEP, [*self.lease, scope, gen, node, result, json.dumps(stamps), finishing]

@@ -29,6 +29,7 @@ Exceptions to exactly-once, marked ``"delivery":"at_least_once"``:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,12 +99,15 @@ async def run_sql_step(
     *,
     same_database: bool,
     stamps: StampQueue,
+    final: tuple[str, ...] | None = None,
 ) -> Completion:
     """Run ``text`` and record its completion.
 
     ``stamps`` is (take, give_back): the queued node stamps are taken when the
     completion is sent and given back if it fails, so they are written with
-    the step or by a later flush. Raises Failed (the statement failed),
+    the step or by a later flush. ``final`` names the ancestors of a step
+    after which nothing runs: its completion then finishes the instance (its
+    status comes back 'completed'). Raises Failed (the statement failed),
     LeaseLost or Retry.
     """
     if not same_database:
@@ -132,7 +136,17 @@ async def run_sql_step(
             return Completion(result, "at_least_once")
         take, give_back = stamps
         batch = take()
-        statement, params = journal.complete_step(key.scope, key.gen, key.node, result, batch)
+        finish = None
+        if final is not None:
+            exec_id = f"{key.scope}::{key.gen}"
+            value = json.loads(result)
+            finish = [
+                {"node": node, "status": "completed", "exec": exec_id, "result": value}
+                for node in final
+            ]
+        statement, params = journal.complete_step(
+            key.scope, key.gen, key.node, result, batch, finish
+        )
         try:
             async with conn.pipeline():
                 completion = await conn.execute(statement, params)

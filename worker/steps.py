@@ -144,6 +144,8 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
         pool = deadlines.track(await ex.services.user_pool(instance.role or "", instance.database))
         key = StepKey(scope.name, scope.gen, node.id)
         same_database = instance.database in (None, instance.control_database)
+        root_scope = scope.name == instance.id and scope.gen == 1
+        final = ex.final_steps.get(node.id) if root_scope else None
         async with ex.services.step_slots:
             try:
                 completion = await run_sql_step(
@@ -153,6 +155,7 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
                     text,
                     same_database=same_database,
                     stamps=(take, ex.give_back),
+                    final=final,
                 )
             except Failed as failure:
                 raise await _fail(ex, node, scope, failure.error) from failure
@@ -162,6 +165,11 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
             await flush
     if completion.status == "cancelled":
         raise Cancelled()
+    if final is not None and completion.status == "completed":
+        # The completion finished the instance: its ancestors are stamped.
+        ex.finished = True
+        for ancestor in final:
+            ex.noted(instance.nodes[ancestor], scope, "completed")
     return completion.result
 
 

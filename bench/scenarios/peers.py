@@ -54,7 +54,7 @@ class PeerFailed(Exception):
 
 
 def run(ctx: Context) -> Section:
-    instances = ctx.size(1000, 50)
+    instances = ctx.size(2000, 50)  # as many as the throughput scenario drains
     section = Section(
         KEY,
         "6. Peers side by side",

@@ -6,9 +6,62 @@
 -- Steps: one transaction each
 -- ---------------------------------------------------------------------------
 
+-- Queued node stamps [{"node","status","exec","result"?,"details"?}], in
+-- order, with stamp_nodes_v1's rule: 'running' never overwrites the terminal
+-- stamp of the same execution. Callers check the lease first.
+CREATE FUNCTION pgdurable.apply_stamps(p_instance text, p_stamps jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    stamp jsonb;
+BEGIN
+    FOR stamp IN SELECT value FROM jsonb_array_elements(coalesce(p_stamps, '[]')) LOOP
+        UPDATE df.nodes n
+        SET status = stamp ->> 'status',
+            result = CASE WHEN stamp ->> 'status' = 'running' THEN NULL ELSE stamp -> 'result' END,
+            status_details = jsonb_build_object('execution_id', stamp ->> 'exec')
+                             || coalesce(stamp -> 'details', '{}'),
+            updated_at = now()
+        WHERE n.instance_id = p_instance AND n.id = stamp ->> 'node'
+          AND NOT (stamp ->> 'status' = 'running' AND n.status IN ('completed', 'failed')
+                   AND n.status_details ->> 'execution_id' = stamp ->> 'exec');
+    END LOOP;
+END;
+$$;
+
+-- End a run (finish_v1's work after its stamps, with static SQL: finish_v1
+-- reached pgdurable.executions through dynamic SQL, from when the table was
+-- optional): the execution's row, the instance's terminal status (never over
+-- a cancel or another terminal status) and the run row. Callers check the
+-- lease first.
+CREATE FUNCTION pgdurable.end_run(p_instance text, p_status text, p_output text) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    execution integer;
+BEGIN
+    execution := coalesce((SELECT g.gen FROM pgdurable.generations g
+                           WHERE g.instance_id = p_instance AND g.scope = p_instance), 1);
+    INSERT INTO pgdurable.executions AS e
+        (instance_id, execution_id, status, event_count, started_at, completed_at, output)
+    VALUES (p_instance, execution, CASE p_status WHEN 'completed' THEN 'Completed' ELSE 'Failed' END,
+            (SELECT count(*) FROM pgdurable.journal j WHERE j.instance_id = p_instance),
+            now(), now(), p_output)
+    ON CONFLICT (instance_id, execution_id) DO UPDATE
+    SET status = excluded.status, event_count = excluded.event_count,
+        completed_at = excluded.completed_at, output = excluded.output;
+    UPDATE df.instances i
+    SET status = p_status, updated_at = now(),
+        completed_at = CASE WHEN p_status = 'completed' THEN now() END
+    WHERE i.id = p_instance AND i.status IN ('pending', 'running');
+    DELETE FROM pgdurable.runs r WHERE r.instance_id = p_instance;
+END;
+$$;
+REVOKE EXECUTE ON FUNCTION pgdurable.apply_stamps(text, jsonb),
+    pgdurable.end_run(text, text, text) FROM PUBLIC;
+
 -- One call completes a SQL step, carrying the node stamps the worker queued
 -- since its previous write, so a step costs one transaction instead of a step
--- transaction plus a stamp transaction.
+-- transaction plus a stamp transaction; the last step of a workflow also
+-- finishes the instance in that transaction.
 --
 -- Same guard as complete_step_v1 (0005): SECURITY DEFINER, and nothing is
 -- written unless the caller presents the token whose sha256 the current
@@ -17,11 +70,12 @@
 -- step boundary without another round trip.
 CREATE FUNCTION pgdurable.complete_step_v2(p_instance text, p_epoch bigint, p_token bytea,
                                            p_scope text, p_gen integer, p_node text,
-                                           p_result json, p_stamps jsonb)
+                                           p_result json, p_stamps jsonb,
+                                           p_finish jsonb DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    stamp jsonb;
+    current_status text;
 BEGIN
     -- The lease check of pgdurable.check_lease, inlined: one function call
     -- less on every step. FOR SHARE orders it against a concurrent takeover.
@@ -34,19 +88,7 @@ BEGIN
         RAISE EXCEPTION 'pgdurable: lease lost for instance % (epoch %)', p_instance, p_epoch
             USING ERRCODE = 'PD001';
     END IF;
-    -- Queued stamps, in order, with stamp_nodes_v1's rule: 'running' never
-    -- overwrites the terminal stamp of the same execution.
-    FOR stamp IN SELECT value FROM jsonb_array_elements(coalesce(p_stamps, '[]')) LOOP
-        UPDATE df.nodes n
-        SET status = stamp ->> 'status',
-            result = CASE WHEN stamp ->> 'status' = 'running' THEN NULL ELSE stamp -> 'result' END,
-            status_details = jsonb_build_object('execution_id', stamp ->> 'exec')
-                             || coalesce(stamp -> 'details', '{}'),
-            updated_at = now()
-        WHERE n.instance_id = p_instance AND n.id = stamp ->> 'node'
-          AND NOT (stamp ->> 'status' = 'running' AND n.status IN ('completed', 'failed')
-                   AND n.status_details ->> 'execution_id' = stamp ->> 'exec');
-    END LOOP;
+    PERFORM pgdurable.apply_stamps(p_instance, p_stamps);
     INSERT INTO pgdurable.journal (instance_id, scope, gen, node_id, outcome, result)
     VALUES (p_instance, p_scope, p_gen, p_node, 'completed', p_result);
     UPDATE df.nodes n
@@ -54,12 +96,23 @@ BEGIN
         status_details = jsonb_build_object('execution_id', p_scope || '::' || p_gen),
         updated_at = now()
     WHERE n.instance_id = p_instance AND n.id = p_node;
-    RETURN (SELECT i.status FROM df.instances i WHERE i.id = p_instance);
+    current_status := (SELECT i.status FROM df.instances i WHERE i.id = p_instance);
+    -- The step that ends the workflow (the worker knows, from the graph, that
+    -- nothing runs after it) finishes the instance too, with its ancestors'
+    -- stamps in p_finish and its result as the output; a cancelled instance
+    -- is left for the worker's cancel path.
+    IF p_finish IS NOT NULL AND current_status IN ('pending', 'running') THEN
+        PERFORM pgdurable.apply_stamps(p_instance, p_finish);
+        PERFORM pgdurable.end_run(p_instance, 'completed', p_result::text);
+        current_status := 'completed';
+    END IF;
+    RETURN current_status;
 END;
 $$;
 -- Any role may call it: the token, not a grant, is what guards it.
 GRANT EXECUTE ON FUNCTION
-    pgdurable.complete_step_v2(text, bigint, bytea, text, integer, text, json, jsonb) TO PUBLIC;
+    pgdurable.complete_step_v2(text, bigint, bytea, text, integer, text, json, jsonb, jsonb)
+    TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Claims: ready order, and the instance loaded in the same round trip
@@ -182,47 +235,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- ---------------------------------------------------------------------------
--- Finishing: finish_v1 with static SQL
+-- Finishing
 -- ---------------------------------------------------------------------------
 
--- finish_v1 reached pgdurable.executions through dynamic SQL (the table was
--- optional when 0005 was written; 0004 always creates it now) and nested
--- two lease checks; this is the same work in one function.
+-- finish_v1 with one lease check (it nested two) and static SQL.
 CREATE FUNCTION pgdurable.finish_v2(p_instance text, p_epoch bigint, p_token bytea,
                                     p_status text, p_stamps jsonb, p_output text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    stamp jsonb;
-    execution integer;
 BEGIN
     PERFORM pgdurable.check_lease(p_instance, p_epoch, p_token);
-    FOR stamp IN SELECT value FROM jsonb_array_elements(coalesce(p_stamps, '[]')) LOOP
-        UPDATE df.nodes n
-        SET status = stamp ->> 'status',
-            result = CASE WHEN stamp ->> 'status' = 'running' THEN NULL ELSE stamp -> 'result' END,
-            status_details = jsonb_build_object('execution_id', stamp ->> 'exec')
-                             || coalesce(stamp -> 'details', '{}'),
-            updated_at = now()
-        WHERE n.instance_id = p_instance AND n.id = stamp ->> 'node'
-          AND NOT (stamp ->> 'status' = 'running' AND n.status IN ('completed', 'failed')
-                   AND n.status_details ->> 'execution_id' = stamp ->> 'exec');
-    END LOOP;
-    execution := coalesce((SELECT g.gen FROM pgdurable.generations g
-                           WHERE g.instance_id = p_instance AND g.scope = p_instance), 1);
-    INSERT INTO pgdurable.executions AS e
-        (instance_id, execution_id, status, event_count, started_at, completed_at, output)
-    VALUES (p_instance, execution, CASE p_status WHEN 'completed' THEN 'Completed' ELSE 'Failed' END,
-            (SELECT count(*) FROM pgdurable.journal j WHERE j.instance_id = p_instance),
-            now(), now(), p_output)
-    ON CONFLICT (instance_id, execution_id) DO UPDATE
-    SET status = excluded.status, event_count = excluded.event_count,
-        completed_at = excluded.completed_at, output = excluded.output;
-    UPDATE df.instances i
-    SET status = p_status, updated_at = now(),
-        completed_at = CASE WHEN p_status = 'completed' THEN now() END
-    WHERE i.id = p_instance AND i.status IN ('pending', 'running');
-    DELETE FROM pgdurable.runs r WHERE r.instance_id = p_instance;
+    PERFORM pgdurable.apply_stamps(p_instance, p_stamps);
+    PERFORM pgdurable.end_run(p_instance, p_status, p_output);
 END;
 $$;
 

@@ -120,3 +120,61 @@ def test_no_session_state_reaches_the_next_step(wf, database):
     }
     for instance in (after_success, after_failure):
         assert wf.result(instance)["rows"] == [clean]
+
+
+def test_the_last_step_finishes_its_instance_in_its_own_transaction(wf, database):
+    """A step after which nothing runs (the end of a THEN chain, a branch of
+    an IF there) completes the instance in the transaction of its statement;
+    a step followed by more work does not."""
+    chain = wf.start(wf.then(wf.sql("SELECT 1 AS a"), wf.sql("SELECT 2 AS b")))
+    branch = wf.start(
+        wf.if_(wf.sql("SELECT true"), wf.sql("SELECT 'yes' AS c"), wf.sql("SELECT 0"))
+    )
+    looped = wf.start(wf.loop(wf.then(wf.sql("SELECT 1"), wf.brk())))
+    wf.run()
+    same_transaction = (
+        "SELECT j.xmin = i.xmin FROM pgdurable.journal j JOIN df.instances i"
+        " ON i.id = j.instance_id WHERE j.instance_id = %s ORDER BY j.recorded_at DESC LIMIT 1"
+    )
+    for instance in (chain, branch):
+        assert wf.status(instance) == "completed"
+        assert database.value(same_transaction, [instance]) is True
+    assert wf.result(chain)["rows"] == [{"b": 2}]
+    assert wf.result(branch)["rows"] == [{"c": "yes"}]
+    # Every node of the chain is stamped as if the instance had been finished apart.
+    stamps = database.execute(
+        "SELECT node_type, status, status_details ->> 'execution_id', result IS NOT NULL"
+        " FROM df.nodes WHERE instance_id = %s ORDER BY node_type",
+        [chain],
+    )
+    assert stamps == [("SQL", "completed", f"{chain}::1", True)] * 2 + [
+        ("THEN", "completed", f"{chain}::1", True)
+    ]
+    assert (
+        database.value(
+            "SELECT status || ':' || (output IS NOT NULL) FROM pgdurable.executions"
+            " WHERE instance_id = %s",
+            [chain],
+        )
+        == "Completed:true"
+    )
+    assert wf.status(looped) == "completed"
+    assert database.value(same_transaction, [looped]) is False  # a loop decides at run time
+    assert database.value("SELECT count(*) FROM pgdurable.runs") == 0
+
+
+def test_a_last_step_does_not_finish_a_cancelled_instance(wf, database):
+    instance = wf.start(wf.sql("SELECT 1"))
+    node = database.value("SELECT root_node FROM df.instances WHERE id = %s", [instance])
+    token = b"t" * 32
+    epoch = database.value("SELECT epoch FROM pgdurable.claim_v2('w', sha256(%s), 1, 60)", [token])
+    database.execute("SELECT df.cancel(%s)", [instance], user="alice")
+    status = database.value(
+        "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, 1, %s, '{}', '[]', '[]')",
+        [instance, epoch, token, instance, node],
+        user="alice",
+    )
+    assert status == "cancelled"
+    assert wf.status(instance) == "cancelled"
+    # The run stays for the worker's cancel path, which removes it.
+    assert database.value("SELECT count(*) FROM pgdurable.runs") == 1
