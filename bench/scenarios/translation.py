@@ -13,7 +13,6 @@ Neither touches PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ from bench.dag_corpus import generate
 from bench.harness import Stats, repeat
 from bench.report import Section, spread
 from pgdurable import pipeline
-from pgdurable.verify.airflow_real import AIRFLOW_VERSION, venv_path
+from pgdurable.verify.airflow_real import AIRFLOW_VERSION, airflow_env, venv_path
 
 KEY = "translation"
 PARSER = Path(__file__).resolve().parent.parent / "airflow_parse.py"
@@ -55,21 +54,8 @@ def airflow_parse(folder: Path, home: Path, runs: int, warmup: int) -> dict | st
             f"not installed (no Airflow in {venv_path()}): run `.ci/airflow-venv.sh` to build "
             f"the Airflow {AIRFLOW_VERSION} virtualenv, or point PGDURABLE_AIRFLOW_VENV at one"
         )
-    # Airflow reads its settings from the environment; ours (PG*, PYTHON*, a venv) stays out.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PG", "AIRFLOW", "PYTHON", "VIRTUAL_ENV"))
-    }
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        }
-    )
+    env = airflow_env(home)
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
     result = subprocess.run(
         [str(python), str(PARSER), str(folder), str(runs), str(warmup)],
         env=env,

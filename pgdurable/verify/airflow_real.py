@@ -51,7 +51,8 @@ def _program(venv: Path) -> Path:
     return program
 
 
-def _base_env(home: Path) -> dict[str, str]:
+def airflow_env(home: Path) -> dict[str, str]:
+    """The environment Airflow runs in: its home and settings, none of ours (PG*, a venv)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -78,7 +79,7 @@ def _metadata_template(venv: Path, program: Path) -> Path:
         if not ready.exists():
             result = subprocess.run(
                 [str(program), "db", "migrate"],
-                env=_base_env(folder),
+                env=airflow_env(folder),
                 capture_output=True,
                 text=True,
                 check=False,
@@ -111,7 +112,7 @@ def run_dag(
     with tempfile.TemporaryDirectory(prefix="pgdurable-airflow-") as folder:
         home = Path(folder)
         shutil.copy(template, home / "airflow.db")
-        env = _base_env(home)
+        env = airflow_env(home)
         env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dag_file.parent.resolve())
         for conn_id, conninfo in connections.items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = connection_uri(conninfo)
