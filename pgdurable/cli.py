@@ -8,6 +8,7 @@ caught and printed as ``error: …``; ``--traceback`` shows the full stack.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -303,6 +304,14 @@ def schema_status(ctx: click.Context, dsn: str | None) -> None:
     show_default=True,
     help="json: one JSON object per line (one per step transition).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="info logs every step transition; warning keeps problems only "
+    "(about 15% more throughput on short steps, see BENCHMARKS.md).",
+)
 def worker_command(
     dsn: str | None,
     concurrency: int,
@@ -310,13 +319,14 @@ def worker_command(
     lease_seconds: float,
     grace: float,
     log_format: str,
+    log_level: str,
 ) -> None:
     """Execute started workflow instances (stops gracefully on SIGTERM)."""
     import asyncio
 
     from pgdurable.worker import logs, run_worker
 
-    logs.configure(log_format)
+    logs.configure(log_format, getattr(logging, log_level.upper()))
     if log_format == "json":  # stderr carries JSON lines only
         target = _connect_target(dsn, progress=lambda text: logs.event("startup", message=text))
     else:

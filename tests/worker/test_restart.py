@@ -266,3 +266,12 @@ def test_library_worker_survives_a_database_restart(own_database):
     assert not thread.is_alive() and "result" in outcome
     assert [wf.status(i) for i in ids] == ["completed"] * 2
     assert database.execute("SELECT n, count(*) FROM counters GROUP BY n") == [(1, 12)]
+
+
+def test_log_level_warning_keeps_step_transitions_out(database, wf):
+    ids = prepare(database, wf, steps=3, instances=1, sleep=0)
+    worker = spawn_worker(database, "--until-idle", "--log-level", "warning")
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr.decode()[-2000:]
+    assert wf.status(ids[0]) == "completed"
+    assert [e for e in log_events(stderr) if e["level"] == "info"] == []
