@@ -64,6 +64,7 @@ def run(ctx: Context) -> Section:
                         latencies.append(float(at) - committed)
         finally:
             stop(worker)
+    log.unlink()  # kept only when the run failed, for the worker's messages
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     section = Section(
         KEY,

@@ -103,6 +103,7 @@ def run(ctx: Context) -> Section:
                 value = drain(database, processes, count, log)
             if measured:
                 rates[processes].samples.append(value)
+    log.unlink()  # kept only when a run failed, for its worker's messages
     ctx.shared["throughput_1"], ctx.shared["throughput_2"] = rates[1], rates[2]
     ctx.shared["start_rate"] = starts
     section = Section(
