@@ -18,11 +18,12 @@ import sys
 import tempfile
 import time
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.context import Context
 from bench.harness import BenchServer
-from bench.report import Section, render, run_context
+from bench.report import Section, machine, render, run_context
 from bench.scenarios import ALL, BY_KEY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     settings_shown = ["fsync", "synchronous_commit", "shared_buffers", "max_connections"]
     sections: list[Section] = []
     failed: list[str] = []
+    info, started = machine(), datetime.now(UTC)  # load average before the run
     try:
         server = BenchServer().__enter__()
     except Exception as exc:  # the embedded cluster explains what is missing
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"scenario {module.KEY} failed:\n{traceback.format_exc()}")
         context = run_context(
             argv,
+            info,
+            started,
             server.setting("server_version"),
             {name: server.setting(name) for name in settings_shown},
         )

@@ -118,11 +118,16 @@ def render(sections: list[Section], context: dict[str, str]) -> str:
 
 
 def run_context(
-    command: list[str], server_version: str, settings: dict[str, str]
+    command: list[str],
+    info: dict[str, str],
+    started: datetime,
+    server_version: str,
+    settings: dict[str, str],
 ) -> dict[str, str]:
-    info = machine()
+    """The report's header; ``info`` and ``started`` are taken before the run."""
+    minutes = (datetime.now(UTC) - started).total_seconds() / 60
     return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": f"{started.strftime('%Y-%m-%d %H:%M UTC')} ({minutes:.0f} min)",
         "command": "`" + " ".join(["python", "-m", "bench", *command]) + "`",
         "commit": git_commit(),
         "machine": f"{info['cpu']}, {info['cores']} cores, {info['memory']} RAM, "

@@ -74,6 +74,13 @@ def run(ctx: Context) -> Section:
     )
     section.rows.append(["floor: autocommit UPDATE (psycopg)", spread(floor), "1.0×"])
     section.rows.append(["pgdurable exactly-once SQL step", spread(steps), f"{ratio:.1f}×"])
+    section.notes.append(
+        "What a step costs beyond the floor: two round trips where the floor has one (the "
+        "statement, then its completion and COMMIT pipelined: the completion carries the "
+        "statement's result, and the lease token must travel as a bind parameter, never in "
+        "query text a step could read); the completion function (lease check, journal row, "
+        "node stamps); and the worker's own CPU in Python (psycopg's async driver)."
+    )
     section.data = {"floor_s": floor.as_dict(), "step_s": steps.as_dict(), "ratio": ratio}
     section.target(
         f"≤ {TARGET_RATIO}× floor per step",
