@@ -82,6 +82,10 @@ class BenchDatabase:
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description else []
 
+    def value(self, query: str, params: list | None = None):
+        """The first column of the first row."""
+        return self.execute(query, params)[0][0]
+
 
 class BenchServer:
     """A throwaway PostgreSQL cluster for one benchmark run."""

@@ -39,6 +39,10 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
+def seconds(value: float) -> str:
+    return f"{value:.2f} s"
+
+
 def spread(stats: Stats, unit=ms) -> str:
     """``median (min–max)`` of a Stats in the given unit formatter."""
     return f"{unit(stats.median)} ({unit(stats.low)}–{unit(stats.high)})"

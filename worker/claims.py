@@ -1,7 +1,7 @@
 """One claim of one instance, from load to release (the unit the worker runs).
 
-``drive`` loads the instance, replays it (``interpreter.Execution``) and ends
-the claim in exactly one way:
+``drive`` takes the instance as its claim loaded it, replays it
+(``interpreter.Execution``) and ends the claim in exactly one way:
 
 - finished: root stamped, instance ``completed``/``failed``, run row removed;
 - suspended: the run is released with its wake time and awaited signals;
@@ -18,7 +18,6 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from pgdurable import db
 from pgdurable.worker.graph import load_instance
 from pgdurable.worker.interpreter import BREAK_OUTSIDE_LOOP, Execution, Scope
 from pgdurable.worker.journal import Journal
@@ -38,13 +37,6 @@ from pgdurable.worker.steps import Services
 log = logging.getLogger("pgdurable.worker")
 
 
-async def load(pool: db.AsyncPool, instance_id: str):
-    async with pool.connection() as conn:
-        cursor = await conn.execute("SELECT pgdurable.load_v1(%s)", [instance_id])
-        row = await cursor.fetchone()
-    return load_instance(row[0]) if row and row[0] else None
-
-
 def _identity_problem(instance) -> str | None:
     if not instance.role:
         return "role of the instance no longer exists"
@@ -56,18 +48,12 @@ def _identity_problem(instance) -> str | None:
     return None
 
 
-async def drive(
-    pool: db.AsyncPool, services: Services, journal: Journal, loaded: dict | None = None
-) -> str:
+async def drive(services: Services, journal: Journal, loaded: dict | None) -> str:
     """Run one claimed instance as far as it goes; returns how the claim ended.
 
-    ``loaded`` is the instance as the claim returned it (``load_v1``'s JSON);
-    without it the instance is loaded here."""
+    ``loaded`` is the instance as the claim loaded it (``load_v1``'s JSON)."""
     try:
-        if loaded is not None:
-            instance = load_instance(loaded)
-        else:
-            instance = await load(pool, journal.instance_id)
+        instance = load_instance(loaded) if loaded else None
         if instance is None:
             return "gone"
         if instance.status == "cancelled":

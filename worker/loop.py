@@ -201,7 +201,7 @@ class Worker:
 
     async def _drive(self, journal: Journal, loaded: dict | None) -> None:
         try:
-            outcome = await drive(self.pool, self.services, journal, loaded)
+            outcome = await drive(self.services, journal, loaded)
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         except asyncio.CancelledError:
             pass

@@ -84,8 +84,7 @@ async def _rollback(conn) -> None:
 @dataclass
 class Completion:
     result: str
-    delivery: str  # exactly_once | at_least_once
-    status: str | None = None  # the instance's status as the completion saw it
+    status: str | None = None  # the instance's status, when the completion returned it
 
 
 StampQueue = tuple[Callable[[], list[dict[str, Any]]], Callable[[list[dict[str, Any]]], None]]
@@ -133,7 +132,7 @@ async def run_sql_step(
             await journal.record(
                 key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
             )
-            return Completion(result, "at_least_once")
+            return Completion(result)
         take, give_back = stamps
         batch = take()
         finish = None
@@ -161,7 +160,7 @@ async def run_sql_step(
             if db.sqlstate(exc) == UNIQUE_VIOLATION and "journal" in db.error_text(exc):
                 raise LeaseLost("step already completed by another worker") from exc
             raise _failure(exc) from exc  # e.g. the user's deferred constraint at COMMIT
-    return Completion(result, "exactly_once", status)
+    return Completion(result, status)
 
 
 async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: str):
@@ -180,4 +179,4 @@ async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: 
     await journal.record(
         key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
     )
-    return Completion(result, "at_least_once")
+    return Completion(result)

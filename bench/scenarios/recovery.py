@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.context import Context
 from bench.harness import BenchDatabase, Stats
 from bench.procs import log_tail, spawn_worker, stop, wait_until
-from bench.report import Section
+from bench.report import Section, seconds
 from pgdurable import db
 
 KEY = "recovery"
@@ -32,12 +32,8 @@ LEASES = (30.0, 5.0)  # the worker's default, then a short one
 MAX_FULL_RUNS = 3  # the 30 s lease makes a run ~40 s: keeps the scenario under 4 minutes
 
 
-def _seconds(value: float) -> str:
-    return f"{value:.2f} s"
-
-
 def _spread(stats: Stats) -> str:
-    return f"{_seconds(stats.median)} ({stats.low:.2f}–{stats.high:.2f})"
+    return f"{seconds(stats.median)} ({stats.low:.2f}–{stats.high:.2f})"
 
 
 def start_instances(database: BenchDatabase, count: int) -> None:
@@ -45,10 +41,6 @@ def start_instances(database: BenchDatabase, count: int) -> None:
     chain = " ~> ".join(f"'{step.format(k=k)}'" for k in range(1, STEPS + 1))
     with db.connection(database.user_dsn, autocommit=True) as conn:
         conn.execute(f"SELECT count(df.start({chain})) FROM generate_series(1, {count})")
-
-
-def _value(database: BenchDatabase, query: str, params: list | None = None):
-    return database.execute(query, params)[0][0]
 
 
 def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dict[str, float]:
@@ -61,7 +53,7 @@ def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dic
     first = spawn_worker(database.admin_dsn, log, *options)
     try:
         wait_until(
-            lambda: _value(database, "SELECT count(*) FROM pgdurable.journal") >= KILL_AT * total,
+            lambda: database.value("SELECT count(*) FROM pgdurable.journal") >= KILL_AT * total,
             timeout=300,
             interval=0.01,
             what=f"{KILL_AT:.0%} of the steps",
@@ -72,9 +64,9 @@ def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dic
         stop(first, kill=True)
     killed_at = time.time()
     # Read what the dead worker left before the new one can claim anything.
-    done_at_kill = _value(database, "SELECT count(*) FROM pgdurable.journal")
-    unfinished = _value(
-        database, "SELECT count(*) FROM df.instances WHERE status IN ('pending', 'running')"
+    done_at_kill = database.value("SELECT count(*) FROM pgdurable.journal")
+    unfinished = database.value(
+        "SELECT count(*) FROM df.instances WHERE status IN ('pending', 'running')"
     )
     held = [
         row[0]
@@ -82,8 +74,7 @@ def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dic
             "SELECT instance_id FROM pgdurable.runs WHERE lease_expires_at > clock_timestamp()"
         )
     ]
-    lease_left = _value(
-        database,
+    lease_left = database.value(
         "SELECT coalesce(extract(epoch FROM max(lease_expires_at)) - %s, 0)"
         " FROM pgdurable.runs WHERE lease_expires_at IS NOT NULL",
         [killed_at],
@@ -93,8 +84,7 @@ def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dic
     try:
         wait_until(
             lambda: (
-                _value(
-                    database,
+                database.value(
                     "SELECT count(*) FROM df.instances WHERE status IN ('pending', 'running')",
                 )
                 == 0
@@ -107,26 +97,22 @@ def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dic
         )
     finally:
         stop(second)
-    first_step = _value(
-        database,
+    first_step = database.value(
         "SELECT extract(epoch FROM min(recorded_at)) - %s FROM pgdurable.journal"
         " WHERE recorded_at > to_timestamp(%s)",
         [restarted_at, restarted_at],
     )
-    held_resumed = _value(
-        database,
+    held_resumed = database.value(
         "SELECT extract(epoch FROM min(recorded_at)) - %s FROM pgdurable.journal"
         " WHERE recorded_at > to_timestamp(%s) AND instance_id = ANY(%s)",
         [restarted_at, restarted_at, held],
     )
-    others_done = _value(
-        database,
+    others_done = database.value(
         "SELECT extract(epoch FROM max(recorded_at)) - %s FROM pgdurable.journal"
         " WHERE NOT instance_id = ANY(%s)",
         [restarted_at, held],
     )
-    all_done = _value(
-        database,
+    all_done = database.value(
         "SELECT extract(epoch FROM max(recorded_at)) - %s FROM pgdurable.journal",
         [restarted_at],
     )
@@ -134,7 +120,7 @@ def one_run(database: BenchDatabase, count: int, lease: float, log: Path) -> dic
     effects, distinct = database.execute(
         "SELECT count(*), count(DISTINCT (instance_id, step)) FROM effects"
     )[0]
-    journal = _value(database, "SELECT count(*) FROM pgdurable.journal")
+    journal = database.value("SELECT count(*) FROM pgdurable.journal")
     exact = statuses == {"completed": count} and effects == distinct == journal == total
     if not exact:
         raise RuntimeError(
@@ -213,8 +199,8 @@ def run(ctx: Context) -> Section:
         "Progress resumes as soon as the new process is up: only the instances the killed "
         "worker had claimed (at most its concurrency) are fenced by their leases; every "
         "other unfinished instance is claimable at once. "
-        f"Restart → first step: {_seconds(default.median)} (30 s lease), "
-        f"{_seconds(short.median)} (5 s lease)."
+        f"Restart → first step: {seconds(default.median)} (30 s lease), "
+        f"{seconds(short.median)} (5 s lease)."
     )
     section.notes.append(
         "The held instances resume when their lease expires (last heartbeat + lease), so "

@@ -123,10 +123,6 @@ class BacklogSampler:
         self._thread.join(5)
 
 
-def _one(database: BenchDatabase, query: str, params: list | None = None):
-    return database.execute(query, params)[0][0]
-
-
 def _summary(values: list[float]) -> str:
     if not values:
         return "—"
@@ -172,7 +168,7 @@ def run(ctx: Context) -> Section:
             )
             activation = time.perf_counter() - spawned
             parked_mono = time.monotonic()
-            activated_at = _one(database, "SELECT clock_timestamp()")
+            activated_at = database.value("SELECT clock_timestamp()")
             rss_parked = rss.sample() or 0.0
             cpu_parked = cpu_seconds(worker.pid) or 0.0
 
@@ -185,8 +181,7 @@ def run(ctx: Context) -> Section:
             ]
             sample, rest = ids[:paced], ids[paced:]
             left = float(
-                _one(
-                    database,
+                database.value(
                     "SELECT extract(epoch FROM max(due_at) - clock_timestamp())"
                     " FROM pgdurable.timers",
                 )
@@ -207,7 +202,7 @@ def run(ctx: Context) -> Section:
                     time.sleep(max(0.0, tick - time.monotonic()))
 
             def marked(kind: str, count: int) -> bool:
-                return _one(database, "SELECT count(*) FROM marks WHERE kind = %s", [kind]) >= count
+                return database.value("SELECT count(*) FROM marks WHERE kind = %s", [kind]) >= count
 
             wait_until(
                 lambda: marked("woke", sleepers),

@@ -62,9 +62,9 @@ def drain(database: BenchDatabase, processes: int, count: int, log: Path) -> flo
                 [count],
             )
         wait_until(
-            lambda: database.execute(
+            lambda: database.value(
                 "SELECT count(*) = 0 FROM df.instances WHERE status IN ('pending', 'running')"
-            )[0][0],
+            ),
             timeout=600,
             what=f"{count} workflows to finish",
             process=workers[0],

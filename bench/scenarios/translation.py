@@ -21,17 +21,13 @@ from pathlib import Path
 from bench.context import Context
 from bench.dag_corpus import generate
 from bench.harness import Stats, repeat
-from bench.report import Section, spread
+from bench.report import Section, seconds, spread
 from pgdurable import pipeline
 from pgdurable.verify.airflow_real import AIRFLOW_VERSION, airflow_env, venv_path
 
 KEY = "translation"
 PARSER = Path(__file__).resolve().parent.parent / "airflow_parse.py"
 AIRFLOW_TIMEOUT_S = 900
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.2f} s"
 
 
 def translate_once(folder: Path, scratch: Path, count: int, summary: dict[str, int]) -> float:
@@ -102,7 +98,7 @@ def run(ctx: Context) -> Section:
     section.rows.append(
         [
             "pgdurable import-airflow (translate + write)",
-            spread(ours, _seconds),
+            spread(ours, seconds),
             f"{ours_rate:,.0f}",
             f"{count - summary['failed']} / {summary['failed']}",
         ]
@@ -129,7 +125,7 @@ def run(ctx: Context) -> Section:
     section.rows.append(
         [
             f"Airflow {AIRFLOW_VERSION} DagBag (parse = execute each file)",
-            spread(stats, _seconds),
+            spread(stats, seconds),
             f"{their_rate:,.0f}",
             f"{ok} / {theirs['import_errors']}",
         ]

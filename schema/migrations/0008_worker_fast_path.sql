@@ -77,17 +77,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 DECLARE
     current_status text;
 BEGIN
-    -- The lease check of pgdurable.check_lease, inlined: one function call
-    -- less on every step. FOR SHARE orders it against a concurrent takeover.
-    PERFORM 1 FROM pgdurable.runs r
-    WHERE r.instance_id = p_instance AND r.epoch = p_epoch
-      AND r.token_hash = pg_catalog.sha256(p_token)
-      AND r.lease_expires_at > clock_timestamp()
-    FOR SHARE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgdurable: lease lost for instance % (epoch %)', p_instance, p_epoch
-            USING ERRCODE = 'PD001';
-    END IF;
+    PERFORM pgdurable.check_lease(p_instance, p_epoch, p_token);
     PERFORM pgdurable.apply_stamps(p_instance, p_stamps);
     INSERT INTO pgdurable.journal (instance_id, scope, gen, node_id, outcome, result)
     VALUES (p_instance, p_scope, p_gen, p_node, 'completed', p_result);
@@ -248,6 +238,26 @@ BEGIN
     PERFORM pgdurable.apply_stamps(p_instance, p_stamps);
     PERFORM pgdurable.end_run(p_instance, p_status, p_output);
 END;
+$$;
+
+-- The v1 functions of older workers, rewritten on the same helpers so the
+-- stamp rule and the end of a run live in one place each.
+CREATE OR REPLACE FUNCTION pgdurable.stamp_nodes_v1(p_instance text, p_epoch bigint,
+                                                   p_token bytea, stamps jsonb)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pgdurable.check_lease(p_instance, p_epoch, p_token);
+    PERFORM pgdurable.apply_stamps(p_instance, stamps);
+    RETURN (SELECT i.status FROM df.instances i WHERE i.id = p_instance);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgdurable.finish_v1(p_instance text, p_epoch bigint, p_token bytea,
+                                              p_status text, p_stamps jsonb, p_output text)
+RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pgdurable.finish_v2(p_instance, p_epoch, p_token, p_status, p_stamps, p_output)
 $$;
 
 REVOKE EXECUTE ON FUNCTION

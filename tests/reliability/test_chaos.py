@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import time
 from collections import Counter
@@ -35,6 +36,8 @@ from pgdurable.testing import spawn_worker, sql_literal, stop_process, wait_for
 
 ROLE = "chaos_user"
 SIGNAL_TIMEOUT = 600  # the waits' own timeout never fires during a test
+OUTAGE_NOTICE = "LISTEN connection lost"  # what a worker logs when the server vanishes
+LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN pgdurable_wake'"
 
 
 # -- the plan -----------------------------------------------------------------
@@ -342,6 +345,10 @@ def test_chaos_loses_nothing_and_repeats_nothing(
             crashable_cluster.conninfo(), *worker_args, log=logs / f"worker{spawned}.log"
         )
 
+    def outages_seen() -> int:
+        # Every worker's LISTEN connection breaks the moment the server goes away.
+        return sum(log.read_text().count(OUTAGE_NOTICE) for log in logs.glob("*.log"))
+
     send_due(0.0)
     workers = [new_worker(), new_worker()]
     kills = exits = 0
@@ -362,11 +369,25 @@ def test_chaos_loses_nothing_and_repeats_nothing(
                     kills += 1
                     workers[victim] = new_worker()
                 else:
+                    # Crash only a server every worker is connected to (a worker
+                    # still starting up would find no server at all), and keep it
+                    # down until a worker has noticed the outage.
+                    wait_for(
+                        lambda: crashable_cluster.value(LISTENING) == len(workers),
+                        timeout=30,
+                        what="every worker to listen",
+                    )
+                    seen = outages_seen()
                     crashable_cluster.crash()
-                    time.sleep(rng.uniform(0, 1.5))  # the outage lasts a random while
+                    wait_for(
+                        lambda seen=seen: outages_seen() > seen,
+                        timeout=30,
+                        what="a worker to notice the server crash",
+                    )
                     crashable_cluster.start()
                 next_event = now + rng.uniform(0.5, 2.5)
-            time.sleep(0.05)
+            next_signal = queue[0][0] if queue else chaos_seconds
+            _wait_for_an_exit(workers, min(next_event, next_signal) - (time.monotonic() - started))
         # Calm: the server is up, the last signals go out, the workers finish.
         send_due(float("inf"))
         assert not queue, "signals could not be sent after the chaos"
@@ -401,6 +422,17 @@ def test_chaos_loses_nothing_and_repeats_nothing(
     assert crashable_cluster.value("SELECT count(*) FROM pgdurable.runs") == 0
     assert kills > 0 and crashable_cluster.crashes > 0
     assert exits == 0, "a worker process exited on its own (see its log)"
+
+
+def _wait_for_an_exit(workers: list, seconds: float) -> None:
+    """Block until one of the workers exits or ``seconds`` pass (the next
+    scheduled chaos action), whichever comes first."""
+    handles = [os.pidfd_open(worker.pid) for worker in workers if worker.poll() is None]
+    try:
+        select.select(handles, [], [], max(0.0, seconds))
+    finally:
+        for handle in handles:
+            os.close(handle)
 
 
 def _interleave(by_tag: dict[str, list[tuple[int, str]]], rng: random.Random):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -45,7 +44,8 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/untyped":
             self._send(200, "plain ünïcode".encode(), None)
         elif path == "/slow":
-            time.sleep(2.5)
+            # Answers only once the test is over: any client timeout fires first.
+            self.server.finished.wait(60)
             self._send(200, b"late", "text/plain")
         else:
             echo = {
@@ -63,9 +63,11 @@ class Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
+    httpd.finished = threading.Event()
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.finished.set()
     httpd.shutdown()
     httpd.server_close()
 
