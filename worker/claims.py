@@ -37,9 +37,13 @@ from pgdurable.worker.steps import Services
 log = logging.getLogger("pgdurable.worker")
 
 
+def _role_gone(instance) -> str | None:
+    if instance.role:
+        return None
+    return f"Instance {instance.id}: submitted_by role no longer exists in pg_roles"
+
+
 def _identity_problem(instance) -> str | None:
-    if not instance.role:
-        return "role of the instance no longer exists"
     if instance.role_is_superuser and not instance.superuser_allowed:
         return (
             f'current_user "{instance.role}" is a superuser and '
@@ -67,6 +71,7 @@ async def drive(services: Services, journal: Journal, loaded: dict | None) -> st
         root = instance.nodes[instance.root]
         root_scope = Scope(instance.id, 1)
         problem = _identity_problem(instance)
+        execution.refused = _role_gone(instance)
         try:
             if problem:
                 raise Failed(problem)

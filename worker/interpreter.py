@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pgdurable.worker import deadlines, extensions, steps
@@ -77,6 +79,10 @@ class Execution:
         # Instance.final_steps), and whether one did.
         self.final_steps = instance.final_steps()
         self.finished = False
+        # Why nothing new may start as the instance's role (it was dropped
+        # mid-run): journaled outcomes still replay, and the first node that
+        # would start work as the role fails with this (SPEC B §4.1).
+        self.refused: str | None = None
 
     # -- stamps ---------------------------------------------------------------
 
@@ -241,34 +247,50 @@ class Execution:
             return self._race_result(
                 winner, await self._capture(self._branch(sides[winner], scope)), scope
             )
-        tasks = {
-            side: asyncio.ensure_future(self._capture(self._branch(b, scope)))
-            for side, b in sides.items()
-        }
-        waits: list[Suspended] = []
+
+        def start(side: str) -> asyncio.Future:
+            return asyncio.ensure_future(self._capture(self._branch(sides[side], scope)))
+
+        tasks = {side: start(side) for side in sides}
+        # Branches that wait (a timer, a signal) while their sibling still
+        # runs: each is replayed again when its wait may be over, so a due
+        # timer or a sent signal resumes it without waiting for the sibling's
+        # SQL to end. Only when every branch waits does the claim end.
+        waiting: dict[str, _Waiting] = {}
         winner = None
-        pending = set(tasks.values())
         try:
-            while pending and winner is None:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            while winner is None:
+                running = [tasks[side] for side in sides if side not in waiting]
+                if not running:
+                    break
+                done, _ = await asyncio.wait(
+                    running,
+                    timeout=_retry_in(waiting.values()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 for side, task in tasks.items():  # left first when both finish together
-                    if task in done and winner is None:
+                    if task in done and side not in waiting and winner is None:
                         outcome = task.result()
                         if isinstance(outcome, Suspended):
-                            waits.append(outcome)
+                            waiting[side] = _Waiting(outcome)
                         elif isinstance(outcome, BaseException) and not isinstance(
                             outcome, Failed | Broke
                         ):
                             raise outcome
                         else:
                             winner = side
+                if winner is None and len(waiting) < len(sides):
+                    for side in [s for s, w in waiting.items() if w.left() <= 0]:
+                        del waiting[side]
+                        tasks[side] = start(side)
         finally:
+            pending = [task for task in tasks.values() if not task.done()]
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         if winner is None:
-            raise Suspended.combine(waits)
+            raise Suspended.combine([w.wait for w in waiting.values()])
         await self.journal.record(
             scope.name, scope.gen, node.id, "completed", result=dumps(winner), stamp=False
         )
@@ -312,6 +334,13 @@ class Execution:
         carried = "{}" if is_root else dumps(scope.results)
         gen, named, started_at = await self.journal.enter_scope(loop_scope, carried)
         inner = Scope(loop_scope, gen, {} if is_root else json.loads(named))
+        if self.refused is not None and not is_root:
+            # The reference's nested loop is a child orchestration that loads
+            # the graph again; without the role it cannot start, and the
+            # parent stamps the LOOP failed.
+            error = f"Loop sub-orchestration failed: {self.refused}"
+            self.stamp(node, inner, "failed", dumps(error))
+            raise Failed(error)
         try:
             result = await self._iterate(node, inner, started_at, is_root)
         except Failed as failure:
@@ -334,6 +363,11 @@ class Execution:
                 stamp=False,
             )
             scope.results.update(inner.results)
+            self.instance.journal[(scope.name, scope.gen, node.id)] = {
+                "outcome": "completed",
+                "result": result,
+                "named": dumps(inner.results),
+            }
         return result
 
     async def _iterate(self, node: Node, inner: Scope, started_at: datetime, is_root: bool) -> str:
@@ -365,3 +399,32 @@ class Execution:
             inner.gen += 1
             if is_root:
                 inner.results = {}  # a root loop's named results reset per iteration
+
+
+# While a RACE sibling runs, a branch waiting for a signal is replayed this
+# often to see whether one arrived (a timer wait is replayed when it is due).
+SIGNAL_RECHECK_SECONDS = 0.5
+# Never replayed sooner than this after it suspended, whatever the clocks say
+# (due times are the database's clock).
+MIN_RECHECK_SECONDS = 0.05
+
+
+@dataclass
+class _Waiting:
+    """A RACE branch that suspended, and when (monotonic clock)."""
+
+    wait: Suspended
+    since: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        """Seconds until its wait may be over: the timer, or the signal recheck."""
+        waited = time.monotonic() - self.since
+        left = SIGNAL_RECHECK_SECONDS - waited if self.wait.signals else float("inf")
+        if self.wait.wake_at is not None:
+            left = min(left, (self.wait.wake_at - datetime.now(UTC)).total_seconds())
+        return max(left, MIN_RECHECK_SECONDS - waited)
+
+
+def _retry_in(waiting: Iterable[_Waiting]) -> float | None:
+    lefts = [w.left() for w in waiting]
+    return max(min(lefts), 0.0) if lefts else None

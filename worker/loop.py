@@ -36,6 +36,7 @@ import socket
 from dataclasses import dataclass, field
 
 from pgdurable import db
+from pgdurable.worker import liveness
 from pgdurable.worker.claims import drive
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.logs import event
@@ -108,13 +109,14 @@ class Worker:
         event("worker_started", worker=self.options.name, concurrency=self.options.concurrency)
         listener = asyncio.create_task(self._listen())
         heartbeat = asyncio.create_task(self._heartbeat())
+        alive = asyncio.create_task(liveness.keep_alive(self.pool))
         try:
             await self._serve()
         finally:
             await self._drain()
-            for task in (listener, heartbeat):
+            for task in (listener, heartbeat, alive):
                 task.cancel()
-            await asyncio.gather(listener, heartbeat, return_exceptions=True)
+            await asyncio.gather(listener, heartbeat, alive, return_exceptions=True)
             for pool in self.user_pools.values():
                 await pool.close()
             await self.pool.close()

@@ -25,6 +25,10 @@ from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
 from pgdurable.worker.substitution import SubstitutionError, substitute
 
+# Leaves that run nothing as the instance's role: they may finish after the
+# role is gone (see Execution.refused).
+ROLE_FREE = frozenset({"SLEEP", "WAIT_SCHEDULE", "SIGNAL"})
+
 # A SQL step still running after this long has its 'running' stamp written
 # on its own (see _sql); quicker steps write it with their completion.
 RUNNING_STAMP_DELAY = 0.05
@@ -72,6 +76,8 @@ async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
     if node.type == "BREAK":
         raise Broke(_break_value(node))
     deadlines.forbid_new_work()  # past a TIMEOUT's deadline only replays may finish
+    if ex.refused is not None and node.type not in ROLE_FREE:
+        raise Failed(ex.refused)
     executor = EXECUTORS.get(node.type)
     if executor is None:
         raise await _fail(
@@ -95,6 +101,12 @@ async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
         raise
     event("step_completed", **fields, duration_ms=_ms(started))
     ex.noted(node, scope, "completed")
+    # Journaled already; kept here too, so a RACE branch replayed again in
+    # this claim (see Execution._race) replays it instead of running it twice.
+    ex.instance.journal[(scope.name, scope.gen, node.id)] = {
+        "outcome": "completed",
+        "result": result,
+    }
     return result
 
 
