@@ -306,6 +306,14 @@ BEGIN
 END;
 $$;
 
+-- A value quoted for a libpq connection string (quotes and backslashes
+-- escaped with a backslash; quote_literal's doubled quotes mean something
+-- else there).
+CREATE FUNCTION pgdurable.conninfo_value(value text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT '''' || replace(replace(value, '\', '\\'), '''', '\''') || ''''
+$$;
+
 -- Deliver through the loopback session of role as_role; true when it did.
 -- SECURITY DEFINER for the same reason as start_in_new_transaction (dblink
 -- opens password-less connections only for superusers), with the same
@@ -337,7 +345,8 @@ BEGIN
                 EXECUTE format('SELECT %sdblink_connect_u($1, $2)', dblink)
                     USING connection_name,
                           format('dbname=%s user=%s application_name=pgdurable:signal %s',
-                                 quote_literal(current_database()), quote_literal(as_role),
+                                 pgdurable.conninfo_value(current_database()),
+                                 pgdurable.conninfo_value(as_role),
                                  pgdurable.loopback_address());
                 -- A lock the sender holds must not block the loopback for long.
                 EXECUTE format('SELECT %sdblink_exec($1, $2)', dblink)

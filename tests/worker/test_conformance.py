@@ -275,3 +275,19 @@ def test_a_session_cannot_turn_the_server_setting_off_for_others(superuser_clust
             conn.execute("SELECT df.start('SELECT 1')")
     # …and a fresh session still has the server's value.
     assert database.value("SELECT pgdurable.superuser_instances_enabled()") is True
+
+
+def test_signal_from_a_role_whose_name_needs_quoting_is_delivered_at_once(
+    wf, database, background_worker
+):
+    role = database.create_role("o'brien\\ops")
+    database.execute("SELECT df.grant_usage(%s)", [role])
+    instance = start(database, "(df.wait_for_signal('go') ~> 'SELECT 1 AS one')", user=role)
+    background_worker()
+    waiting_for(database, instance, "go")
+    database.execute(
+        f"DO $$ BEGIN PERFORM df.signal({sql_literal(instance)}, 'go');"
+        f" PERFORM df.await_instance({sql_literal(instance)}, 20); END $$",
+        user=role,
+    )
+    assert wf.status(instance) == "completed"
