@@ -11,6 +11,10 @@ Invariants:
   depends on it runs, so a replay takes the same path (SPEC B §6 IMPL).
 - Decisions that depend on timing are journaled too: the winner of a RACE and
   the outcome of a finished nested loop.
+- A RACE branch that must wait while its sibling still runs does not end the
+  claim: it is replayed again when its timer is due (or, for a signal, every
+  ``SIGNAL_RECHECK_SECONDS``), so it can win while the sibling's SQL runs.
+  Outcomes journaled during the claim are kept in memory for that replay.
 - Named results are rebuilt by the replay itself (a map per scope; JOIN and
   RACE children start from a copy and merge back). Loop generations carry
   them across iterations in ``pgdurable.generations``.

@@ -194,5 +194,6 @@ def test_cancel_stops_a_waiting_instance(wf, database):
     wf.run()
     assert wf.status(instance) == "cancelled"
     assert json.dumps(wf.nodes(instance)).count("completed") == 0
-    # The signal made the run claimable; the worker only removed it.
+    # The cancel made the run claimable (a finished instance stores no signal);
+    # the worker only removed it.
     assert database.value("SELECT count(*) FROM pgdurable.runs") == 0
