@@ -10,8 +10,8 @@ installation hint; it never skips.
 The server is the one ``pgdurable.binaries`` finds: the highest installed, or
 exactly the folder ``$PGDURABLE_PG_BINDIR`` names (CI runs the suite once per
 PostgreSQL major version this way; the header of the run names the server).
-Tests that need pg_cron ask for the ``pg_cron`` fixture, which marks them
-``pg_cron`` so a run on a server without pg_cron deselects them explicitly
+Tests that need pg_cron ask for the ``pg_cron_cluster`` fixture, which marks
+them ``pg_cron`` so a run on a server without pg_cron deselects them explicitly
 (``-m "not pg_cron"``) and fails them with a clear message otherwise.
 """
 
@@ -135,12 +135,13 @@ class TestDatabase:
 
 
 PG_CRON_MARKER = "pg_cron"
+PG_CRON_FIXTURE = "pg_cron_cluster"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{PG_CRON_MARKER}: needs the pg_cron extension (set by the pg_cron fixture); "
+        f"{PG_CRON_MARKER}: needs the pg_cron extension (set by the {PG_CRON_FIXTURE} fixture); "
         f'runs on servers without pg_cron deselect these with -m "not {PG_CRON_MARKER}"',
     )
 
@@ -157,7 +158,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if PG_CRON_MARKER in getattr(item, "fixturenames", ()):
+        if PG_CRON_FIXTURE in getattr(item, "fixturenames", ()):
             item.add_marker(PG_CRON_MARKER)
 
 
@@ -179,7 +180,7 @@ def pg_cluster() -> Iterator[EmbeddedCluster]:
 
 
 @pytest.fixture(scope="session")
-def pg_cron(pg_cluster: EmbeddedCluster) -> EmbeddedCluster:
+def pg_cron_cluster(pg_cluster: EmbeddedCluster) -> EmbeddedCluster:
     """The session cluster, which must have pg_cron preloaded (its ``pgdurable`` database
     is pg_cron's ``cron.database_name``). Fails, never skips, when pg_cron is missing."""
     with db.connection(pg_cluster.conninfo("postgres"), autocommit=True) as conn:

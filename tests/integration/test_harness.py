@@ -38,11 +38,11 @@ def test_wait_for_fails_with_a_clear_message():
         wait_for(lambda: False, timeout=0.05, what="never")
 
 
-def test_pg_cron_extension_is_available(pg_cron):
+def test_pg_cron_extension_is_available(pg_cron_cluster):
     """CI installs postgresql-15-cron; the cluster preloads it for the pg_cron translator."""
     from pgdurable import db
 
-    with db.connection(pg_cron.conninfo("pgdurable"), autocommit=True) as conn:
+    with db.connection(pg_cron_cluster.conninfo("pgdurable"), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
         jobid = conn.execute(
             "SELECT cron.schedule('harness-check', '0 3 * * *', 'SELECT 1')"
