@@ -32,7 +32,7 @@ logs=.ci/logs
 mkdir -p "$logs"
 
 # Install every server first, so a download problem stops the run before any test.
-declare -A bindirs
+declare -A bindirs=()
 for major in "${majors[@]}"; do
     bindirs[$major]="$(bash .ci/pg-binaries.sh "$major")"
 done
@@ -46,7 +46,7 @@ run_one() {
 }
 
 failed=()
-declare -A running  # pid -> major
+declare -A running=()  # pid -> major
 wait_any() {
     local pid status=0
     wait -n -p pid "${!running[@]}" || status=$?
