@@ -1,9 +1,12 @@
 """Locating PostgreSQL server programs for the embedded cluster.
 
-Candidates come from, in this order: ``$PGDURABLE_PG_BINDIR``, ``pg_config
---bindir``, folders on ``PATH``, then the usual distribution folders. The
-highest major version wins; among equal versions the earlier source wins. A
-cluster that already exists pins the major version it was created with.
+``$PGDURABLE_PG_BINDIR``, when set, names the one folder to use: nothing else
+is searched, so a test run or a cluster gets exactly that server (CI points it
+at each major version in turn). Otherwise candidates come from, in this order,
+``pg_config --bindir``, folders on ``PATH``, then the usual distribution
+folders; the highest major version wins, and among equal versions the earlier
+source wins. A cluster that already exists pins the major version it was
+created with.
 """
 
 from __future__ import annotations
@@ -51,9 +54,6 @@ class ServerBinaries:
 
 def _candidate_folders() -> list[Path]:
     folders: list[Path] = []
-    explicit = os.environ.get("PGDURABLE_PG_BINDIR")
-    if explicit:
-        folders.append(Path(explicit))
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
@@ -69,23 +69,45 @@ def _candidate_folders() -> list[Path]:
     return folders
 
 
-def _probe(folder: Path) -> ServerBinaries | None:
-    if not all(os.access(folder / name, os.X_OK) for name in SERVER_PROGRAMS):
-        return None
+def _probe(folder: Path) -> ServerBinaries | str:
+    """The server programs in ``folder``, or why that folder cannot be used."""
+    missing = [name for name in SERVER_PROGRAMS if not os.access(folder / name, os.X_OK)]
+    if missing:
+        return f"{folder} has no runnable {', '.join(missing)}"
     try:
-        out = subprocess.run(
+        result = subprocess.run(
             [str(folder / "postgres"), "--version"],
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
             timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r"\(PostgreSQL\)\s+(\d+)(\.\d+)?", out)
-    if not match:
-        return None
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{folder / 'postgres'} --version could not run: {exc}"
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)(\.\d+)?", result.stdout)
+    if result.returncode != 0 or not match:
+        # e.g. a shared library the dynamic loader cannot find
+        detail = (result.stderr or result.stdout).strip() or f"exit code {result.returncode}"
+        return f"{folder / 'postgres'} --version failed: {detail}"
     return ServerBinaries(folder, int(match.group(1)), match.group(1) + (match.group(2) or ""))
+
+
+def _explicit_binaries(folder: Path, major: int | None) -> ServerBinaries:
+    """The server named by $PGDURABLE_PG_BINDIR, which must be usable (and of ``major``)."""
+    probed = _probe(folder)
+    if isinstance(probed, str):
+        raise ServerBinariesNotFound(
+            f"PGDURABLE_PG_BINDIR names a folder without a usable PostgreSQL server: {probed}. "
+            f"Point it at the folder holding initdb, pg_ctl and postgres, or unset it to search "
+            f"the usual places."
+        )
+    if major is not None and probed.major != major:
+        raise ServerBinariesNotFound(
+            f"the cluster was created by PostgreSQL {major}, but PGDURABLE_PG_BINDIR ({folder}) "
+            f"holds PostgreSQL {probed.version}: point it at a PostgreSQL {major} server, or use "
+            f"another PGDURABLE_HOME for a cluster of the other version."
+        )
+    return probed
 
 
 def find_server_binaries(major: int | None = None) -> ServerBinaries:
@@ -93,6 +115,9 @@ def find_server_binaries(major: int | None = None) -> ServerBinaries:
 
     Raises ServerBinariesNotFound with installation advice when none fit.
     """
+    explicit = os.environ.get("PGDURABLE_PG_BINDIR")
+    if explicit:
+        return _explicit_binaries(Path(explicit), major)
     found: list[ServerBinaries] = []
     seen: set[Path] = set()
     for folder in _candidate_folders():
@@ -104,7 +129,7 @@ def find_server_binaries(major: int | None = None) -> ServerBinaries:
             continue
         seen.add(key)
         probed = _probe(folder)
-        if probed and (major is None or probed.major == major):
+        if isinstance(probed, ServerBinaries) and (major is None or probed.major == major):
             found.append(probed)
     if not found:
         wanted = f"PostgreSQL {major} " if major else "PostgreSQL "
@@ -119,7 +144,9 @@ def package_library_dir(binaries: ServerBinaries) -> Path | None:
     """The server's extension library folder, to see which extensions can be preloaded."""
     pg_config = binaries.bindir / "pg_config"
     if not os.access(pg_config, os.X_OK):
-        return None
+        # Builds that ship only the server (no pg_config) keep the usual relative layout.
+        relative = binaries.bindir.parent / "lib" / "postgresql"
+        return relative if relative.is_dir() else None
     try:
         out = subprocess.run(
             [str(pg_config), "--pkglibdir"], capture_output=True, text=True, check=True, timeout=10

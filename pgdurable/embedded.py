@@ -146,6 +146,7 @@ class EmbeddedCluster:
                 return False
             self._check_socket_path()
             binaries = self._binaries()
+            self._check_runnable(binaries)
             if not (self.data_dir / "PG_VERSION").is_file():
                 progress(f"initialising PostgreSQL {binaries.version} cluster in {self.data_dir}")
                 self._initdb(binaries)
@@ -211,16 +212,34 @@ class EmbeddedCluster:
     def _prepare_home(self) -> None:
         if not self.home.exists():
             self.home.mkdir(parents=True, mode=0o755)
+        self._require_reachable(
+            self.home,
+            f"use a cluster in {self.home}. pgdurable does not change the permissions of "
+            f"folders it did not create: set PGDURABLE_HOME to a folder that account can "
+            f"reach (for example /var/lib/pgdurable).",
+        )
+
+    def _check_runnable(self, binaries: ServerBinaries) -> None:
+        """As root, the server account runs the programs: it must reach their folder
+        (binaries unpacked under root's 0700 home, for example, cannot be used)."""
+        self._require_reachable(
+            binaries.bindir,
+            f"run PostgreSQL from {binaries.bindir}: install the server programs in a folder "
+            f"that account can reach (for example under /opt or /var/cache) and point "
+            f"PGDURABLE_PG_BINDIR at it.",
+        )
+
+    def _require_reachable(self, path: Path, consequence: str) -> None:
+        """Refuse when the server account cannot enter every folder on the way to ``path``
+        (nothing to check when the server runs as us)."""
         if self.account is None:
             return
-        for folder in [self.home, *self.home.parents]:
+        for folder in [path, *path.parents]:
             if not self.account.can_traverse(folder):
                 mode = stat.filemode(folder.stat().st_mode)
                 raise EmbeddedClusterError(
                     f"the server account {self.account.name!r} cannot enter {folder} ({mode}), "
-                    f"so it cannot use a cluster in {self.home}. pgdurable does not change the "
-                    f"permissions of folders it did not create: set PGDURABLE_HOME to a folder "
-                    f"that account can reach (for example /var/lib/pgdurable)."
+                    f"so it cannot {consequence}"
                 )
 
     def _check_socket_path(self) -> None:

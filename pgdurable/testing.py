@@ -6,6 +6,13 @@ users run (fsync off, since it is discarded). A template database gets the
 pgdurable schema once; each test then receives its own clone, so tests never
 see each other's rows. A missing server binary fails the session with the
 installation hint; it never skips.
+
+The server is the one ``pgdurable.binaries`` finds: the highest installed, or
+exactly the folder ``$PGDURABLE_PG_BINDIR`` names (CI runs the suite once per
+PostgreSQL major version this way; the header of the run names the server).
+Tests that need pg_cron ask for the ``pg_cron_cluster`` fixture, which marks
+them ``pg_cron`` so a run on a server without pg_cron deselects them explicitly
+(``-m "not pg_cron"``) and fails them with a clear message otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from typing import Any, TypeVar
 import pytest
 
 from pgdurable import db, migrator
+from pgdurable.binaries import find_server_binaries
 from pgdurable.embedded import SUPERUSER, EmbeddedCluster
+from pgdurable.errors import ServerBinariesNotFound
 
 TEMPLATE_DATABASE = "pgdurable_template"
 TEST_SETTINGS = {
@@ -125,6 +134,34 @@ class TestDatabase:
         return name
 
 
+PG_CRON_MARKER = "pg_cron"
+PG_CRON_FIXTURE = "pg_cron_cluster"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{PG_CRON_MARKER}: needs the pg_cron extension (set by the {PG_CRON_FIXTURE} fixture); "
+        f'runs on servers without pg_cron deselect these with -m "not {PG_CRON_MARKER}"',
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    try:
+        binaries = find_server_binaries()
+    except ServerBinariesNotFound as exc:
+        return f"postgresql: none found ({exc.message})"
+    source = "PGDURABLE_PG_BINDIR" if os.environ.get("PGDURABLE_PG_BINDIR") else "search"
+    return f"postgresql: {binaries.version} from {binaries.bindir} ({source})"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PG_CRON_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(PG_CRON_MARKER)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedCluster]:
     """A PostgreSQL cluster started for this test session and removed after it."""
@@ -140,6 +177,26 @@ def pg_cluster() -> Iterator[EmbeddedCluster]:
             cluster.stop()
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cron_cluster(pg_cluster: EmbeddedCluster) -> EmbeddedCluster:
+    """The session cluster, which must have pg_cron preloaded (its ``pgdurable`` database
+    is pg_cron's ``cron.database_name``). Fails, never skips, when pg_cron is missing."""
+    with db.connection(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron'"
+        ).fetchone()
+        preloaded = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    if not available or "pg_cron" not in preloaded:
+        pytest.fail(
+            f"this test needs pg_cron, which the PostgreSQL {version} server of this run does "
+            f"not have (install postgresql-15-cron and use PostgreSQL 15), or deselect "
+            f'pg_cron tests with -m "not {PG_CRON_MARKER}"',
+            pytrace=False,
+        )
+    return pg_cluster
 
 
 @pytest.fixture(scope="session")

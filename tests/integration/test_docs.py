@@ -8,7 +8,8 @@
   and the copy's ``.venv`` is a link to this suite's venv (an editable install
   of the same files). Every other line runs verbatim with ``bash``.
 * ``test_readme_test_command_is_what_ci_runs``: the README's test command is
-  the last command of ``.ci/run``.
+  what ``.ci/run`` runs (the whole suite), followed by the per-version runs
+  the README names.
 * ``test_documented_commands_and_codes_exist``: every ``pgdurable …`` command
   and ``--option`` in a code span or block of the two documents appears in that
   command's ``--help``, and every ``PGDnnn`` is in the diagnostics registry.
@@ -53,7 +54,9 @@ def readme() -> str:
 def test_readme_test_command_is_what_ci_runs():
     (block,) = section_blocks(readme(), "## Tests")
     commands = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.strip()]
-    assert block.strip() == commands[-1].strip() == ".venv/bin/pytest"
+    assert block.strip() == commands[-2].strip() == ".venv/bin/pytest"
+    assert commands[-1].strip() == "bash .ci/pg-versions.sh"
+    assert "`bash .ci/pg-versions.sh`" in readme()
 
 
 def test_readme_quick_start():

@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 
 from pgdurable import db as database
+from pgdurable.binaries import find_server_binaries
 from pgdurable.embedded import EmbeddedCluster, ServerAccount
 from pgdurable.errors import EmbeddedClusterError
 
+# No connection settings reach the commands, but the server choice of the run does.
 CLEAN_ENV = {
-    k: v for k, v in os.environ.items() if not k.startswith("PG") and k not in ("DATABASE_URL",)
+    k: v
+    for k, v in os.environ.items()
+    if (not k.startswith("PG") and k != "DATABASE_URL") or k == "PGDURABLE_PG_BINDIR"
 }
 
 
@@ -54,7 +58,9 @@ def test_db_and_schema_lifecycle_through_the_cli(home_base):
     assert first.returncode == 0, first.stderr
     started = json.loads(first.stdout)
     assert started["started"] is True and started["running"] is True
-    assert "initialising PostgreSQL" in first.stderr
+    # The server of this run ($PGDURABLE_PG_BINDIR when CI sets it), with its version.
+    server = find_server_binaries()
+    assert f"initialising PostgreSQL {server.version} cluster" in first.stderr
 
     second = pgdurable("db", "start", "--json", home=home)
     assert second.returncode == 0, second.stderr
@@ -65,6 +71,7 @@ def test_db_and_schema_lifecycle_through_the_cli(home_base):
     assert status.returncode == 0
     state = json.loads(status.stdout)
     data_dir = Path(state["data_dir"])
+    assert state["major_version"] == server.major
     owner = pwd.getpwuid(data_dir.stat().st_uid).pw_name
     assert owner == state["server_account"]
     assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
@@ -178,6 +185,26 @@ def test_home_the_server_account_cannot_enter_is_refused(home_base):
     finally:
         private.chmod(0o700)
     # Nothing was loosened: the folder keeps its mode.
+    assert oct(private.stat().st_mode & 0o777) == "0o700"
+
+
+def test_server_programs_the_server_account_cannot_reach_are_refused(home_base, monkeypatch):
+    """As root the server runs as `postgres`: programs unpacked under a 0700 folder (root's
+    home, say) cannot run, and the error says so instead of a bare 'permission denied'."""
+    private = home_base / "private-bin"
+    private.mkdir(mode=0o700)
+    (private / "bin").symlink_to(find_server_binaries().bindir)
+    monkeypatch.setenv("PGDURABLE_PG_BINDIR", str(private / "bin"))
+    cluster = EmbeddedCluster(home_base / "home")
+    postgres = pwd.getpwnam("postgres")
+    cluster.account = ServerAccount(
+        "postgres", postgres.pw_uid, postgres.pw_gid, (postgres.pw_gid,)
+    )
+    with pytest.raises(
+        EmbeddedClusterError, match="cannot enter .*private-bin.*so it cannot run PostgreSQL"
+    ):
+        cluster.start()
+    assert not (home_base / "home" / "data").exists()  # refused before initdb
     assert oct(private.stat().st_mode & 0o777) == "0o700"
 
 

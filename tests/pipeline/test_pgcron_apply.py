@@ -161,11 +161,11 @@ def test_dry_run_against_the_registry(database, app_role, tmp_path):
     ]
 
 
-def test_from_db_reads_jobs_scheduled_with_pg_cron(pg_cluster, database):
+def test_from_db_reads_jobs_scheduled_with_pg_cron(pg_cron_cluster, database):
     """pg_cron lives in the cluster's `pgdurable` database (cron.database_name)."""
     from pgdurable import db
 
-    conninfo = pg_cluster.conninfo("pgdurable")
+    conninfo = pg_cron_cluster.conninfo("pgdurable")
     database.create_role("cron_owner")
     with db.connection(conninfo, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
