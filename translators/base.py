@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from pgdurable.diagnostics import Diagnostic, Fidelity, SourceRef, worst
 from pgdurable.model import PORTABLE, Node
+from pgdurable.sqltext import UnsafeText
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,15 @@ class ItemResult:
     @property
     def profile(self) -> str | None:
         return self.workflow.profile if self.workflow else None
+
+
+def crash(code: str, exc: Exception, ref: SourceRef | None = None) -> Diagnostic:
+    """The diagnostic of an item whose reading or translation raised: text that
+    PostgreSQL cannot hold (PGD107), else an internal error reported under ``code``
+    (a bug must not lose the rest of the batch, and never shows a traceback)."""
+    if isinstance(exc, UnsafeText):
+        return Diagnostic("PGD107", str(exc), ref)
+    return Diagnostic(code, f"internal error while translating: {type(exc).__name__}: {exc}", ref)
 
 
 class Translator(Protocol):

@@ -35,9 +35,9 @@ from pathlib import Path
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity, SourceRef
 from pgdurable.errors import SourceParseError
-from pgdurable.sqltext import SqlLexError, tokenize
+from pgdurable.sqltext import SqlLexError, comment, literal, tokenize
 from pgdurable.translators import vixie
-from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, registry
+from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, crash, registry
 from pgdurable.translators.sqlcommand import PG_CRON, command_steps
 
 SOURCE = "pg_cron"
@@ -567,22 +567,20 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult
 
 
 def _cutover(job: CronJob) -> str:
-    label = job.jobname or f"job {job.jobid}"
+    label = comment(job.jobname or f"job {job.jobid}")
     if job.jobid_known and job.jobid is not None:
         return (
             f"SELECT cron.unschedule({job.jobid});  -- {label}\n"
             f"-- to pause instead: SELECT cron.alter_job({job.jobid}, active => false);"
         )
     if job.jobname:
-        return (
-            f"SELECT cron.unschedule({vixie_literal(job.jobname)});  -- run as the job's owner"
-            + (f" ({job.username})" if job.username else "")
+        return f"SELECT cron.unschedule({literal(job.jobname)});  -- run as the job's owner" + (
+            f" ({comment(job.username)})" if job.username else ""
         )
-    return f"-- unnamed job from {job.ref}: find its jobid in cron.job, then cron.unschedule(jobid)"
-
-
-def vixie_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return (
+        f"-- unnamed job from {comment(job.ref)}: find its jobid in cron.job, "
+        "then cron.unschedule(jobid)"
+    )
 
 
 def translate(items: Sequence[Item], ctx: TranslateContext) -> list[ItemResult]:
@@ -597,8 +595,7 @@ def translate(items: Sequence[Item], ctx: TranslateContext) -> list[ItemResult]:
         try:
             results.append(_translate_one(item, name, ctx))
         except Exception as exc:  # a bug must not lose the rest of the batch
-            message = f"internal error while translating: {type(exc).__name__}: {exc}"
-            results.append(ItemResult(name, item.ref, (Diagnostic("PGD102", message, item.ref),)))
+            results.append(ItemResult(name, item.ref, (crash("PGD102", exc, item.ref),)))
     return results
 
 

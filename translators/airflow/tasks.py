@@ -21,7 +21,7 @@ from typing import Any
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, SourceRef
-from pgdurable.sqltext import SqlLexError, split_statements
+from pgdurable.sqltext import SqlLexError, derived_identifier, dollar_quote, split_statements
 from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
@@ -92,7 +92,7 @@ def stub(task: Task, why: str, ctx: Context) -> Work:
 
 
 def fail_sql(message_sql: str) -> str:
-    return f"DO $fail$ BEGIN RAISE EXCEPTION '%', {message_sql}; END $fail$"
+    return "DO " + dollar_quote(f" BEGIN RAISE EXCEPTION '%', {message_sql}; END ", "fail")
 
 
 # -- SQL text ------------------------------------------------------------------
@@ -257,11 +257,7 @@ def _one_query(task: Task, ctx: Context, key: str = "sql") -> str | None:
 
 
 def _dollar(text: str, tag: str = "q") -> str:
-    n = 0
-    while f"${tag}{n or ''}$" in text:
-        n += 1
-    t = f"${tag}{n or ''}$"
-    return f"{t}{text}{t}"
+    return dollar_quote(text, tag)
 
 
 # Python truthiness of one jsonb value (0, '', null, false are falsy).
@@ -631,7 +627,7 @@ def _http_sensor(task: Task, ctx: Context) -> Work:
 
 
 def trigger_function(dag_id: str) -> str:
-    return f'airflow_dags."trigger_{dag_id}"'
+    return "airflow_dags." + derived_identifier("trigger_", dag_id, quoted=True)
 
 
 def _trigger(task: Task, ctx: Context) -> Work:
