@@ -36,7 +36,7 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 def _stub(message: str) -> m.Sql:
     """A step that fails with ``message``: what a manual item runs until finished."""
-    body = f"BEGIN RAISE EXCEPTION '%', {literal(message)}; END"
+    body = f" BEGIN RAISE EXCEPTION '%', {literal(message)}; END "
     return m.Sql(f"DO {dollar_quote(body, 'stub')}")
 
 
