@@ -254,31 +254,13 @@ _BLOCK_OPENER = re.compile(r"(?<=/)(?=\*)")  # between the two characters of "/*
 _BLOCK_DELIMITER = re.compile(r"(?<=/)(?=\*)|(?<=\*)(?=/)")  # ... and of "*/"
 
 
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if char in _NAMED_ESCAPES:
-        return _NAMED_ESCAPES[char]
-    return (
-        f"\\x{code:02x}"
-        if code < 0x100
-        else f"\\u{code:04x}"
-        if code < 0x10000
-        else f"\\U{code:08x}"
-    )
-
-
 def comment(text: object, *, block: bool = False) -> str:
     """``text`` as one line that is safe in a ``--`` comment (with ``block``: inside
     ``/* */`` too). No ``/*`` survives, so source text never opens a block comment that
     would swallow the SQL after it in a tool that reads one; ``*/`` can only close a
     comment that is already open, so it is kept outside ``block`` (``*/10`` in a cron
     schedule stays readable)."""
-    shown = "".join(
-        _escape(c) if unicodedata.category(c) in _HIDDEN_CATEGORIES else c for c in str(text)
-    )
+    shown = "".join(_e_escape(c) if _hidden(c) else c for c in str(text))
     return (_BLOCK_DELIMITER if block else _BLOCK_OPENER).sub(" ", shown)
 
 
@@ -304,14 +286,34 @@ def dollar_quote(body: str, tag: str = "sql") -> str:
     return quote + body + quote
 
 
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES
+
+
 def literal(text: str) -> str:
     """A SQL string literal of ``text``: single quotes for one plain line, dollar quotes
     when the text holds a quote, a backslash (whose meaning in single quotes depends on
-    ``standard_conforming_strings``) or a line break."""
+    ``standard_conforming_strings``) or line breaks, and an ``E''`` string with escapes
+    when it holds any other control or invisible character (a raw CR would not survive
+    an editor or a newline-translating read; U+2028 would look like a line break)."""
     _check_text(text, "a SQL string")
-    if not any(c in text for c in "'\\\n\r"):
+    if any(_hidden(c) and c not in "\n\t" for c in text):
+        escaped = "".join(
+            "\\\\" if c == "\\" else "\\'" if c == "'" else _e_escape(c) if _hidden(c) else c
+            for c in text
+        )
+        return "E'" + escaped + "'"
+    if not any(c in text for c in "'\\\n"):
         return "'" + text + "'"
     return dollar_quote(text)
+
+
+def _e_escape(char: str) -> str:
+    """``char`` as an escape of an ``E''`` string (a code point, never a raw byte); the
+    same notation shows a hidden character in a comment."""
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    code = ord(char)
+    return named.get(char) or (f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
 
 
 def identifier(name: str) -> str:
