@@ -317,21 +317,26 @@ def _e_escape(char: str) -> str:
 
 
 def identifier(name: str) -> str:
-    """``name`` as a quoted SQL identifier (so keywords such as current_user stay names)."""
+    """``name`` as a quoted SQL identifier (so keywords such as current_user stay names).
+    A name with a control or invisible character is refused: a quoted identifier cannot
+    escape one, and a role called "app<CR>" is not a role anyone means."""
     _check_text(name, "an identifier")
+    if any(_hidden(c) for c in name):
+        raise UnsafeText(f"the name {comment(name)!r} contains a control or invisible character")
     if len(name.encode()) > 63:
         raise UnsafeText(f"the name {comment(name)!r} is longer than PostgreSQL's 63 bytes")
     return '"' + name.replace('"', '""') + '"'
 
 
-def _shortened(name: str, whole: str) -> str:
-    """``name`` cut to 63 bytes, a longer one ending in a hash of ``whole`` (the name it
-    was derived from), so two long names that share a start stay two identifiers."""
-    if len(name.encode()) <= 63:
-        return name
+def _hashed(name: str, whole: str) -> str:
+    """``name`` cut to fit 63 bytes with ``_`` and a hash of ``whole`` (the name it was
+    derived from), so two names that share a start or lose characters stay distinct."""
     digest = hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    start = name.encode()[: 63 - 11].decode("utf-8", "ignore")
-    return f"{start}_{digest}"
+    return name.encode()[: 63 - 11].decode("utf-8", "ignore") + "_" + digest
+
+
+def _shortened(name: str, whole: str) -> str:
+    return name if len(name.encode()) <= 63 else _hashed(name, whole)
 
 
 def derived_identifier(prefix: str, name: str, *, quoted: bool = False) -> str:
@@ -340,6 +345,9 @@ def derived_identifier(prefix: str, name: str, *, quoted: bool = False) -> str:
     itself as a quoted identifier; either at most 63 bytes."""
     if quoted:
         _check_text(name, "a name")
+        shown = "".join("_" if _hidden(c) else c for c in name)
+        if shown != name:  # lossy: the hash keeps two such names apart
+            return identifier(_hashed(prefix + shown, name))
         return identifier(_shortened(prefix + name, name))
     base = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "job"
     return _shortened(prefix + base, name)

@@ -153,7 +153,9 @@ def read_database(conninfo: str) -> tuple[list[Item], TranslateContext]:
 def read_file(path: Path) -> list[Item]:
     """A COPY/CSV export of cron.job or a SQL script of cron.* calls."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # bytes, decoded without newline translation: a CR inside a literal stays a CR,
+        # as psql and COPY read it
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SourceParseError(
             f"{path}: not a UTF-8 text file (byte {exc.start}); export cron.job as UTF-8 text"

@@ -36,7 +36,8 @@ from pgdurable.apply import files_to_apply
 from pgdurable.binaries import find_server_binaries
 from pgdurable.cli import cli
 from pgdurable.output import CUTOVER
-from pgdurable.sqltext import identifier, split_statements
+from pgdurable.sqltext import split_statements
+from pgdurable.translators.queue import enqueue
 
 # Texts that try to leave a comment or a literal of the generated SQL.
 ESCAPES = [
@@ -51,7 +52,7 @@ ESCAPES = [
     "job\\'); CREATE TABLE pwned_backslash AS SELECT 1; --",
     'job"(); CREATE TABLE pwned_ident AS SELECT 1; --',
 ]
-ROLE = 'gen_owner"\nCREATE TABLE pwned_role AS SELECT 1; --'
+ROLE = 'gen_owner"; CREATE TABLE pwned_role AS SELECT 1; --'
 
 # Statements a generated workflow file may hold (first keywords, as the lexer sees them).
 ALLOWED = (
@@ -61,8 +62,14 @@ ALLOWED = (
     ("revoke",),
     ("alter", "function"),
     ("grant",),
-    ("do",),  # the extension-node check of an enqueue function
+    ("do",),  # the checks before an enqueue function (extension nodes, owner)
+    ("comment", "on", "function"),
 )
+
+
+def _quoted(name: str) -> str:
+    """A quoted identifier, as a user writes one (any character but NUL)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _e_literal(text: str) -> str:
@@ -253,7 +260,7 @@ def apply_in_transaction(database, outs: list[Path], roles: list[str]) -> Applie
         try:
             before = snapshot(conn)
             for role in roles:
-                conn.execute(f"CREATE ROLE {identifier(role)} LOGIN".encode())
+                conn.execute(f"CREATE ROLE {_quoted(role)} LOGIN".encode())
                 conn.execute("SELECT df.grant_usage(%s)", [role])
             for out in outs:
                 for path in files_to_apply(out):
@@ -363,7 +370,7 @@ def test_hostile_pg_cron_jobs_apply_and_cut_over_without_running_anything(
 
 # The commands carry the same texts, inside valid SQL (a lexically broken command is
 # refused before it reaches a file).
-COMMANDS = [f"SELECT {_e_literal(t)} AS {identifier(t)}" for t in ESCAPES]
+COMMANDS = [f"SELECT {_e_literal(t)} AS {_quoted(t)}" for t in ESCAPES]
 
 FIXED = {
     "sidekiq": lambda: sidekiq_batch(ESCAPES, COMMANDS, ROLE),
@@ -407,6 +414,33 @@ def test_hostile_names_apply_with_the_command_line(source, database, tmp_path):
     assert new["relations"] == set() and new["triggers"] == set(), new
 
 
+def test_jobs_sharing_a_function_name_never_share_the_function(database, tmp_path):
+    """'nightly-report' and 'nightly_report' both give enqueue_nightly_report: the second
+    file is refused on apply, so one job's schedule never starts the other's runs (as
+    the other's role, the function being SECURITY DEFINER)."""
+    for role in ("gen_alpha", "gen_beta"):
+        database.create_role(role)
+        database.execute("SELECT df.grant_usage(%s)", [role])
+    outs = []
+    for role, name in (("gen_alpha", "nightly-report"), ("gen_beta", "nightly_report")):
+        folder = tmp_path / role
+        folder.mkdir()
+        import_batch(sidekiq_batch([name], [f"SELECT '{role}'"], role), folder)
+        outs.append(folder / "out")
+    runner = CliRunner()
+    first = runner.invoke(cli, ["apply", str(outs[0]), "--dsn", database.conninfo()])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(cli, ["apply", str(outs[1]), "--dsn", database.conninfo()])
+    assert second.exit_code == 1
+    assert "already starts runs of sidekiq/nightly-report#run" in second.output
+    assert "rename one of the two jobs" in second.output
+    owner = database.value(
+        "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'enqueue_nightly_report'"
+    )
+    assert owner == "gen_alpha"
+    assert database.execute("SELECT name FROM pgdurable.workflows") == [("nightly-report",)]
+
+
 # -- property: any names and texts, every translator -------------------------------------
 
 # Any character a source file can carry (surrogates aside: no UTF-8 file holds one),
@@ -414,7 +448,10 @@ def test_hostile_names_apply_with_the_command_line(source, database, tmp_path):
 _SPECIAL = list("\n\r\x85\u2028\u2029\x0b\x0c\x1c\x00\t'\"\\$;-/*") + ["*/", "/*", "--", "$sql$"]
 _CHARS = st.characters(blacklist_categories=("Cs",))
 TEXT = st.lists(st.one_of(st.sampled_from(_SPECIAL), _CHARS), min_size=1, max_size=24).map("".join)
-NAMES = st.lists(TEXT, min_size=1, max_size=3, unique_by=lambda s: s.casefold())
+# Names that give one enqueue function are refused on apply (test_jobs_sharing_a_function_name)
+NAMES = st.lists(
+    TEXT, min_size=1, max_size=3, unique_by=(lambda s: s.casefold(), enqueue.function_name)
+)
 SQL = st.lists(TEXT.map(lambda t: f"SELECT {_e_literal(t)}"), min_size=3, max_size=3)
 
 PROPERTY_SOURCES = ["pg_cron", "sidekiq", "celery", "k8s", "crontab", "graphile", "airflow"]

@@ -135,9 +135,27 @@ def function_sql(
     ]
     # The body holds source text (the graph), so its quote is one the text cannot end.
     quoted_body = dollar_quote("\n".join(line for line in body if line is not None), "enqueue")
+    # Two jobs (of any format) whose names give the same function name must not share it:
+    # the second file would make the first job's schedule start the second job's runs.
+    # The function's comment says whose it is; a file never replaces another job's.
+    signature = literal(f"{fn}(jsonb)")
+    owner = dollar_quote(
+        "\nDECLARE\n"
+        f"    other text := pg_catalog.obj_description(pg_catalog.to_regprocedure({signature}),"
+        " 'pg_proc');\n"
+        "BEGIN\n"
+        f"    IF other IS NOT NULL AND other <> {literal(label)} THEN\n"
+        "        RAISE EXCEPTION\n"
+        "            '% already starts runs of %, not of %: rename one of the two jobs',\n"
+        f"            {signature}, other, {literal(label)};\n"
+        "    END IF;\n"
+        "END\n",
+        "owner",
+    )
     lines = [
         *checks,
         f"CREATE SCHEMA IF NOT EXISTS {SCHEMA};",
+        f"DO {owner};",
         "",
         f"-- Start one run of {format_name}/{comment(job_name)}; returns the instance id"
         + (" (NULL when skipped)." if concurrency == "forbid" else "."),
@@ -145,6 +163,7 @@ def function_sql(
         "RETURNS text",
         f"LANGUAGE plpgsql VOLATILE {security}",
         f"SET search_path = pg_catalog, pg_temp AS {quoted_body};",
+        f"COMMENT ON FUNCTION {fn}(jsonb) IS {literal(label)};",
         f"REVOKE ALL ON FUNCTION {fn}(jsonb) FROM PUBLIC;",
     ]
     if run_as:
