@@ -37,10 +37,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
-_IDENT = re.compile(r"[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*")
-_NUMBER = re.compile(r"\d+(\.\d*)?([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?")
-_PARAM = re.compile(r"\$\d+")
+# PostgreSQL's own classes: ASCII digits, its five white-space characters (not
+# U+00A0 or U+2028, which are identifier characters to it like every non-ASCII one).
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
+_IDENT = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|\.[0-9]+([eE][-+]?[0-9]+)?")
+_PARAM = re.compile(r"\$[0-9]+")
+_SPACE = " \t\n\r\f\v"
+_DIGITS = "0123456789"
 
 
 class SqlLexError(ValueError):
@@ -99,9 +103,9 @@ def tokenize(text: str) -> list[Token]:
 
     while i < n:
         c = text[i]
-        if c.isspace():
+        if c in _SPACE:
             j = i
-            while j < n and text[j].isspace():
+            while j < n and text[j] in _SPACE:
                 j += 1
             emit("space", j)
         elif text.startswith("--", i):
@@ -166,9 +170,7 @@ def tokenize(text: str) -> list[Token]:
             emit("param", m.end())
         elif m := _IDENT.match(text, i):
             emit("ident", m.end(), m.group(0).lower())
-        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
-            m = _NUMBER.match(text, i)
-            assert m is not None
+        elif m := _NUMBER.match(text, i):
             emit("number", m.end(), m.group(0))
         elif c == ";":
             emit("semicolon", i + 1)

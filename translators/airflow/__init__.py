@@ -24,7 +24,7 @@ from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.tasks import Context
 from pgdurable.translators.airflow.visitor import ReadError, read
-from pgdurable.translators.base import ItemResult, TranslateContext, crash, registry
+from pgdurable.translators.base import BadValue, ItemResult, TranslateContext, crash, registry
 
 SOURCE = compiler.SOURCE
 
@@ -142,6 +142,9 @@ def _compiler(dag, dag_file, ctx, connections, read_template) -> Callable[[str],
             workflow = compiler.workflow(dag, context, name)
         except compiler.graph.CycleError as exc:
             diag.add("PGD106", f"{exc}; Airflow refuses the DAG")
+            return ItemResult(name, dag.ref, tuple(diag.items))
+        except BadValue as exc:  # a value Airflow refuses too
+            diag.add("PGD108", str(exc), SourceRef(dag.ref.file, exc.line or dag.ref.line))
             return ItemResult(name, dag.ref, tuple(diag.items))
         except Exception as exc:  # a compiler bug must not lose the batch
             return ItemResult(name, dag.ref, (*diag.items, crash("PGD106", exc, dag.ref)))

@@ -38,6 +38,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from pgdurable.diagnostics import Diagnostic, SourceRef
 from pgdurable.errors import SourceParseError
 from pgdurable.translators import pyguard
+from pgdurable.translators.base import BadValue, seconds, whole_number
 from pgdurable.translators.queue.jobs import (
     Cron,
     Every,
@@ -209,14 +210,17 @@ def _field_text(value: Any) -> str | None:
 def _schedule(value: Any, tz: str | None) -> Cron | Every | Unschedulable | str:
     """The schedule, or a message saying why it cannot be read."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return Every(max(1, round(value)), f"{value} seconds")
+        try:
+            return Every(max(1, seconds(value, "the schedule")), f"{value} seconds")
+        except BadValue as exc:
+            return str(exc)
     if isinstance(value, CallValue):
         if value.function == "timedelta":
             try:
                 delta = timedelta(*value.args, **value.kwargs)
-            except TypeError:
-                return f"cannot evaluate {value.code}"
-            return Every(max(1, round(delta.total_seconds())), value.code)
+                return Every(max(1, seconds(delta.total_seconds(), value.code)), value.code)
+            except (TypeError, ValueError, OverflowError) as exc:  # BadValue too
+                return f"cannot evaluate {value.code}: {exc}"
         if value.function == "schedule":
             inner = value.kwargs.get("run_every", value.args[0] if value.args else None)
             return _schedule(inner, tz)
@@ -258,20 +262,22 @@ def _retry(task: str, annotations: Any) -> tuple[RetryPolicy | None, str | None]
     retries = options.get("max_retries", 3)
     if retries is None:
         return None, "max_retries=None retries forever; the workflow needs a bound"
+    where = f"task_annotations[{task!r}]"
+    retries = whole_number(retries, f"{where} max_retries")
     backoff = options.get("retry_backoff", False)
     if backoff:
-        factor = 1 if backoff is True else int(backoff)
+        factor = 1 if backoff is True else seconds(backoff, f"{where} retry_backoff")
         policy = RetryPolicy(
             retries + 1,
             factor,
             2.0,
-            int(options.get("retry_backoff_max", 600)),
+            seconds(options.get("retry_backoff_max", 600), f"{where} retry_backoff_max"),
             origin=f"task_annotations max_retries={retries}, retry_backoff={backoff}",
         )
     else:
         policy = RetryPolicy(
             retries + 1,
-            int(options.get("default_retry_delay", 180)),
+            seconds(options.get("default_retry_delay", 180), f"{where} default_retry_delay"),
             origin=f"task_annotations max_retries={retries}",
         )
     why = []
@@ -425,7 +431,11 @@ def read(path: Path, text: str, file: str) -> list[Item]:
                 Unreadable(name, FORMAT, ref, f"args/kwargs hold {exc}, which is not a literal")
             )
             continue
-        retry, problem = _retry(task, annotations)
+        try:
+            retry, problem = _retry(task, annotations)
+        except BadValue as exc:
+            items.append(Unreadable(name, FORMAT, ref, str(exc), code="PGD108"))
+            continue
         if problem:
             notes.append(Diagnostic("PGD216", problem, ref))
         queue = _queue(task, options, routes)
@@ -459,7 +469,12 @@ def read(path: Path, text: str, file: str) -> list[Item]:
         if task in seen:
             continue
         seen.add(task)
-        retry, _ = _retry(task, annotations)
+        try:
+            retry, _ = _retry(task, annotations)
+        except BadValue as exc:
+            ref = SourceRef(file, line)
+            items.append(Unreadable(task, FORMAT, ref, str(exc), code="PGD108"))
+            continue
         queue = _queue(task, {}, routes)
         items.append(
             QueueJob(
