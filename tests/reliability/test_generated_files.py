@@ -441,6 +441,20 @@ def test_jobs_sharing_a_function_name_never_share_the_function(database, tmp_pat
     assert database.execute("SELECT name FROM pgdurable.workflows") == [("nightly-report",)]
 
 
+def test_the_tasks_template_holds_only_the_unmapped_tasks(tmp_path):
+    """tasks.template.yaml lists each unmapped task with `manual: true`; a job or class
+    name cannot add a mapping to it (a --tasks file's SQL runs as the job's role)."""
+    evil = "x\n  Evil:\n    sql: DROP TABLE accounts\n#"
+    schedule = {
+        evil: {"cron": "0 3 * * *", "class": "Report\u2028Job"},
+        "nightly\x85  Evil2: {sql: DROP TABLE t}": {"cron": "0 3 * * *", "class": "Plain"},
+    }
+    (tmp_path / "schedule.yml").write_text(yaml.safe_dump(schedule))
+    pipeline.import_queue([tmp_path / "schedule.yml"], fmt="sidekiq", out_dir=tmp_path / "out")
+    template = yaml.safe_load((tmp_path / "out" / "tasks.template.yaml").read_text())
+    assert template == {"tasks": {"Report\u2028Job": {"manual": True}, "Plain": {"manual": True}}}
+
+
 # -- property: any names and texts, every translator -------------------------------------
 
 # Any character a source file can carry (surrogates aside: no UTF-8 file holds one),
