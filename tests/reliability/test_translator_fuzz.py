@@ -246,9 +246,11 @@ def test_fuzz_kubernetes(tmp_path_factory, long_run):
         job=st.dictionaries(st.sampled_from(K8S_KEYS), VALUES, max_size=3),
         spec=st.dictionaries(st.sampled_from(CRONJOB_KEYS), VALUES, max_size=3),
         container=st.dictionaries(st.sampled_from(["command", "args", "env", "name"]), VALUES),
+        metadata=st.dictionaries(st.sampled_from(["name", "namespace", "labels"]), VALUES),
     )
-    def property_(job, spec, container):
+    def property_(job, spec, container, metadata):
         doc = yaml.safe_load(_k8s(job))
+        doc["metadata"].update(metadata)
         doc["spec"].update(spec)
         pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         pod["containers"][0].update(container)
@@ -282,15 +284,16 @@ def test_fuzz_celery(tmp_path_factory, long_run):
         entry=st.dictionaries(st.sampled_from(CELERY_ENTRY), CELERY_CALLS, max_size=4),
         annotations=st.dictionaries(st.sampled_from(CELERY_ANNOTATION), CELERY_CALLS, max_size=4),
         timezone=VALUES.map(_py),
+        name=st.one_of(st.just("'x'"), SCALARS.map(_py)),
     )
-    def property_(entry, annotations, timezone):
+    def property_(entry, annotations, timezone, name):
         entry.setdefault("task", "'t.x'")
         entry.setdefault("schedule", "10.0")
         body = ", ".join(f"{k!r}: {v}" for k, v in entry.items())
         notes = ", ".join(f"{k!r}: {v}" for k, v in annotations.items())
         text = (
             "from datetime import timedelta\nfrom celery.schedules import crontab\n"
-            f"timezone = {timezone}\nbeat_schedule = {{'x': {{{body}}}}}\n"
+            f"timezone = {timezone}\nbeat_schedule = {{{name}: {{{body}}}}}\n"
             f"task_annotations = {{'t.x': {{{notes}}}}}\n"
         )
         run_import("celery", {"a.py": text}, tmp_path_factory.mktemp("celery"))
@@ -304,10 +307,13 @@ SIDEKIQ_KEYS = ["cron", "every", "in", "at", "interval", "class", "args", "queue
 
 def test_fuzz_sidekiq(tmp_path_factory, long_run):
     @_fuzz(long_run)
-    @given(entry=st.dictionaries(st.sampled_from(SIDEKIQ_KEYS), VALUES, max_size=4))
-    def property_(entry):
+    @given(
+        entry=st.dictionaries(st.sampled_from(SIDEKIQ_KEYS), VALUES, max_size=4),
+        name=st.one_of(st.just("nightly"), SCALARS),
+    )
+    def property_(entry, name):
         entry.setdefault("class", "NightlyJob")
-        text = yaml.safe_dump({"nightly": entry})
+        text = yaml.safe_dump({name: entry})
         tasks = yaml.safe_dump({"tasks": {"NightlyJob": "SELECT 1"}})
         files = {"schedule.yml": text, "tasks.yaml": tasks}
         run_import("sidekiq", files, tmp_path_factory.mktemp("sidekiq"))
