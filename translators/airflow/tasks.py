@@ -577,7 +577,7 @@ def _method_problem(task: Task) -> str | None:
     method = task.args.get("method", "POST" if task.kind == "http" else "GET")
     if isinstance(method, str) and method.upper() in m.HTTP_METHODS:
         return None
-    shown = method.code if isinstance(method, Unknown) else repr(method)
+    shown = method.text if isinstance(method, Unknown) else repr(method)
     return f"method {shown} is not one of {', '.join(m.HTTP_METHODS)}, which df.http sends"
 
 

@@ -115,14 +115,17 @@ class _Reader:
             case cst.BinaryOperation(left=a, operator=op, right=b):
                 x, y = self.value(a), self.value(b)
                 if isinstance(x, int | float) and isinstance(y, int | float):
-                    if isinstance(op, cst.Multiply):
-                        return x * y
-                    if isinstance(op, cst.Add):
-                        return x + y
-                    if isinstance(op, cst.Subtract):
-                        return x - y
-                    if isinstance(op, cst.Divide) and y:
-                        return x / y
+                    try:  # 10**400 / 3 overflows a float, as it would in beat
+                        if isinstance(op, cst.Multiply):
+                            return x * y
+                        if isinstance(op, cst.Add):
+                            return x + y
+                        if isinstance(op, cst.Subtract):
+                            return x - y
+                        if isinstance(op, cst.Divide) and y:
+                            return x / y
+                    except OverflowError:
+                        pass
                 return Unknown(self.code(node))
             case cst.Dict(elements=elements):
                 out: dict[Any, Any] = _LineDict()
@@ -130,6 +133,10 @@ class _Reader:
                     if not isinstance(el, cst.DictElement):
                         return Unknown(self.code(node))
                     key = self.value(el.key)
+                    try:
+                        hash(key)  # a call or a list as a key: Python refuses it too
+                    except TypeError:
+                        return Unknown(self.code(node))
                     if isinstance(key, Unknown):
                         return Unknown(self.code(node))
                     out[key] = self.value(el.value)
