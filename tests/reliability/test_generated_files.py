@@ -36,7 +36,7 @@ from pgdurable.apply import files_to_apply
 from pgdurable.binaries import find_server_binaries
 from pgdurable.cli import cli
 from pgdurable.output import CUTOVER
-from pgdurable.sqltext import split_statements
+from pgdurable.sqltext import comment, literal, split_statements
 from pgdurable.translators.queue import enqueue
 
 # Texts that try to leave a comment or a literal of the generated SQL.
@@ -478,6 +478,25 @@ def _batch(source: str, names: list[str], texts: list[str], role: str, database:
     if source == "crontab":
         return crontab_batch(texts, role)
     return globals()[f"{source}_batch"](names, texts, role)
+
+
+def test_literals_and_comments_mean_the_same_whatever_the_settings(database):
+    """A literal reads back as its text with standard_conforming_strings on and off (a
+    backslash ends a single-quoted string when it is off), and a comment ends nowhere
+    but at its own end."""
+    texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(texts=st.lists(st.one_of(texts, st.sampled_from(ESCAPES)), min_size=1, max_size=4))
+    def property_(texts):
+        query = "SELECT " + ", ".join(f"{literal(t)} -- {comment(t)}\n" for t in texts)
+        with database.connect() as conn:
+            for setting in ("on", "off"):
+                conn.execute(f"SET standard_conforming_strings = {setting}")
+                conn.execute("SET escape_string_warning = off")
+                assert list(conn.execute(query.encode()).fetchone()) == texts
+
+    property_()
 
 
 @pytest.mark.parametrize("source", PROPERTY_SOURCES)
