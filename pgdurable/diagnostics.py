@@ -77,6 +77,8 @@ CODES: dict[str, Code] = {
     "PGD106": Code(
         Severity.ERROR, Fidelity.FAILED, "Airflow refuses the DAG (cycle, duplicate id)"
     ),
+    "PGD107": Code(Severity.ERROR, Fidelity.FAILED, "text PostgreSQL cannot hold (NUL, bad UTF-8)"),
+    "PGD108": Code(Severity.ERROR, Fidelity.FAILED, "the source refuses this value (type, range)"),
     # approximation
     "PGD201": Code(Severity.WARNING, Fidelity.EXACT, "fields after the fifth are ignored"),
     "PGD202": Code(Severity.WARNING, Fidelity.APPROXIMATE, "'N seconds' becomes a sleep loop"),

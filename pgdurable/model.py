@@ -35,7 +35,7 @@ from pgdurable.diagnostics import SourceRef
 PORTABLE = "portable"
 PGDURABLE = "pgdurable"
 
-_HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,7 +157,7 @@ class Http(NodeBase):
     timeout_seconds: int = 30
 
     def __post_init__(self) -> None:
-        if self.method.upper() not in _HTTP_METHODS:
+        if self.method.upper() not in HTTP_METHODS:
             raise ValueError(f"Invalid HTTP method: {self.method}")
 
 

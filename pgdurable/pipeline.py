@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pgdurable import output
-from pgdurable.diagnostics import Fidelity, Severity
+from pgdurable.diagnostics import Diagnostic, Fidelity, Severity
+from pgdurable.sqltext import UnsafeText
 from pgdurable.translators.base import ItemResult
 
 
@@ -110,6 +111,19 @@ def registry_changes(source: str, p: output.Plan, results: list[ItemResult], con
     return changes
 
 
+def _writable(result: ItemResult) -> ItemResult:
+    """``result``, or the failed item it becomes when its file cannot be written:
+    a name or text PostgreSQL cannot hold (NUL, a lone surrogate) is PGD107."""
+    if result.workflow is None:
+        return result
+    try:
+        output.workflow_file(result)
+    except UnsafeText as exc:
+        problem = Diagnostic("PGD107", str(exc), result.source_ref)
+        return ItemResult(result.name, result.source_ref, (*result.diagnostics, problem))
+    return result
+
+
 def run_import(
     source: str,
     results: list[ItemResult],
@@ -121,6 +135,7 @@ def run_import(
 ) -> ImportReport:
     """Write (or, with ``dry_run``, diff) the files of translated ``results``;
     ``extra_files`` (name -> text) are written beside them (e.g. a tasks template)."""
+    results = [_writable(r) for r in results]
     p = output.plan(source, results, out_dir, extra_files)
     report = ImportReport(source, results, p)
     if dry_run:

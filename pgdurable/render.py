@@ -19,22 +19,11 @@ import re
 from functools import singledispatch
 
 from pgdurable import model as m
+from pgdurable.sqltext import comment, literal
+
+__all__ = ["INDENT", "literal", "render"]  # literal: re-exported for the translators
 
 INDENT = "    "
-
-
-def literal(text: str) -> str:
-    """A SQL string literal: single quotes for one-line text, dollar quotes when
-    the text holds quotes or newlines (easier to read and to copy)."""
-    if "'" not in text and "\n" not in text:
-        # standard_conforming_strings (on since PostgreSQL 9.1): backslashes are literal
-        return "'" + text + "'"
-    tag, n = "$sql$", 0
-    # the closing tag must not occur earlier, not even straddling the text's end
-    while (text + tag).find(tag) != len(text):
-        n += 1
-        tag = f"$sql{n}$"
-    return tag + text + tag
 
 
 def render(node: m.Node, indent: int = 0) -> str:
@@ -48,7 +37,7 @@ def render(node: m.Node, indent: int = 0) -> str:
 def _with_source(node: m.Node, text: str, indent: int) -> str:
     if node.source is None:
         return text
-    return f"-- source: {node.source}\n{INDENT * indent}{text}"
+    return f"-- source: {comment(node.source)}\n{INDENT * indent}{text}"
 
 
 def _is_operator_expression(node: m.Node) -> bool:
@@ -71,8 +60,8 @@ def _child(node: m.Node, indent: int) -> str:
     if _is_operator_expression(node):
         # keep a leading source comment outside the parentheses
         if text.startswith("-- source:"):
-            comment, rest = text.split("\n", 1)
-            return f"{comment}\n{INDENT * indent}({rest.lstrip()})"
+            note, rest = text.split("\n", 1)
+            return f"{note}\n{INDENT * indent}({rest.lstrip()})"
         return f"({text})"
     return text
 
@@ -102,8 +91,8 @@ def _(node: m.Seq, indent: int) -> str:
     for step in node.steps[1:]:
         child = _child(step, indent)
         if child.startswith("-- source:"):
-            comment, rest = child.split("\n", 1)
-            lines.append(f"{comment}\n{INDENT * indent}~> {rest.lstrip()}")
+            note, rest = child.split("\n", 1)
+            lines.append(f"{note}\n{INDENT * indent}~> {rest.lstrip()}")
         else:
             lines.append(f"~> {child}")
     return f"\n{INDENT * indent}".join(lines)

@@ -9,12 +9,14 @@ diagnostic instead (LibCST's Translated / Failed per file).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pgdurable.diagnostics import Diagnostic, Fidelity, SourceRef, worst
 from pgdurable.model import PORTABLE, Node
+from pgdurable.sqltext import UnsafeText
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,51 @@ class ItemResult:
     @property
     def profile(self) -> str | None:
         return self.workflow.profile if self.workflow else None
+
+
+def crash(code: str, exc: Exception, ref: SourceRef | None = None) -> Diagnostic:
+    """The diagnostic of an item whose reading or translation raised: text that
+    PostgreSQL cannot hold (PGD107), else an internal error reported under ``code``
+    (a bug must not lose the rest of the batch, and never shows a traceback)."""
+    if isinstance(exc, UnsafeText):
+        return Diagnostic("PGD107", str(exc), ref)
+    return Diagnostic(code, f"internal error while translating: {type(exc).__name__}: {exc}", ref)
+
+
+# The largest count or number of seconds a generated file holds: the df.* and
+# pgdurable.* constructors take int4 arguments.
+INT_MAX = 2**31 - 1
+
+
+class BadValue(ValueError):
+    """A value the source system refuses itself (wrong type, out of range): the entry
+    becomes ``Unreadable`` with PGD108 and the value's line."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def whole_number(
+    value: Any, what: str, *, line: int | None = None, minimum: int = 0, maximum: int = INT_MAX
+) -> int:
+    """``value`` as a count between ``minimum`` and ``maximum`` (a bool or "2" is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadValue(f"{what} is {value!r}, not a whole number (the source refuses it too)", line)
+    if not minimum <= value <= maximum:
+        raise BadValue(f"{what} is {value}, outside {minimum}..{maximum}", line)
+    return value
+
+
+def seconds(value: Any, what: str, *, line: int | None = None, minimum: float = 0) -> int:
+    """A duration given as a number (int or float) in whole seconds, within INT_MAX."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadValue(
+            f"{what} is {value!r}, not a number of seconds (the source refuses it too)", line
+        )
+    if not (math.isfinite(value) and minimum <= value <= INT_MAX):
+        raise BadValue(f"{what} is {value}, outside {minimum}..{INT_MAX} seconds", line)
+    return round(value)
 
 
 class Translator(Protocol):

@@ -35,9 +35,9 @@ from pathlib import Path
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity, SourceRef
 from pgdurable.errors import SourceParseError
-from pgdurable.sqltext import SqlLexError, tokenize
+from pgdurable.sqltext import SqlLexError, comment, literal, tokenize
 from pgdurable.translators import vixie
-from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, registry
+from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, crash, registry
 from pgdurable.translators.sqlcommand import PG_CRON, command_steps
 
 SOURCE = "pg_cron"
@@ -153,7 +153,9 @@ def read_database(conninfo: str) -> tuple[list[Item], TranslateContext]:
 def read_file(path: Path) -> list[Item]:
     """A COPY/CSV export of cron.job or a SQL script of cron.* calls."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # bytes, decoded without newline translation: a CR inside a literal stays a CR,
+        # as psql and COPY read it
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SourceParseError(
             f"{path}: not a UTF-8 text file (byte {exc.start}); export cron.job as UTF-8 text"
@@ -301,11 +303,27 @@ def _bind(call: _Call) -> dict[str, str | None]:
     positional = [v for n, v in call.args if n is None]
     if call.function == "schedule" and len(positional) == 2 and len(call.args) == 2:
         params = ["schedule", "command"]  # the unnamed form
-    if call.function == "unschedule" and positional and not (positional[0] or "").isdigit():
+    if call.function == "unschedule" and positional and _job_id(positional[0]) is None:
         params = ["job_name"]
     bound = dict(zip(params, positional, strict=False))
     bound.update({n: v for n, v in call.args if n is not None})
     return bound
+
+
+def _job_id(text: str | None) -> int | None:
+    """A jobid literal (ASCII digits only: '¹'.isdigit() is true in Python, not in SQL)."""
+    return int(text) if text and re.fullmatch(r"[0-9]+", text) else None
+
+
+def _unknown_parameter(call: _Call) -> str | None:
+    """The first named argument the function does not have (pg_cron refuses the call)."""
+    unknown = [n for n, _ in call.args if n is not None and n not in _PARAMS[call.function]]
+    if not unknown:
+        return None
+    return (
+        f"cron.{call.function} has no parameter {unknown[0]!r} (it takes "
+        f"{', '.join(_PARAMS[call.function])}), so PostgreSQL refuses this call"
+    )
 
 
 def read_script(text: str, file: str) -> list[Item]:
@@ -323,6 +341,9 @@ def read_script(text: str, file: str) -> list[Item]:
             unreadable.append(replace(call, ref=replace(call.ref, file=file)))
             continue
         ref = SourceRef(file, call.line, call.col)
+        if problem := _unknown_parameter(call):
+            unreadable.append(Unreadable(f"line_{call.line}", ref, problem))
+            continue
         args = _bind(call)
         if call.function in ("schedule", "schedule_in_database"):
             name = args.get("job_name")
@@ -362,21 +383,20 @@ def read_script(text: str, file: str) -> list[Item]:
                 )
                 next_id += 1
         elif call.function == "unschedule":
-            key = args.get("job_id")
-            target = (
-                int(key)
-                if key and key.isdigit()
-                else next((i for i, j in jobs.items() if j.jobname == args.get("job_name")), None)
-            )
+            target = _job_id(args.get("job_id"))
+            if target is None:
+                target = next(
+                    (i for i, j in jobs.items() if j.jobname == args.get("job_name")), None
+                )
             jobs.pop(target or -1, None)
         else:  # alter_job: a NULL argument leaves the field as it is
-            key = args.get("job_id")
-            if key and key.isdigit() and int(key) in jobs:
-                job = jobs[int(key)]
+            key = _job_id(args.get("job_id"))
+            if key in jobs:
+                job = jobs[key]
                 changes = {k: v for k, v in args.items() if k not in ("job_id",) and v is not None}
                 if "active" in changes:
                     changes["active"] = changes["active"] == "true"  # type: ignore[assignment]
-                jobs[int(key)] = replace(job, **changes)
+                jobs[key] = replace(job, **changes)
     return [*jobs.values(), *unreadable]
 
 
@@ -567,22 +587,20 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult
 
 
 def _cutover(job: CronJob) -> str:
-    label = job.jobname or f"job {job.jobid}"
+    label = comment(job.jobname or f"job {job.jobid}")
     if job.jobid_known and job.jobid is not None:
         return (
             f"SELECT cron.unschedule({job.jobid});  -- {label}\n"
             f"-- to pause instead: SELECT cron.alter_job({job.jobid}, active => false);"
         )
     if job.jobname:
-        return (
-            f"SELECT cron.unschedule({vixie_literal(job.jobname)});  -- run as the job's owner"
-            + (f" ({job.username})" if job.username else "")
+        return f"SELECT cron.unschedule({literal(job.jobname)});  -- run as the job's owner" + (
+            f" ({comment(job.username)})" if job.username else ""
         )
-    return f"-- unnamed job from {job.ref}: find its jobid in cron.job, then cron.unschedule(jobid)"
-
-
-def vixie_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return (
+        f"-- unnamed job from {comment(job.ref)}: find its jobid in cron.job, "
+        "then cron.unschedule(jobid)"
+    )
 
 
 def translate(items: Sequence[Item], ctx: TranslateContext) -> list[ItemResult]:
@@ -597,8 +615,7 @@ def translate(items: Sequence[Item], ctx: TranslateContext) -> list[ItemResult]:
         try:
             results.append(_translate_one(item, name, ctx))
         except Exception as exc:  # a bug must not lose the rest of the batch
-            message = f"internal error while translating: {type(exc).__name__}: {exc}"
-            results.append(ItemResult(name, item.ref, (Diagnostic("PGD102", message, item.ref),)))
+            results.append(ItemResult(name, item.ref, (crash("PGD102", exc, item.ref),)))
     return results
 
 

@@ -24,7 +24,7 @@ from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.tasks import Context
 from pgdurable.translators.airflow.visitor import ReadError, read
-from pgdurable.translators.base import ItemResult, TranslateContext, registry
+from pgdurable.translators.base import BadValue, ItemResult, TranslateContext, crash, registry
 
 SOURCE = compiler.SOURCE
 
@@ -143,9 +143,11 @@ def _compiler(dag, dag_file, ctx, connections, read_template) -> Callable[[str],
         except compiler.graph.CycleError as exc:
             diag.add("PGD106", f"{exc}; Airflow refuses the DAG")
             return ItemResult(name, dag.ref, tuple(diag.items))
-        except Exception as exc:  # a compiler bug must not lose the batch
-            diag.add("PGD106", f"internal error while translating: {type(exc).__name__}: {exc}")
+        except BadValue as exc:  # a value Airflow refuses too
+            diag.add("PGD108", str(exc), SourceRef(dag.ref.file, exc.line or dag.ref.line))
             return ItemResult(name, dag.ref, tuple(diag.items))
+        except Exception as exc:  # a compiler bug must not lose the batch
+            return ItemResult(name, dag.ref, (*diag.items, crash("PGD106", exc, dag.ref)))
         return ItemResult(name, dag.ref, tuple(diag.items), workflow)
 
     return build

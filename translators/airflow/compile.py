@@ -36,6 +36,7 @@ from pathlib import PurePosixPath
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
+from pgdurable.sqltext import comment, dollar_quote, literal
 from pgdurable.translators.airflow import graph, rules, schedule, templates
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.airflow.tasks import (
@@ -43,7 +44,6 @@ from pgdurable.translators.airflow.tasks import (
     Work,
     compile_work,
     guarded_branch,
-    literal,
     policies,
     sid,
     trigger_function,
@@ -543,19 +543,20 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     for variable in sorted(ctx.env.variables):
         description.append(
             f"variable: {variable} - before applying, as the run_as role: "
-            f"SELECT df.setvar('{variable}', '<value of the Airflow Variable>');"
+            f"SELECT df.setvar({literal(variable)}, '<value of the Airflow Variable>');"
         )
     from pgdurable.model import encode
 
     graph_json = encode(one_run)
+    start_run = (
+        f"\n    SELECT df.start({literal(graph_json)}, coalesce(label, {literal('airflow:' + dag.dag_id)})"
+        f"{', ' + literal(target) if target else ''})\n"
+    )
     epilogue = (
         "-- Start one run of this DAG on demand (TriggerDagRunOperator, manual runs):\n"
         "CREATE SCHEMA IF NOT EXISTS airflow_dags;\n"
         f"CREATE OR REPLACE FUNCTION {trigger_function(dag.dag_id)}(label text DEFAULT NULL)\n"
-        "RETURNS varchar LANGUAGE sql AS $trigger$\n"
-        f"    SELECT df.start({literal(graph_json)}, coalesce(label, {literal('airflow:' + dag.dag_id)})"
-        f"{', ' + literal(target) if target else ''})\n"
-        "$trigger$;\n"
+        f"RETURNS varchar LANGUAGE sql AS {dollar_quote(start_run, 'trigger')};\n"
     )
     return Workflow(
         name=name,
@@ -567,7 +568,7 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         database=target,
         start=start,
         description=tuple(description),
-        cutover=f"-- pause the Airflow DAG: airflow dags pause {dag.dag_id}",
+        cutover=f"-- pause the Airflow DAG: airflow dags pause {comment(dag.dag_id)}",
         epilogue=epilogue,
     )
 

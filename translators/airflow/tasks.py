@@ -21,10 +21,11 @@ from typing import Any
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, SourceRef
-from pgdurable.sqltext import SqlLexError, split_statements
+from pgdurable.sqltext import SqlLexError, derived_identifier, dollar_quote, split_statements
 from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
+from pgdurable.translators.base import INT_MAX, seconds, whole_number
 
 
 @dataclass
@@ -75,12 +76,28 @@ def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _seconds(value: Any, default: float | None, minutes_if_int: bool = False) -> float | None:
+def _seconds(
+    value: Any,
+    default: float | None,
+    minutes_if_int: bool = False,
+    *,
+    task: Task,
+    name: str,
+    minimum: float = 0,
+) -> float | None:
+    """Argument ``name`` of ``task``, a duration, in seconds (``default`` when it is not a
+    literal); one Airflow refuses (negative, endless) raises BadValue (PGD108)."""
     if isinstance(value, Duration):
-        return value.seconds
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value * 60 if minutes_if_int else value
-    return default
+        result = value.seconds
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        result = value * 60 if minutes_if_int else value
+    else:
+        return default
+    return seconds(result, _arg(task, name), line=task.ref.line, minimum=minimum)
+
+
+def _arg(task: Task, name: str) -> str:
+    return f"task {task.task_id!r}: {name}"
 
 
 def stub(task: Task, why: str, ctx: Context) -> Work:
@@ -92,7 +109,7 @@ def stub(task: Task, why: str, ctx: Context) -> Work:
 
 
 def fail_sql(message_sql: str) -> str:
-    return f"DO $fail$ BEGIN RAISE EXCEPTION '%', {message_sql}; END $fail$"
+    return "DO " + dollar_quote(f" BEGIN RAISE EXCEPTION '%', {message_sql}; END ", "fail")
 
 
 # -- SQL text ------------------------------------------------------------------
@@ -257,11 +274,7 @@ def _one_query(task: Task, ctx: Context, key: str = "sql") -> str | None:
 
 
 def _dollar(text: str, tag: str = "q") -> str:
-    n = 0
-    while f"${tag}{n or ''}$" in text:
-        n += 1
-    t = f"${tag}{n or ''}$"
-    return f"{t}{text}{t}"
+    return dollar_quote(text, tag)
 
 
 # Python truthiness of one jsonb value (0, '', null, false are falsy).
@@ -495,8 +508,12 @@ def guarded_branch(query: str, name: str, ref: SourceRef) -> m.Sql:
 
 def _sensor_loop(task: Task, ctx: Context, poke: m.Node, prefix: str) -> Work:
     """Poke, sleep ``poke_interval``, until success or ``timeout`` (from the first poke)."""
-    interval = int(_seconds(ctx.dag.task_arg(task, "poke_interval"), 60) or 60)
-    timeout = int(_seconds(ctx.dag.task_arg(task, "timeout"), 604800) or 604800)
+    interval = int(
+        _seconds(ctx.dag.task_arg(task, "poke_interval"), 60, task=task, name="poke_interval") or 60
+    )
+    timeout = int(
+        _seconds(ctx.dag.task_arg(task, "timeout"), 604800, task=task, name="timeout") or 604800
+    )
     key = sid(task.task_id)
     started = m.Sql("SELECT now() AS started", name=f"{prefix}_start_{key}", source=task.ref)
     body = m.If(poke, m.Break("1"), m.Sleep(interval))
@@ -536,14 +553,32 @@ def _sql_sensor(task: Task, ctx: Context) -> Work:
 
 
 def _time_delta(task: Task, ctx: Context) -> Work:
-    delta = _seconds(task.args.get("delta"), None, minutes_if_int=ctx.generation >= 3)
+    delta = _seconds(
+        task.args.get("delta"),
+        None,
+        minutes_if_int=ctx.generation >= 3,
+        task=task,
+        name="delta",
+        minimum=-INT_MAX,  # a target in the past: the sensor succeeds at once
+    )
     if delta is None:
         return stub(task, "delta is not statically known", ctx)
     ctx.env.uses_dates = True
-    interval = int(_seconds(ctx.dag.task_arg(task, "poke_interval"), 60) or 60)
+    interval = int(
+        _seconds(ctx.dag.task_arg(task, "poke_interval"), 60, task=task, name="poke_interval") or 60
+    )
     target = f"$dag_run.data_interval_end::timestamptz + interval '{int(delta)} seconds'"
     wait = m.Loop(m.Sleep(min(interval, max(int(delta), 1))), m.Sql(f"SELECT now() < {target}"))
     return Work(m.If(m.Sql(f"SELECT now() < {target}"), wait, m.Sleep(0), source=task.ref))
+
+
+def _method_problem(task: Task) -> str | None:
+    """Why df.http cannot send the task's method (a template, an unknown verb), if so."""
+    method = task.args.get("method", "POST" if task.kind == "http" else "GET")
+    if isinstance(method, str) and method.upper() in m.HTTP_METHODS:
+        return None
+    shown = method.text if isinstance(method, Unknown) else repr(method)
+    return f"method {shown} is not one of {', '.join(m.HTTP_METHODS)}, which df.http sends"
 
 
 def _http_request(task: Task, ctx: Context) -> m.Http | None:
@@ -584,6 +619,8 @@ def _http(task: Task, ctx: Context) -> Work:
     for unsupported in ("response_check", "response_filter"):
         if task.args.get(unsupported) is not None:
             return stub(task, f"HttpOperator `{unsupported}` is a Python callable", ctx)
+    if problem := _method_problem(task):
+        return stub(task, problem, ctx)
     request = _http_request(task, ctx)
     if request is None:
         return stub(task, "the endpoint or data is not statically known", ctx)
@@ -613,6 +650,8 @@ def _http(task: Task, ctx: Context) -> Work:
 def _http_sensor(task: Task, ctx: Context) -> Work:
     if task.args.get("response_check") is not None:
         return stub(task, "HttpSensor `response_check` is a Python callable", ctx)
+    if problem := _method_problem(task):
+        return stub(task, problem, ctx)
     request = _http_request(task, ctx)
     if request is None:
         return stub(task, "the endpoint is not statically known", ctx)
@@ -631,7 +670,7 @@ def _http_sensor(task: Task, ctx: Context) -> Work:
 
 
 def trigger_function(dag_id: str) -> str:
-    return f'airflow_dags."trigger_{dag_id}"'
+    return "airflow_dags." + derived_identifier("trigger_", dag_id, quoted=True)
 
 
 def _trigger(task: Task, ctx: Context) -> Work:
@@ -845,7 +884,9 @@ def policies(task: Task, work: m.Node, ctx: Context) -> m.Node:
     """retries / retry_delay / backoff / execution_timeout via the pgdurable nodes."""
     dag = ctx.dag
     retries = dag.task_arg(task, "retries", 0)
-    timeout = _seconds(dag.task_arg(task, "execution_timeout"), None)
+    timeout = _seconds(
+        dag.task_arg(task, "execution_timeout"), None, task=task, name="execution_timeout"
+    )
     node = work
     lost: list[str] = []
     if timeout:
@@ -853,18 +894,33 @@ def policies(task: Task, work: m.Node, ctx: Context) -> m.Node:
             lost.append(f"execution_timeout {int(timeout)} s")
         else:
             node = m.Timeout(node, max(1, int(timeout)))
-    if isinstance(retries, int) and retries > 0:
-        delay = int(_seconds(dag.task_arg(task, "retry_delay"), 300) or 300)
-        backoff_arg = dag.task_arg(task, "retry_exponential_backoff", False)
-        backoff = (
-            2.0
-            if backoff_arg is True
-            else float(backoff_arg or 1.0)
-            if not isinstance(backoff_arg, Unknown)
-            else 1.0
+    if isinstance(retries, int) and not isinstance(retries, bool) and retries > 0:
+        retries = whole_number(
+            retries, _arg(task, "retries"), line=task.ref.line, maximum=INT_MAX - 1
         )
-        backoff = max(backoff, 1.0)
-        max_delay = _seconds(dag.task_arg(task, "max_retry_delay"), None)
+        raw_delay = dag.task_arg(task, "retry_delay")
+        if isinstance(raw_delay, Duration) and raw_delay.seconds < 0:
+            # Airflow accepts it: the retry is due at once
+            ctx.diag.add(
+                "PGD216",
+                f"task {task.task_id!r}: retry_delay is negative ({raw_delay.seconds:g} s), so "
+                "Airflow retries at once; the workflow retries without a delay",
+                task.ref,
+            )
+            delay = 0
+        else:
+            delay = int(_seconds(raw_delay, 300, task=task, name="retry_delay") or 300)
+        backoff_arg = dag.task_arg(task, "retry_exponential_backoff", False)
+        if isinstance(backoff_arg, bool) or isinstance(backoff_arg, Unknown) or backoff_arg is None:
+            backoff = 2.0 if backoff_arg is True else 1.0
+        else:
+            backoff = float(
+                seconds(backoff_arg, _arg(task, "retry_exponential_backoff"), line=task.ref.line)
+            )
+        backoff = min(max(backoff, 1.0), 1000.0)
+        max_delay = _seconds(
+            dag.task_arg(task, "max_retry_delay"), None, task=task, name="max_retry_delay"
+        )
         if backoff > 1.0:
             max_delay = min(max_delay or 86400, 86400)
             ctx.diag.add(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import libcst as cst
@@ -881,10 +881,12 @@ class Reader:
         if isinstance(op, cst.Subtract):
             return left - right
         if isinstance(op, cst.Multiply):
-            if isinstance(left, Duration):
-                return Duration(left.seconds * right)
-            if isinstance(right, Duration):
-                return Duration(right.seconds * left)
+            if isinstance(left, Duration) or isinstance(right, Duration):
+                duration, factor = (left, right) if isinstance(left, Duration) else (right, left)
+                try:
+                    return Duration((timedelta(seconds=duration.seconds) * factor).total_seconds())
+                except (TypeError, ValueError, OverflowError):
+                    return Unknown(self.src(node))
             return left * right
         if isinstance(op, cst.Modulo):
             return left % right
@@ -1122,16 +1124,12 @@ class Reader:
             values.update(kwargs)
             if any(isinstance(v, Unknown) for v in values.values()):
                 return Unknown(self.src(node))
-            seconds = (
-                values.get("weeks", 0) * 604800
-                + values.get("days", 0) * 86400
-                + values.get("hours", 0) * 3600
-                + values.get("minutes", 0) * 60
-                + values.get("seconds", 0)
-                + values.get("milliseconds", 0) / 1000
-                + values.get("microseconds", 0) / 1e6
-            )
-            return Duration(seconds)
+            # Python's own timedelta: it refuses what Airflow's import would refuse
+            # (a string, infinity, more than 999999999 days).
+            try:
+                return Duration(timedelta(**values).total_seconds())
+            except (TypeError, ValueError, OverflowError):
+                return Unknown(self.src(node))
         if short == "datetime" or qname.endswith((".datetime", ".DateTime")):
             tz = kwargs.get("tz") or kwargs.get("tzinfo")
             try:
@@ -1150,7 +1148,12 @@ def _add(left: Any, right: Any, text: str) -> Any:
     if isinstance(left, Unknown) or isinstance(right, Unknown):
         return Unknown(text)
     if isinstance(left, Duration) and isinstance(right, Duration):
-        return Duration(left.seconds + right.seconds)
+        try:
+            return Duration(
+                (timedelta(seconds=left.seconds) + timedelta(seconds=right.seconds)).total_seconds()
+            )
+        except OverflowError:
+            return Unknown(text)
     if isinstance(left, list | tuple) and isinstance(right, list | tuple):
         return [*left, *right]
     try:

@@ -23,7 +23,8 @@ from dataclasses import replace
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity
-from pgdurable.translators.base import ItemResult, TranslateContext, Workflow
+from pgdurable.sqltext import comment, dollar_quote, literal
+from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, crash
 from pgdurable.translators.queue import enqueue, psql, schedules
 from pgdurable.translators.queue.jobs import Item, Psql, QueueJob, Task, Unreadable
 from pgdurable.translators.queue.tasks import EMPTY, TaskMap
@@ -35,8 +36,8 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 def _stub(message: str) -> m.Sql:
     """A step that fails with ``message``: what a manual item runs until finished."""
-    text = message.replace("'", "''")
-    return m.Sql(f"DO $stub$ BEGIN RAISE EXCEPTION '{text}'; END $stub$")
+    body = f" BEGIN RAISE EXCEPTION '%', {literal(message)}; END "
+    return m.Sql(f"DO {dollar_quote(body, 'stub')}")
 
 
 def _task_action(job: QueueJob, task: Task, tasks: TaskMap, diag: Collector, portable: bool):
@@ -239,7 +240,7 @@ def _cutover(job: QueueJob) -> str:
         "crontab": "remove or comment out the line",
         "graphile": "remove the line from the Graphile Worker crontab",
     }[job.format]
-    return f"-- {job.name} ({job.ref}): {how}"
+    return f"-- {comment(job.name)} ({comment(job.ref)}): {how}"
 
 
 def translate(
@@ -255,6 +256,5 @@ def translate(
         try:
             results.append(_translate_one(item, ctx, tasks))
         except Exception as exc:  # a bug must not lose the rest of the batch
-            message = f"internal error while translating: {type(exc).__name__}: {exc}"
-            results.append(ItemResult(item.name, item.ref, (Diagnostic("PGD102", message),)))
+            results.append(ItemResult(item.name, item.ref, (crash("PGD102", exc, item.ref),)))
     return results

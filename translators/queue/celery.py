@@ -38,6 +38,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from pgdurable.diagnostics import Diagnostic, SourceRef
 from pgdurable.errors import SourceParseError
 from pgdurable.translators import pyguard
+from pgdurable.translators.base import BadValue, seconds, whole_number
 from pgdurable.translators.queue.jobs import (
     Cron,
     Every,
@@ -114,14 +115,17 @@ class _Reader:
             case cst.BinaryOperation(left=a, operator=op, right=b):
                 x, y = self.value(a), self.value(b)
                 if isinstance(x, int | float) and isinstance(y, int | float):
-                    if isinstance(op, cst.Multiply):
-                        return x * y
-                    if isinstance(op, cst.Add):
-                        return x + y
-                    if isinstance(op, cst.Subtract):
-                        return x - y
-                    if isinstance(op, cst.Divide) and y:
-                        return x / y
+                    try:  # 10**400 / 3 overflows a float, as it would in beat
+                        if isinstance(op, cst.Multiply):
+                            return x * y
+                        if isinstance(op, cst.Add):
+                            return x + y
+                        if isinstance(op, cst.Subtract):
+                            return x - y
+                        if isinstance(op, cst.Divide) and y:
+                            return x / y
+                    except OverflowError:
+                        pass
                 return Unknown(self.code(node))
             case cst.Dict(elements=elements):
                 out: dict[Any, Any] = _LineDict()
@@ -129,6 +133,10 @@ class _Reader:
                     if not isinstance(el, cst.DictElement):
                         return Unknown(self.code(node))
                     key = self.value(el.key)
+                    try:
+                        hash(key)  # a call or a list as a key: Python refuses it too
+                    except TypeError:
+                        return Unknown(self.code(node))
                     if isinstance(key, Unknown):
                         return Unknown(self.code(node))
                     out[key] = self.value(el.value)
@@ -209,14 +217,17 @@ def _field_text(value: Any) -> str | None:
 def _schedule(value: Any, tz: str | None) -> Cron | Every | Unschedulable | str:
     """The schedule, or a message saying why it cannot be read."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return Every(max(1, round(value)), f"{value} seconds")
+        try:
+            return Every(max(1, seconds(value, "the schedule")), f"{value} seconds")
+        except BadValue as exc:
+            return str(exc)
     if isinstance(value, CallValue):
         if value.function == "timedelta":
             try:
                 delta = timedelta(*value.args, **value.kwargs)
-            except TypeError:
-                return f"cannot evaluate {value.code}"
-            return Every(max(1, round(delta.total_seconds())), value.code)
+                return Every(max(1, seconds(delta.total_seconds(), value.code)), value.code)
+            except (TypeError, ValueError, OverflowError) as exc:  # BadValue too
+                return f"cannot evaluate {value.code}: {exc}"
         if value.function == "schedule":
             inner = value.kwargs.get("run_every", value.args[0] if value.args else None)
             return _schedule(inner, tz)
@@ -258,20 +269,22 @@ def _retry(task: str, annotations: Any) -> tuple[RetryPolicy | None, str | None]
     retries = options.get("max_retries", 3)
     if retries is None:
         return None, "max_retries=None retries forever; the workflow needs a bound"
+    where = f"task_annotations[{task!r}]"
+    retries = whole_number(retries, f"{where} max_retries")
     backoff = options.get("retry_backoff", False)
     if backoff:
-        factor = 1 if backoff is True else int(backoff)
+        factor = 1 if backoff is True else seconds(backoff, f"{where} retry_backoff")
         policy = RetryPolicy(
             retries + 1,
             factor,
             2.0,
-            int(options.get("retry_backoff_max", 600)),
+            seconds(options.get("retry_backoff_max", 600), f"{where} retry_backoff_max"),
             origin=f"task_annotations max_retries={retries}, retry_backoff={backoff}",
         )
     else:
         policy = RetryPolicy(
             retries + 1,
-            int(options.get("default_retry_delay", 180)),
+            seconds(options.get("default_retry_delay", 180), f"{where} default_retry_delay"),
             origin=f"task_annotations max_retries={retries}",
         )
     why = []
@@ -425,7 +438,11 @@ def read(path: Path, text: str, file: str) -> list[Item]:
                 Unreadable(name, FORMAT, ref, f"args/kwargs hold {exc}, which is not a literal")
             )
             continue
-        retry, problem = _retry(task, annotations)
+        try:
+            retry, problem = _retry(task, annotations)
+        except BadValue as exc:
+            items.append(Unreadable(name, FORMAT, ref, str(exc), code="PGD108"))
+            continue
         if problem:
             notes.append(Diagnostic("PGD216", problem, ref))
         queue = _queue(task, options, routes)
@@ -459,7 +476,12 @@ def read(path: Path, text: str, file: str) -> list[Item]:
         if task in seen:
             continue
         seen.add(task)
-        retry, _ = _retry(task, annotations)
+        try:
+            retry, _ = _retry(task, annotations)
+        except BadValue as exc:
+            ref = SourceRef(file, line)
+            items.append(Unreadable(task, FORMAT, ref, str(exc), code="PGD108"))
+            continue
         queue = _queue(task, {}, routes)
         items.append(
             QueueJob(

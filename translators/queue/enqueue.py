@@ -26,20 +26,19 @@ an enqueued one are the same thing, as in the source systems.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from typing import Any
 
 from pgdurable import model as m
-from pgdurable.render import literal, render
+from pgdurable.render import render
+from pgdurable.sqltext import comment, derived_identifier, dollar_quote, identifier, literal
 
 SCHEMA = "pgdurable_jobs"
 
 
 def function_name(job_name: str) -> str:
     """``enqueue_<name>`` as a lower-case SQL identifier (at most 63 bytes)."""
-    base = re.sub(r"[^a-z0-9_]+", "_", job_name.lower()).strip("_") or "job"
-    return ("enqueue_" + base)[:63]
+    return derived_identifier("enqueue_", job_name)
 
 
 def run_label(format_name: str, job_name: str) -> str:
@@ -49,12 +48,6 @@ def run_label(format_name: str, job_name: str) -> str:
 def call(job_name: str) -> str:
     """The SQL a schedule tick runs: start one run with the default arguments."""
     return f"SELECT {SCHEMA}.{function_name(job_name)}()"
-
-
-def _ident(name: str) -> str:
-    return (
-        '"' + name.replace('"', '""') + '"' if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) else name
-    )
 
 
 def function_sql(
@@ -75,7 +68,7 @@ def function_sql(
     # no DSL operators, so the function needs no search_path beyond pg_catalog.
     # The readable DSL of the same graph is kept above it as a comment.
     plain = replace(run, source=None)  # the header already names the source line
-    readable = "\n".join("    -- " + line for line in render(plain).splitlines())
+    readable = "\n".join("    -- " + comment(line) for line in render(plain).splitlines())
     graph_json = literal(m.encode(run))
     if uses_args:
         # The arguments become the named result 'args' of the run's first step.
@@ -126,16 +119,8 @@ def function_sql(
         for name in needed
     ]
     db = "NULL" if database is None else literal(database)
-    lines = [
-        *checks,
-        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA};",
+    body = [
         "",
-        f"-- Start one run of {format_name}/{job_name}; returns the instance id"
-        + (" (NULL when skipped)." if concurrency == "forbid" else "."),
-        f"CREATE OR REPLACE FUNCTION {fn}(args jsonb DEFAULT {args_default})",
-        "RETURNS text",
-        f"LANGUAGE plpgsql VOLATILE {security}",
-        "SET search_path = pg_catalog, pg_temp AS $enqueue$",
         "BEGIN",
         guard.rstrip("\n") if guard else None,
         "    -- the run, as DSL:" + (" (after the 'args' step)" if uses_args else ""),
@@ -146,11 +131,43 @@ def function_sql(
         f"        {db}",
         "    );",
         "END;",
-        "$enqueue$;",
+        "",
+    ]
+    # The body holds source text (the graph), so its quote is one the text cannot end.
+    quoted_body = dollar_quote("\n".join(line for line in body if line is not None), "enqueue")
+    # Two jobs (of any format) whose names give the same function name must not share it:
+    # the second file would make the first job's schedule start the second job's runs.
+    # The function's comment says whose it is; a file never replaces another job's.
+    signature = literal(f"{fn}(jsonb)")
+    owner = dollar_quote(
+        "\nDECLARE\n"
+        f"    other text := pg_catalog.obj_description(pg_catalog.to_regprocedure({signature}),"
+        " 'pg_proc');\n"
+        "BEGIN\n"
+        f"    IF other IS NOT NULL AND other <> {literal(label)} THEN\n"
+        "        RAISE EXCEPTION\n"
+        "            '% already starts runs of %, not of %: rename one of the two jobs',\n"
+        f"            {signature}, other, {literal(label)};\n"
+        "    END IF;\n"
+        "END\n",
+        "owner",
+    )
+    lines = [
+        *checks,
+        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA};",
+        f"DO {owner};",
+        "",
+        f"-- Start one run of {format_name}/{comment(job_name)}; returns the instance id"
+        + (" (NULL when skipped)." if concurrency == "forbid" else "."),
+        f"CREATE OR REPLACE FUNCTION {fn}(args jsonb DEFAULT {args_default})",
+        "RETURNS text",
+        f"LANGUAGE plpgsql VOLATILE {security}",
+        f"SET search_path = pg_catalog, pg_temp AS {quoted_body};",
+        f"COMMENT ON FUNCTION {fn}(jsonb) IS {literal(label)};",
         f"REVOKE ALL ON FUNCTION {fn}(jsonb) FROM PUBLIC;",
     ]
     if run_as:
-        role = _ident(run_as)
+        role = identifier(run_as)
         lines += [
             f"ALTER FUNCTION {fn}(jsonb) OWNER TO {role};",
             f"GRANT USAGE ON SCHEMA {SCHEMA} TO {role};",

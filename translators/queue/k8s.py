@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pgdurable.diagnostics import Diagnostic, SourceRef
+from pgdurable.translators.base import INT_MAX, BadValue, whole_number
 from pgdurable.translators.queue import psql, schedules, yamlsource
 from pgdurable.translators.queue.jobs import (
     Cron,
@@ -36,6 +37,7 @@ from pgdurable.translators.queue.jobs import (
     Task,
     Unreadable,
 )
+from pgdurable.translators.queue.yamlsource import YMap
 
 FORMAT = "k8s"
 CRONJOB_SPEC_KEYS = {
@@ -128,6 +130,8 @@ def _schedule(spec: dict) -> Cron | Every | str:
         seconds = schedules.duration_seconds(text[len("@every") :].strip())
         if not seconds:
             return f"'{text}': @every needs a duration such as 5m or 1h30m"
+        if seconds > INT_MAX:
+            return f"'{text}': @every longer than {INT_MAX} s"
         return Every(max(1, round(seconds)), text)
     tz = spec.get("timeZone")
     return Cron(text, "robfig", timezone=str(tz) if tz else None, original=text)
@@ -212,10 +216,20 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
     if limit is None:
         limit = DEFAULT_BACKOFF_LIMIT
         assumed = "backoffLimit is not set: Kubernetes' default of 6 retries applies"
+    deadline = job_spec.get("activeDeadlineSeconds")
+    try:  # Kubernetes refuses a manifest whose integer fields are not integers
+        at = job_spec.line_of if isinstance(job_spec, YMap) else lambda key: line
+        limit = whole_number(limit, "backoffLimit", line=at("backoffLimit"))
+        if deadline is not None:
+            deadline = whole_number(
+                deadline, "activeDeadlineSeconds", line=at("activeDeadlineSeconds"), minimum=1
+            )
+    except BadValue as exc:
+        return Unreadable(name, FORMAT, SourceRef(file, exc.line), str(exc), code="PGD108")
     retry = None
-    if int(limit) > 0:
+    if limit > 0:
         retry = RetryPolicy(
-            int(limit) + 1,
+            limit + 1,
             10,
             2.0,
             360,
@@ -227,7 +241,6 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
         return Unreadable(
             name, FORMAT, ref, f"concurrencyPolicy '{policy}' is not Allow, Forbid or Replace"
         )
-    deadline = job_spec.get("activeDeadlineSeconds")
     return QueueJob(
         name=name,
         format=FORMAT,
@@ -236,7 +249,7 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
         action=action if action is not None else task,
         retry=retry,
         concurrency=POLICIES[policy],
-        time_limit=int(deadline) if deadline is not None else None,
+        time_limit=deadline,
         enabled=not spec.get("suspend", False),
         disabled_by="suspend: true",
         starting_deadline=spec.get("startingDeadlineSeconds"),

@@ -31,7 +31,7 @@ from pgdurable.translators import vixie
 from pgdurable.translators.queue.jobs import Cron, Every, Once, Schedule, Unschedulable
 
 UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "uct", "zulu", "universal", "z", "etc/zulu"}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(y|M|w|d|h|m|s)")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(y|M|w|d|h|m|s)")
 _UNIT_SECONDS = {"y": 365 * 86400, "M": 30 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600}
 _UNIT_SECONDS.update({"m": 60, "s": 1})
 _FIELD_MAX = [59, 23, 31, 12, 7]
@@ -40,7 +40,7 @@ _FIELD_MAX = [59, 23, 31, 12, 7]
 def duration_seconds(text: str) -> float | None:
     """A rufus/fugit/Go duration (``90``, ``30s``, ``1h30m``, ``2d``) in seconds, or None."""
     text = str(text).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         return float(text)
     compact = text.replace(" ", "")
     if not compact or _DURATION.sub("", compact):

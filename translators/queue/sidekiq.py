@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pgdurable.diagnostics import Diagnostic, SourceRef
+from pgdurable.translators.base import INT_MAX
 from pgdurable.translators.queue import schedules, yamlsource
 from pgdurable.translators.queue.jobs import (
     Cron,
@@ -129,11 +130,11 @@ def _schedule(entry: dict, name: str) -> Cron | Every | Once | Unschedulable | s
         value = value[0]
         if "first_in" in options:
             first = schedules.duration_seconds(str(options["first_in"]))
-            if first is None:
+            if first is None or not 0 <= first <= INT_MAX:
                 return f"first_in '{options['first_in']}' is not a duration (e.g. 45m)"
             first_in = round(first)
     seconds = schedules.duration_seconds(str(value))
-    if seconds is None or seconds <= 0:
+    if seconds is None or not 0 < seconds <= INT_MAX:
         return f"{key} '{value}' is not a duration (e.g. 30s, 5m, 1h30m, 2d)"
     if key == "in":
         return Once(max(0, round(seconds)), f"in: {value}")

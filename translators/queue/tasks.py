@@ -20,11 +20,13 @@ every task the run found that is not mapped yet.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pgdurable.errors import SourceParseError
+from pgdurable.sqltext import comment
 from pgdurable.translators.queue import yamlsource
 from pgdurable.translators.queue.jobs import QueueJob, Task
 
@@ -120,7 +122,9 @@ def load(path: Path) -> TaskMap:
 
 
 def _yaml_key(name: str) -> str:
-    return name if name.replace(".", "").replace("_", "").replace(":", "").isalnum() else repr(name)
+    """A plain YAML key, or a double-quoted one (JSON's escapes are YAML's too)."""
+    plain = name.replace(".", "").replace("_", "").replace(":", "")
+    return name if plain.isascii() and plain.isalnum() else json.dumps(name)
 
 
 def template(jobs: list[QueueJob], mapped: TaskMap) -> str | None:
@@ -141,7 +145,8 @@ def template(jobs: list[QueueJob], mapped: TaskMap) -> str | None:
     ]
     for name in sorted(pending):
         task, users = pending[name]
-        where = ", ".join(f"{j.name} ({j.ref})" for j in users)
+        # names are source text: as a comment they must not start a line of their own
+        where = comment(", ".join(f"{j.name} ({j.ref})" for j in users))
         lines.append(f"  {_yaml_key(name)}:  # {task.kind}; used by {where}")
         lines.append("    manual: true")
     return "\n".join(lines) + "\n"
