@@ -7,7 +7,7 @@ message; other code never sees psycopg exception types.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -148,6 +148,7 @@ def async_pool(
     name: str,
     autocommit: bool = False,
     user_steps: bool = False,
+    on_connect: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A closed asyncio pool (``await pool.open()`` it).
 
@@ -159,11 +160,14 @@ def async_pool(
     LISTEN, advisory locks, sequence state) is cleared by STEP_SESSION_RESET,
     which every step sends first; the startup options (application_name, GUCs
     set with ``options``) are the session defaults and survive it.
+    ``on_connect`` is awaited for each new connection before it is used.
     """
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         conn.adapters.register_loader("numeric", TextLoader)
         conn.prepare_threshold = None  # the reset drops prepared statements
+        if on_connect is not None:
+            await on_connect(conn)
 
     return psycopg_pool.AsyncConnectionPool(
         conninfo,

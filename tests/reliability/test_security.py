@@ -1,0 +1,142 @@
+"""Issue 16: what a role granted df.grant_usage must not be able to do, each
+attack run as that role against a real worker process.
+
+- ``'new'``-mode starts cannot be steered: the loopback target is the
+  administrator's (postgresql.conf / ALTER SYSTEM), never a session's or a
+  role's, identity keywords are refused and the login is always the caller;
+  a step cannot turn the "inside a workflow" guard off.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from pgdurable import db
+from pgdurable.testing import spawn_worker, stop_process
+
+ATTACK = "INSERT INTO loot SELECT current_user, s FROM victim_secret"
+
+
+def sql(query: str) -> str:
+    return json.dumps({"node_type": "SQL", "query": query})
+
+
+def run_worker(conninfo: str, tmp_path, *extra: str) -> None:
+    worker = spawn_worker(conninfo, "--until-idle", *extra, log=tmp_path / "worker.log")
+    try:
+        worker.wait(90)
+    finally:
+        stop_process(worker)
+
+
+def root_output(database, instance: str):
+    return database.value(
+        "SELECT n.result #>> '{}' FROM df.instances i JOIN df.nodes n"
+        " ON n.id = i.root_node AND n.instance_id = i.id WHERE i.id = %s",
+        [instance],
+    )
+
+
+def _victim_and_intruder(database) -> None:
+    """``victim`` owns a secret; ``intruder`` has df usage and may write loot."""
+    for role in ("victim", "intruder"):
+        database.create_role(role)
+    database.execute("SELECT df.grant_usage('intruder')")
+    database.execute(
+        "CREATE TABLE victim_secret (s text); INSERT INTO victim_secret VALUES ('s3cr3t');"
+        " ALTER TABLE victim_secret OWNER TO victim;"
+        " CREATE TABLE loot (who text, s text); GRANT INSERT, SELECT ON loot TO PUBLIC"
+    )
+
+
+# -- 1. 'new' mode and the workflow guard --------------------------------------
+
+
+def test_a_session_or_role_setting_cannot_steer_the_loopback_start(database, tmp_path):
+    _victim_and_intruder(database)
+    host, port = database.value(
+        "SELECT split_part(current_setting('unix_socket_directories'), ',', 1)"
+        " || ' ' || current_setting('port')"
+    ).split()
+    steer = f"host={host} port={port} user=victim"
+    started = []
+    with database.connect("intruder") as conn:
+        conn.execute("SELECT set_config('pgdurable.loopback_conninfo', %s, false)", [steer])
+        started.append(conn.execute("SELECT df.start(%s, 'x', NULL, 'new')", [ATTACK]).fetchone())
+    # Set at login (PGOPTIONS) is no better than a SET.
+    options = "-c pgdurable.loopback_conninfo=" + steer.replace(" ", "\\ ")
+    conninfo = db.conninfo_with(database.conninfo("intruder"), options=options)
+    with db.connect(conninfo, autocommit=True) as conn:
+        assert conn.execute("SHOW pgdurable.loopback_conninfo").fetchone()[0] == steer
+        started.append(conn.execute("SELECT df.start(%s, 'y', NULL, 'new')", [ATTACK]).fetchone())
+    owners = database.execute("SELECT submitted_by::text FROM df.instances")
+    assert owners == [("intruder",), ("intruder",)]
+    run_worker(database.conninfo(), tmp_path)
+    assert database.execute("SELECT * FROM loot") == []
+    for (instance,) in started:
+        assert database.value("SELECT status FROM df.instances WHERE id = %s", [instance]) == (
+            "failed"
+        )
+        assert "permission denied for table victim_secret" in root_output(database, instance)
+
+
+def test_the_loopback_target_is_read_from_the_server_configuration(crashable_cluster):
+    cluster = crashable_cluster
+    for role in ("victim", "intruder"):
+        cluster.execute(f"CREATE ROLE {role} LOGIN")
+    cluster.execute("SELECT df.grant_usage('intruder')")
+    host, port = cluster.value(
+        "SELECT split_part(current_setting('unix_socket_directories'), ',', 1)"
+        " || ' ' || current_setting('port')"
+    ).split()
+
+    def configure(value: str) -> None:
+        with cluster.connect() as conn:
+            conn.execute("SELECT set_config('pgdurable.loopback_conninfo', '', false)")
+            conn.execute(f"ALTER SYSTEM SET pgdurable.loopback_conninfo = '{value}'")
+            conn.execute("SELECT pg_reload_conf()")
+
+    def start_new() -> str:
+        return cluster.value("SELECT df.start('SELECT 1', NULL, NULL, 'new')", user="intruder")
+
+    for keyword, refused in [
+        ("user", "user=victim"),
+        ("dbname", "dbname=postgres"),
+        ("service", "service=x"),
+        ("options", "options='-c x=y'"),
+    ]:
+        configure(f"host={host} port={port} {refused}".replace("'", "''"))
+        with pytest.raises(psycopg.Error, match=f'may not set "{keyword}"'):
+            start_new()
+    configure(f"host=''{host}'' port={port} connect_timeout=5")
+    instance = start_new()
+    assert cluster.value(
+        "SELECT submitted_by::text FROM df.instances WHERE id = %s", [instance]
+    ) == ("intruder")
+
+
+def test_a_step_cannot_turn_the_workflow_guard_off(database, tmp_path):
+    database.create_role("intruder")
+    database.execute("SELECT df.grant_usage('intruder')")
+    attempts = {
+        "setvar": "SET df.in_workflow = 'false'; SELECT df.setvar('x', 'y')",
+        "reset": "RESET df.in_workflow; SELECT df.clearvars()",
+        "new_start": "SET df.in_workflow = 'false'; SELECT df.start('SELECT 1', NULL, NULL, 'new')",
+        "direct": "SET df.in_workflow = 'false';"
+        " SELECT pgdurable.start_in_new_transaction('SELECT 1', NULL, NULL, 'intruder')",
+    }
+    ids = {
+        name: database.value("SELECT df.start(%s, %s)", [sql(text), name], user="intruder")
+        for name, text in attempts.items()
+    }
+    run_worker(database.conninfo(), tmp_path)
+    for name, instance in ids.items():
+        assert database.value("SELECT status FROM df.instances WHERE id = %s", [instance]) == (
+            "failed"
+        ), name
+        assert "cannot be called inside a workflow" in root_output(database, instance), name
+    assert database.value("SELECT count(*) FROM df.vars") == 0
+    assert database.value("SELECT count(*) FROM df.instances") == len(attempts)
