@@ -25,12 +25,14 @@ __all__ = [
     "AsyncPool",
     "Connection",
     "DatabaseError",
+    "PoolTimeout",
     "async_connect",
     "async_pool",
     "client_connection",
     "conninfo_params",
     "conninfo_with",
     "in_transaction",
+    "connection_lost",
     "is_connection_error",
     "sqlstate",
     "type_name",
@@ -45,6 +47,7 @@ Connection = psycopg.Connection
 AsyncConnection = psycopg.AsyncConnection
 AsyncPool = psycopg_pool.AsyncConnectionPool
 DatabaseError = psycopg.Error
+PoolTimeout = psycopg_pool.PoolTimeout
 
 
 def connect(conninfo: str, *, autocommit: bool = False, **overrides: object) -> psycopg.Connection:
@@ -201,6 +204,18 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout) and not (
         isinstance(exc, psycopg.errors.QueryCanceled)
     )
+
+
+def connection_lost(exc: BaseException, conn: psycopg.AsyncConnection | None) -> bool:
+    """True when a step's statement failed because its connection broke (worth
+    running again), False when the server reported an error for the statement
+    on a live connection: that error is the step's outcome, whatever its
+    SQLSTATE (a step can raise 08006 itself, or hit 54000 or a lock timeout)."""
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    return conn is None or conn.broken or conn.closed
 
 
 def error_text(exc: BaseException) -> str:

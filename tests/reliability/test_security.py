@@ -5,6 +5,9 @@ attack run as that role against a real worker process.
   administrator's (postgresql.conf / ALTER SYSTEM), never a session's or a
   role's, identity keywords are refused and the login is always the caller;
   a step cannot turn the "inside a workflow" guard off.
+- An error the server reported for a step fails the node (only a broken
+  connection is retried); a database that cannot be connected to fails the
+  instance once a claim's connection attempts are spent.
 """
 
 from __future__ import annotations
@@ -140,3 +143,91 @@ def test_a_step_cannot_turn_the_workflow_guard_off(database, tmp_path):
         assert "cannot be called inside a workflow" in root_output(database, instance), name
     assert database.value("SELECT count(*) FROM df.vars") == 0
     assert database.value("SELECT count(*) FROM df.instances") == len(attempts)
+
+
+# -- 5. server-reported errors fail the node; a bad database fails the instance -
+
+
+def test_errors_the_server_reports_fail_the_node_instead_of_retrying(database, tmp_path):
+    database.create_role("intruder")
+    database.execute("SELECT df.grant_usage('intruder')")
+    database.execute("CREATE TABLE held (v int); GRANT ALL ON held TO intruder")
+    steps = {
+        "08006": "DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '08006'; END $$",
+        "55000": "PREPARE TRANSACTION 'p1'",
+        "54000": "SELECT repeat('x', 600000000) || repeat('x', 600000000)",
+        "55P03": "SET lock_timeout = 50; LOCK TABLE held IN ACCESS EXCLUSIVE MODE",
+    }
+    ids = {
+        name: database.value("SELECT df.start(%s, %s)", [sql(text), name], user="intruder")
+        for name, text in steps.items()
+    }
+    unconnectable = database.value(
+        "SELECT df.start(%s, 'nodb', %s)", [sql("SELECT 1"), database.name], user="intruder"
+    )
+    with database.connect() as holder:
+        holder.execute("BEGIN; LOCK TABLE held IN ACCESS SHARE MODE")
+        database.execute(  # the instance's database disappears after df.start
+            "UPDATE df.instances SET database = 'no_such_database' WHERE id = %s", [unconnectable]
+        )
+        run_worker(database.conninfo(), tmp_path)
+        holder.execute("ROLLBACK")
+    for name, instance in ids.items():
+        assert database.value("SELECT status FROM df.instances WHERE id = %s", [instance]) == (
+            "failed"
+        ), name
+        assert "SQL execution failed" in root_output(database, instance), name
+    assert database.value("SELECT status FROM df.instances WHERE id = %s", [unconnectable]) == (
+        "failed"
+    )
+    assert 'database "no_such_database" does not exist' in root_output(database, unconnectable)
+
+
+# -- 3. graphs written around df.start ------------------------------------------
+
+
+def test_a_forged_graph_fails_alone_and_other_instances_run(database, tmp_path):
+    database.create_role("intruder")
+    database.create_role("bystander")
+    for role in ("intruder", "bystander"):
+        database.execute(f"SELECT df.grant_usage('{role}')")
+    honest = database.value("SELECT df.start(%s)", [sql("SELECT 42 AS n")], user="bystander")
+    foreign = database.value(
+        "SELECT root_node FROM df.instances WHERE id = %s", [honest], user="bystander"
+    )
+    forged = {  # instance id -> its rows (id, type, query, left, right)
+        "0000aaa1": [("0000aaa1", "THEN", None, "0000aaa1", "0000aaa1")],  # its own children
+        "0000aaa2": [  # a JOIN whose extra branch is another role's node
+            ("0000aaa2", "JOIN", json.dumps({"extra_nodes": [foreign]}), "0000bbb1", "0000bbb2"),
+            ("0000bbb1", "SQL", "SELECT 1", None, None),
+            ("0000bbb2", "SQL", "SELECT 2", None, None),
+        ],
+        "0000aaa3": [  # two parents share one child
+            ("0000aaa3", "THEN", None, "0000ccc1", "0000ccc2"),
+            ("0000ccc1", "THEN", None, "0000ccc3", "0000ccc3"),
+            ("0000ccc2", "SQL", "SELECT 2", None, None),
+            ("0000ccc3", "SQL", "SELECT 3", None, None),
+        ],
+        "0000aaa4": [("0000aaa4", "JOIN", '{"extra_nodes": "0000aaa4"}', "0000ddd1", "0000ddd1")],
+    }
+    forged["0000aaa4"].append(("0000ddd1", "SQL", "SELECT 1", None, None))
+    with database.connect("intruder", autocommit=False) as conn:
+        for instance, rows in forged.items():
+            conn.execute(
+                "INSERT INTO df.instances (id, root_node, submitted_by) VALUES (%s, %s, 'intruder')",
+                [instance, instance],
+            )
+            for node, kind, query, left, right in rows:
+                conn.execute(
+                    "INSERT INTO df.nodes (id, instance_id, node_type, query, left_node,"
+                    " right_node, submitted_by) VALUES (%s, %s, %s, %s, %s, %s, 'intruder')",
+                    [node, instance, kind, query, left, right],
+                )
+        conn.commit()
+    run_worker(database.conninfo(), tmp_path)
+    for instance in forged:
+        assert database.value("SELECT status FROM df.instances WHERE id = %s", [instance]) == (
+            "failed"
+        ), instance
+        assert root_output(database, instance).startswith("invalid graph: "), instance
+    assert database.value("SELECT status FROM df.instances WHERE id = %s", [honest]) == "completed"
