@@ -36,7 +36,7 @@ from typing import Any
 
 from pgdurable import db
 from pgdurable.errors import DatabaseUnavailable
-from pgdurable.worker.journal import Journal, lease_error
+from pgdurable.worker.journal import COMPLETION_SETTINGS, Journal, lease_error
 from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 from pgdurable.worker.results import UnsupportedType, sql_result
 
@@ -169,6 +169,7 @@ async def _run(pool, journal, key, text, same_database, stamps, final) -> Comple
         )
         try:
             async with conn.pipeline():
+                await conn.execute(COMPLETION_SETTINGS)
                 completion = await conn.execute(statement, params)
                 await conn.execute("COMMIT")
             status = (await completion.fetchone())[0]

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from pgdurable import db
-from pgdurable.testing import spawn_worker, stop_process
+from pgdurable.testing import spawn_worker, stop_process, wait_for
 
 ATTACK = "INSERT INTO loot SELECT current_user, s FROM victim_secret"
 
@@ -231,3 +231,56 @@ def test_a_forged_graph_fails_alone_and_other_instances_run(database, tmp_path):
         ), instance
         assert root_output(database, instance).startswith("invalid graph: "), instance
     assert database.value("SELECT status FROM df.instances WHERE id = %s", [honest]) == "completed"
+
+
+# -- 7. the completion call is the worker's alone --------------------------------
+
+
+def test_the_completion_ignores_the_steps_search_path_and_logs_no_token(database, tmp_path):
+    database.create_role("intruder")
+    database.execute("SELECT df.grant_usage('intruder')")
+    database.execute("CREATE SCHEMA evil AUTHORIZATION intruder")
+    shadow = database.value(
+        "SELECT df.start(%s)",
+        [
+            sql(
+                "CREATE DOMAIN evil.json AS text; CREATE DOMAIN evil.jsonb AS text;"
+                " SET search_path = evil, pg_catalog; SELECT 1 AS n"
+            )
+        ],
+        user="intruder",
+    )
+    leak = database.value(
+        "SELECT df.start(%s)",
+        [sql("SET lock_timeout = 1; SET log_parameter_max_length_on_error = -1; SELECT 2 AS n")],
+        user="intruder",
+    )
+    log = database.cluster.log_file
+    with database.connect() as holder:
+        # Hold the step's node row, so its completion waits (and, with the
+        # step's lock_timeout, would fail and log its parameters).
+        holder.execute("BEGIN")
+        holder.execute("SELECT 1 FROM df.nodes WHERE instance_id = %s FOR UPDATE", [leak])
+        worker = spawn_worker(database.conninfo(), "--until-idle", log=tmp_path / "worker.log")
+        try:
+            wait_for(
+                lambda: (
+                    database.value(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND application_name = 'pg_durable:worker:workflow-sql'"
+                    )
+                    or database.value("SELECT status FROM df.nodes WHERE instance_id = %s", [leak])
+                    == "failed"
+                ),
+                timeout=30,
+                what="the completion to wait for the row",
+            )
+            holder.execute("ROLLBACK")
+            worker.wait(60)
+        finally:
+            stop_process(worker)
+    for instance in (shadow, leak):
+        assert database.value("SELECT status FROM df.instances WHERE id = %s", [instance]) == (
+            "completed"
+        ), root_output(database, instance)
+    assert f"$1 = '{leak}'" not in log.read_text(errors="replace")
