@@ -13,6 +13,8 @@ attack run as that role against a real worker process.
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
@@ -284,3 +286,45 @@ def test_the_completion_ignores_the_steps_search_path_and_logs_no_token(database
             "completed"
         ), root_output(database, instance)
     assert f"$1 = '{leak}'" not in log.read_text(errors="replace")
+
+
+# -- 6. HTTP bodies are bounded ---------------------------------------------------
+
+
+class _BigBody(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+        chunk = b"x" * 65536
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(chunk) * 320))  # 20 MiB
+        self.end_headers()
+        try:
+            for _ in range(320):
+                self.wfile.write(chunk)
+        except OSError:
+            pass  # the worker hung up once it had read enough
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_large_http_body_fails_the_node(database, tmp_path):
+    database.create_role("intruder")
+    database.execute("SELECT df.grant_usage('intruder', true)")
+    database.execute(f"ALTER DATABASE {database.name} SET pg_durable.http_policy = 'allow-all'")
+    database.execute(
+        f"ALTER DATABASE {database.name} SET pgdurable.http_max_response_bytes = '1000000'"
+    )
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _BigBody)
+    serving = threading.Thread(target=httpd.serve_forever, daemon=True)
+    serving.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/big"
+        node = {"node_type": "HTTP", "query": json.dumps({"url": url, "method": "GET"})}
+        instance = database.value("SELECT df.start(%s)", [json.dumps(node)], user="intruder")
+        run_worker(database.conninfo(), tmp_path)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert database.value("SELECT status FROM df.instances WHERE id = %s", [instance]) == "failed"
+    assert "response body larger than 1000000 bytes" in root_output(database, instance)
