@@ -7,7 +7,7 @@ message; other code never sees psycopg exception types.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,12 +25,14 @@ __all__ = [
     "AsyncPool",
     "Connection",
     "DatabaseError",
+    "PoolTimeout",
     "async_connect",
     "async_pool",
     "client_connection",
     "conninfo_params",
     "conninfo_with",
     "in_transaction",
+    "connection_lost",
     "is_connection_error",
     "sqlstate",
     "type_name",
@@ -45,6 +47,7 @@ Connection = psycopg.Connection
 AsyncConnection = psycopg.AsyncConnection
 AsyncPool = psycopg_pool.AsyncConnectionPool
 DatabaseError = psycopg.Error
+PoolTimeout = psycopg_pool.PoolTimeout
 
 
 def connect(conninfo: str, *, autocommit: bool = False, **overrides: object) -> psycopg.Connection:
@@ -148,6 +151,7 @@ def async_pool(
     name: str,
     autocommit: bool = False,
     user_steps: bool = False,
+    on_connect: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A closed asyncio pool (``await pool.open()`` it).
 
@@ -159,11 +163,14 @@ def async_pool(
     LISTEN, advisory locks, sequence state) is cleared by STEP_SESSION_RESET,
     which every step sends first; the startup options (application_name, GUCs
     set with ``options``) are the session defaults and survive it.
+    ``on_connect`` is awaited for each new connection before it is used.
     """
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         conn.adapters.register_loader("numeric", TextLoader)
         conn.prepare_threshold = None  # the reset drops prepared statements
+        if on_connect is not None:
+            await on_connect(conn)
 
     return psycopg_pool.AsyncConnectionPool(
         conninfo,
@@ -197,6 +204,18 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout) and not (
         isinstance(exc, psycopg.errors.QueryCanceled)
     )
+
+
+def connection_lost(exc: BaseException, conn: psycopg.AsyncConnection | None) -> bool:
+    """True when a step's statement failed because its connection broke (worth
+    running again), False when the server reported an error for the statement
+    on a live connection: that error is the step's outcome, whatever its
+    SQLSTATE (a step can raise 08006 itself, or hit 54000 or a lock timeout)."""
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    return conn is None or conn.broken or conn.closed
 
 
 def error_text(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from pgdurable.worker.graph import load_instance
+from pgdurable.worker.graph import graph_problem, load_instance
 from pgdurable.worker.interpreter import BREAK_OUTSIDE_LOOP, Execution, Scope
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.logs import event
@@ -67,10 +67,15 @@ async def drive(services: Services, journal: Journal, loaded: dict | None) -> st
             return "cancelled"
         if instance.status not in ("pending", "running"):
             return "gone"  # finished by a worker that had it before; nothing to do
+        invalid = graph_problem(instance)
+        if invalid is not None and instance.root not in instance.nodes:
+            await journal.finish("failed", [], invalid)  # no root to stamp
+            event("instance_failed", instance=instance.id, error=invalid)
+            return "failed"
         execution = Execution(instance, journal, services)
         root = instance.nodes[instance.root]
         root_scope = Scope(instance.id, 1)
-        problem = _identity_problem(instance)
+        problem = _identity_problem(instance) or invalid
         execution.refused = _role_gone(instance)
         try:
             if problem:

@@ -64,11 +64,13 @@ class Instance:
         """
         finals: dict[str, tuple[str, ...]] = {}
         pending = [(self.root, ())]
+        seen: set[str] = set()  # a forged graph can loop (see graph_problem)
         while pending:
             node_id, ancestors = pending.pop()
             node = self.nodes.get(node_id)
-            if node is None:
+            if node is None or node_id in seen:
                 continue
+            seen.add(node_id)
             if node.type == "SQL":
                 finals[node_id] = ancestors
             elif node.type == "THEN" and node.right:
@@ -90,7 +92,11 @@ def _links(node_type: str, query: str | None) -> tuple[str | None, tuple[str, ..
         return None, ()
     extras = config.get("extra_nodes") if node_type == "JOIN" else None
     condition = config.get("condition_node") if node_type != "JOIN" else None
-    return (condition if isinstance(condition, str) else None), tuple(extras or ())
+    if extras is None:
+        extras = []
+    elif not isinstance(extras, list):
+        extras = [extras]  # not df.start's shape: graph_problem reports it
+    return (condition if isinstance(condition, str) else None), tuple(extras)
 
 
 def load_instance(data: dict[str, Any]) -> Instance:
@@ -126,3 +132,46 @@ def load_instance(data: dict[str, Any]) -> Instance:
         role_is_superuser=data["role_super"],
         superuser_allowed=data["super_allowed"],
     )
+
+
+# Bounds of a graph df.start accepts (0007's flatten_graph): beyond them the
+# rows were not written by df.start, and the worker refuses to walk them.
+MAX_NODES = 10000
+MAX_DEPTH = 257  # 256 levels of nesting below the root
+TWO_CHILDREN = frozenset({"THEN", "IF", "JOIN", "RACE", "TRY"})
+ONE_CHILD = frozenset({"LOOP", "RETRY", "TIMEOUT"})
+
+
+def graph_problem(instance: Instance) -> str | None:
+    """What makes the instance's graph one df.start could not have written, or
+    None. Rows a role inserted into df.nodes directly can name children that
+    do not exist (or belong to another instance), share a child, loop back to
+    an ancestor or exceed the bounds; the interpreter would spin or recurse
+    on them, so such an instance fails before anything runs.
+
+    The graph must be a tree: every node reached from the root exactly once."""
+    if len(instance.nodes) > MAX_NODES:
+        return f"invalid graph: {len(instance.nodes)} nodes, more than the maximum of {MAX_NODES}"
+    if instance.root not in instance.nodes:
+        return f"invalid graph: root node {instance.root} does not exist"
+    seen = {instance.root}
+    pending = [(instance.root, 1)]
+    while pending:
+        node_id, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            return f"invalid graph: deeper than {MAX_DEPTH} levels at node {node_id}"
+        node = instance.nodes[node_id]
+        if node.type in TWO_CHILDREN and not (node.left and node.right):
+            return f"invalid graph: {node.type} node {node_id} needs two children"
+        if node.type in ONE_CHILD and not node.left:
+            return f"invalid graph: {node.type} node {node_id} needs a child"
+        for child in (node.left, node.right, node.condition, *node.extras):
+            if child is None:
+                continue
+            if not isinstance(child, str) or child not in instance.nodes:
+                return f"invalid graph: node {node_id} names child {child!r}, not in this instance"
+            if child in seen:
+                return f"invalid graph: node {child} is reached twice (a cycle or a shared child)"
+            seen.add(child)
+            pending.append((child, depth + 1))
+    return None

@@ -29,6 +29,9 @@ from pgdurable.worker import http_policy
 from pgdurable.worker.http_policy import Blocked, Url
 
 READ_CHUNK = 65536
+# A response body larger than this fails the node instead of filling the
+# worker's memory (setting pgdurable.http_max_response_bytes).
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
 # Characters kept as written in the request target: RFC 3986 reserved and
 # unreserved ones and '%' (already-encoded text stays encoded); the rest
 # (spaces, quotes, non-ASCII…) is percent-encoded, as a URL parser would.
@@ -124,6 +127,7 @@ async def request(
     body: bytes | None,
     *,
     restrict: bool,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> Response:
     """Send one request and read the whole response.
 
@@ -149,7 +153,7 @@ async def request(
             raise RequestFailed(f"builder error: {exc}") from exc
         writer.write(data)
         await writer.drain()
-        return await _read_response(conn, reader)
+        return await _read_response(conn, reader, max_body)
     except (OSError, h11.RemoteProtocolError, ssl.SSLError) as exc:
         raise RequestFailed(f"error sending request: {exc}") from exc
     finally:
@@ -160,9 +164,12 @@ async def request(
             pass  # closing a broken connection: nothing left to report
 
 
-async def _read_response(conn: h11.Connection, reader: asyncio.StreamReader) -> Response:
+async def _read_response(
+    conn: h11.Connection, reader: asyncio.StreamReader, max_body: int
+) -> Response:
     response: h11.Response | None = None
     chunks: list[bytes] = []
+    size = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -173,6 +180,12 @@ async def _read_response(conn: h11.Connection, reader: asyncio.StreamReader) -> 
         if isinstance(event, h11.Response):
             response = event
         elif isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > max_body:
+                raise RequestFailed(
+                    f"response body larger than {max_body} bytes"
+                    " (pgdurable.http_max_response_bytes)"
+                )
             chunks.append(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
             break

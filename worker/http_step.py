@@ -69,11 +69,13 @@ class Policy:
     tier: str
     allowed_hosts: tuple[str, ...]
     privileged: bool
+    max_body: int = http_client.DEFAULT_MAX_BODY
 
 
 POLICY_QUERY = (
     "SELECT pgdurable.http_policy(),"
     " current_setting('pgdurable.http_allowed_hosts', true),"
+    " pgdurable.setting('pgdurable.http_max_response_bytes', %s),"
     " coalesce((SELECT has_function_privilege(r.oid, to_regprocedure(%s), 'EXECUTE')"
     "           FROM pg_catalog.pg_roles r WHERE r.rolname = %s), false)"
 )
@@ -84,13 +86,22 @@ async def _policy(ex: Execution, signature: str) -> Policy:
     on the worker's connection (the settings of the instance's control database)."""
     try:
         async with ex.journal.pool.connection() as conn:
-            cursor = await conn.execute(POLICY_QUERY, [signature, ex.instance.role or ""])
-            tier, hosts, privileged = await cursor.fetchone()
+            cursor = await conn.execute(
+                POLICY_QUERY,
+                [str(http_client.DEFAULT_MAX_BODY), signature, ex.instance.role or ""],
+            )
+            tier, hosts, max_body, privileged = await cursor.fetchone()
     except db.DatabaseError as exc:
         if db.is_connection_error(exc):
             raise
         raise Failed(db.error_text(exc)) from exc
-    return Policy(tier, http_policy.parse_allowed_hosts(hosts), bool(privileged))
+    try:
+        limit = int(max_body)
+    except ValueError as exc:
+        raise Failed(
+            f"pgdurable.http_max_response_bytes must be a number of bytes: {max_body!r}"
+        ) from exc
+    return Policy(tier, http_policy.parse_allowed_hosts(hosts), bool(privileged), limit)
 
 
 # -- substitution -------------------------------------------------------------
@@ -320,6 +331,7 @@ async def perform(request: Request, policy: Policy, signature: str, role: str) -
                 request.headers,
                 request.body,
                 restrict=policy.tier != "allow-all",
+                max_body=policy.max_body,
             )
     except TimeoutError as exc:
         raise Failed(f"HTTP timeout after {request.timeout}s: {request.url}") from exc

@@ -22,8 +22,21 @@ from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 
 LEASE_LOST = "PD001"
 
+# Sent on the user's connection after the user's statement, so every name is
+# qualified: the step may have left a search_path that puts its own json or
+# jsonb domain first.
 COMPLETE_STEP = (
-    "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, %s, %s, %s::json, %s::jsonb, %s::jsonb)"
+    "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, %s, %s, %s::pg_catalog.json,"
+    " %s::pg_catalog.jsonb, %s::pg_catalog.jsonb)"
+)
+# Sent just before it, in the same pipeline: the step may have asked the
+# server to log the parameters of a failing statement (the lease token is
+# one) or to cancel ours quickly; SET LOCAL ends with the transaction.
+COMPLETION_SETTINGS = (
+    "SELECT pg_catalog.set_config('log_parameter_max_length_on_error', '0', true),"
+    " pg_catalog.set_config('search_path', 'pg_catalog', true),"
+    " pg_catalog.set_config('statement_timeout', '0', true),"
+    " pg_catalog.set_config('lock_timeout', '0', true)"
 )
 
 

@@ -97,10 +97,19 @@ class Worker:
                 name=f"pgdurable-{role}",
                 autocommit=True,
                 user_steps=True,
+                on_connect=self._register_step_session,
             )
             self.user_pools[key] = pool
             await pool.open()
         return pool
+
+    async def _register_step_session(self, conn: db.AsyncConnection) -> None:
+        """Mark a new step connection's backend as a workflow session, from our
+        own connection: the step can reset its settings, not this row."""
+        async with self.pool.connection() as own:
+            await own.execute(
+                "SELECT pgdurable.register_step_session_v1(%s)", [conn.info.backend_pid]
+            )
 
     # -- the main loop --------------------------------------------------------
 

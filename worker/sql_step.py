@@ -35,13 +35,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgdurable import db
-from pgdurable.worker.journal import Journal, lease_error
+from pgdurable.errors import DatabaseUnavailable
+from pgdurable.worker.journal import COMPLETION_SETTINGS, Journal, lease_error
 from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 from pgdurable.worker.results import UnsupportedType, sql_result
 
 STEP_PREFIX = db.STEP_SESSION_RESET + ";\nBEGIN;\n"
 NEEDS_AUTOCOMMIT = {"25001", "2D000"}  # active_sql_transaction, invalid_transaction_termination
 UNIQUE_VIOLATION = "23505"
+ACQUIRE_SECONDS = 10  # the step pool's own connection attempts, before it gives up
 
 
 @dataclass(frozen=True)
@@ -109,9 +111,28 @@ async def run_sql_step(
     status comes back 'completed'). Raises Failed (the statement failed),
     LeaseLost or Retry.
     """
+    try:
+        return await _run(pool, journal, key, text, same_database, stamps, final)
+    except db.PoolTimeout as exc:
+        raise await _unconnectable(pool) from exc
+
+
+async def _unconnectable(pool: db.AsyncPool) -> Exception:
+    """Why no connection came: the server's refusal (no such database, no
+    CONNECT privilege, login refused…) fails the node; a busy pool is retried.
+    The pool already tried for ACQUIRE_SECONDS; one direct try tells which."""
+    try:
+        probe = await db.async_connect(pool.conninfo, autocommit=True)
+    except DatabaseUnavailable as exc:
+        return Failed(f"SQL execution failed: {exc}")
+    await probe.close()
+    return Retry("no free connection in the step pool")
+
+
+async def _run(pool, journal, key, text, same_database, stamps, final) -> Completion:
     if not same_database:
         return await _autocommit(pool, journal, key, text)
-    async with pool.connection(timeout=10) as conn:
+    async with pool.connection(timeout=ACQUIRE_SECONDS) as conn:
         try:
             cursor = await conn.execute(STEP_PREFIX + text)
             result = await _last_result(cursor)
@@ -122,7 +143,7 @@ async def run_sql_step(
             await _rollback(conn)
             if db.sqlstate(exc) in NEEDS_AUTOCOMMIT:
                 return await _autocommit(pool, journal, key, text)
-            if db.is_connection_error(exc):
+            if db.connection_lost(exc, conn):
                 raise Retry(str(exc)) from exc
             raise _failure(exc) from exc
         if not db.in_transaction(conn):
@@ -148,6 +169,7 @@ async def run_sql_step(
         )
         try:
             async with conn.pipeline():
+                await conn.execute(COMPLETION_SETTINGS)
                 completion = await conn.execute(statement, params)
                 await conn.execute("COMMIT")
             status = (await completion.fetchone())[0]
@@ -155,7 +177,7 @@ async def run_sql_step(
             give_back(batch)
             await _rollback(conn)
             mapped = lease_error(exc)
-            if mapped is not None:
+            if isinstance(mapped, LeaseLost) or (mapped and db.connection_lost(exc, conn)):
                 raise mapped from exc
             if db.sqlstate(exc) == UNIQUE_VIOLATION and "journal" in db.error_text(exc):
                 raise LeaseLost("step already completed by another worker") from exc
@@ -164,7 +186,7 @@ async def run_sql_step(
 
 
 async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: str):
-    async with pool.connection(timeout=10) as conn:
+    async with pool.connection(timeout=ACQUIRE_SECONDS) as conn:
         try:
             # On its own: text such as VACUUM must be a message of its own.
             await conn.execute(db.STEP_SESSION_RESET)
@@ -173,7 +195,7 @@ async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: 
             raise Failed(str(exc)) from exc
         except db.DatabaseError as exc:
             await _rollback(conn)
-            if db.is_connection_error(exc):
+            if db.connection_lost(exc, conn):
                 raise Retry(str(exc)) from exc
             raise _failure(exc) from exc
     await journal.record(
