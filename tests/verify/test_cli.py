@@ -33,9 +33,11 @@ def test_all_verifies_every_generated_file_with_a_summary(admin, tmp_path: Path)
     assert outcome.exit_code == 1, outcome.output
     assert "3/3 rollup.sql" in outcome.stderr and "[####" in outcome.stderr
     lines = outcome.stdout.splitlines()
-    assert any("all-or-nothing.sql" in line and " equal " in line for line in lines)
+    # the two jobs that fail on purpose fail on both sides: not equal, with their errors
+    assert any("all-or-nothing.sql" in line and " both failed " in line for line in lines)
+    assert any("run 1 old error: ERROR:  division by zero" in line for line in lines)
     assert any("rollup.sql" in line and " different " in line for line in lines)
-    assert lines[-1] == "2 equal, 1 different, 0 failed"
+    assert lines[-1] == "0 equal, 1 different, 2 both failed, 0 failed"
 
 
 def test_a_fixture_error_names_file_and_line_and_leaves_nothing(admin, tmp_path: Path):
