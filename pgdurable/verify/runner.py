@@ -202,6 +202,8 @@ def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verificati
     old_tables = compare.snapshot(sandbox.conninfo(old_db), options.compare)
     new_tables = compare.snapshot(sandbox.conninfo(new_db), options.compare)
     result.tables = compare.diff(old_tables, new_tables)
+    written = compare.targets(subject.generated_text)
+    result.not_compared = compare.not_compared(sandbox.conninfo(old_db), written, set(old_tables))
     if subject.kind == "airflow":
         _compare_states(subject, references, runs, result)
     return result
