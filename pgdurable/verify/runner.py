@@ -51,6 +51,7 @@ class Options:
     tasks_file: Path | None = None
     run_as: str | None = None
     accept_failures: bool = False  # both sides failing a run is accepted as equal
+    from_db: str | None = None  # pg_cron jobs from this database's cron.job
 
 
 def _logical_dates(subject: subjects.Subject, options: Options) -> list[datetime]:
@@ -84,8 +85,16 @@ def verify(
         raise VerificationError("--reference airflow only applies to --airflow")
     if options.runs < 1:
         raise VerificationError("--runs must be at least 1")
+    from_db = options.from_db
+    if from_db is None and kind == "pgcron" and subjects.db_ref(spec) is not None:
+        from_db = _cron_database(admin_conninfo)
     subject = subjects.load(
-        kind, spec, workflow=options.workflow, tasks_file=options.tasks_file, run_as=options.run_as
+        kind,
+        spec,
+        workflow=options.workflow,
+        tasks_file=options.tasks_file,
+        run_as=options.run_as,
+        from_db=from_db,
     )
     if kind == "queue":
         queue.check_replayable(subject.item, subject.extra["tasks"])
@@ -138,6 +147,19 @@ def roles(subject: subjects.Subject, run_as: str | None) -> tuple[str, str, list
             "(run_as in the generated file)"
         )
     return old, new, notes
+
+
+def _cron_database(admin_conninfo: str | None) -> str | None:
+    """The database holding cron.job on the verify server (``cron.database_name``), if
+    pg_cron is loaded there: a ``--from-db`` folder's jobs are read from it by default."""
+    if admin_conninfo is None:
+        return None
+    try:
+        with db.connection(db.conninfo_with(admin_conninfo, dbname="postgres")) as conn:
+            row = conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()
+    except db.DatabaseError:
+        return None
+    return db.conninfo_with(admin_conninfo, dbname=row[0]) if row and row[0] else None
 
 
 def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verification:

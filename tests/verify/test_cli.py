@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pgdurable import pipeline
 from pgdurable.cli import cli
+from pgdurable.errors import VerificationError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -69,3 +71,47 @@ def test_usage_errors(admin):
         admin,
     )
     assert job.exit_code == 1 and "has no job 'nope'; it has: rollup" in job.stderr
+
+
+def test_all_on_a_folder_imported_from_the_live_database(admin, pg_cluster, tmp_path: Path):
+    # MIGRATING step 2 makes the folder with import-pgcron --from-db; each header's source
+    # is cron.job#N, read back from the database (issue 18, item 4)
+    from pgdurable import db
+    from pgdurable.verify import Options, subjects, verify_all
+
+    cron = pg_cluster.conninfo("pgdurable")  # cron.database_name of the test cluster
+    with db.connection(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'cron_owner'").fetchone():
+            conn.execute("CREATE ROLE cron_owner LOGIN")
+    with db.connection(cron, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        ids = [
+            conn.execute(
+                "SELECT cron.schedule_in_database(%s, '*/5 * * * *', %s, 'pgdurable', "
+                "'cron_owner')",
+                [name, command],
+            ).fetchone()[0]
+            for name, command in (
+                ("live-rollup", "INSERT INTO rollups (n) SELECT count(*) FROM events"),
+                ("live-trim", "DELETE FROM events WHERE id > 4"),
+            )
+        ]
+        try:
+            out = tmp_path / "pg_cron"
+            pipeline.import_pgcron(from_db=cron, from_file=None, out_dir=out)
+            mine = sorted(p for p in out.glob("live-*.sql"))
+            assert [p.name for p in mine] == ["live-rollup.sql", "live-trim.sql"]
+            assert f"cron.job#{ids[0]}" in mine[0].read_text()
+            for path in list(out.glob("*.sql")):
+                if path not in mine and path.name != "cutover.sql":
+                    path.unlink()  # jobs other tests left in this cluster's cron.job
+            options = Options(FIXTURES / "seed" / "pgcron.sql")
+            items = verify_all(out, options, admin)  # cron.job found through the server
+            assert [(i.outcome, i.error) for i in items] == [("equal", None)] * 2
+            explicit = verify_all(out, Options(options.fixture, from_db=cron), admin)
+            assert [i.outcome for i in explicit] == ["equal", "equal"]
+            with pytest.raises(VerificationError, match="pass --from-db DSN"):
+                subjects.load("pgcron", f"cron.job#{ids[0]}:live-rollup")
+        finally:
+            for jobid in ids:
+                conn.execute("SELECT cron.unschedule(%s)", [jobid])
