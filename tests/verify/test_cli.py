@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,26 @@ def test_all_verifies_every_generated_file_with_a_summary(admin, tmp_path: Path)
     assert any("run 1 old error: ERROR:  division by zero" in line for line in lines)
     assert any("rollup.sql" in line and " different " in line for line in lines)
     assert lines[-1] == "0 equal, 1 different, 2 both failed, 0 failed"
+    # jobs that fail on purpose: accepted, they are equal; the edited one stays different
+    accepted = run(
+        "--all",
+        str(out),
+        "--fixture",
+        str(FIXTURES / "seed" / "pgcron.sql"),
+        "--accept-failures",
+        "--dsn",
+        admin,
+        "--json",
+    )
+    assert accepted.exit_code == 1, accepted.output
+    items = {Path(i["file"]).name: i for i in json.loads(accepted.stdout)["items"]}
+    assert items["all-or-nothing.sql"]["outcome"] == "equal"
+    runs = items["all-or-nothing.sql"]["verification"]["runs"]
+    assert runs[0]["outcome"] == "both failed"
+    assert runs[0]["new"]["errors"] == [
+        "SQL step: SQL execution failed: error returned from database: division by zero"
+    ]
+    assert items["rollup.sql"]["outcome"] == "different"
 
 
 def test_a_fixture_error_names_file_and_line_and_leaves_nothing(admin, tmp_path: Path):
