@@ -399,6 +399,15 @@ def compile_work(task: Task, ctx: Context) -> Work:
     kind = task.kind
     handler = _HANDLERS.get(kind)
     if handler is None:
+        if task.qualified and not task.qualified.startswith("airflow"):
+            line = f" at line {task.ref.line}" if task.ref.line else ""
+            return stub(
+                task,
+                f"{task.qualified}{line} is an operator class pgdurable does not know (a "
+                "plugin or your own package): its code is not in the DAG file. Write what "
+                "its execute() does as SQL in the generated stub step",
+                ctx,
+            )
         return stub(task, f"{task.operator} has no workflow equivalent", ctx)
     if kind in (
         "sql",
