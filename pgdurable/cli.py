@@ -872,7 +872,14 @@ def _logical_date(value: str | None):
     type=click.Choice(["builtin", "airflow"]),
     default="builtin",
     show_default=True,
-    help="Airflow: pgdurable's own executor, or a real Apache Airflow 3 ($PGDURABLE_AIRFLOW_VENV).",
+    help="Airflow: pgdurable's own executor, or a real Apache Airflow (3: "
+    "$PGDURABLE_AIRFLOW_VENV, 2: $PGDURABLE_AIRFLOW2_VENV).",
+)
+@click.option(
+    "--airflow-version",
+    type=click.Choice(["2", "3"]),
+    help="With --reference airflow: run Apache Airflow 2.10 or 3.3 (default: the one the "
+    "DAG's imports are written for).",
 )
 @click.option("--logical-date", "logical_date", metavar="DATE", help="Airflow logical date (ds).")
 @click.option("--runs", default=1, show_default=True, help="Replay this many runs on each side.")
@@ -928,6 +935,7 @@ def verify_command(
     all_dir,
     fixture,
     reference,
+    airflow_version,
     logical_date,
     runs,
     chaos,
@@ -990,6 +998,7 @@ def verify_command(
         run_as=run_as,
         accept_failures=accept_failures,
         from_db=from_db,
+        airflow_version=airflow_version,
     )
     admin = None if chaos_db else _connect_target(dsn).conninfo
     kind, spec = given[0]

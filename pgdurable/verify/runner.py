@@ -52,6 +52,7 @@ class Options:
     run_as: str | None = None
     accept_failures: bool = False  # both sides failing a run is accepted as equal
     from_db: str | None = None  # pg_cron jobs from this database's cron.job
+    airflow_version: str | None = None  # --reference airflow: "2" or "3" (default: the DAG's)
 
 
 def _logical_dates(subject: subjects.Subject, options: Options) -> list[datetime]:
@@ -149,6 +150,17 @@ def roles(subject: subjects.Subject, run_as: str | None) -> tuple[str, str, list
     return old, new, notes
 
 
+def _reference_label(subject: subjects.Subject, options: Options) -> str:
+    if subject.kind != "airflow":
+        return "source semantics"
+    if options.reference != "airflow":
+        return options.reference
+    from pgdurable.verify import airflow_real
+
+    major = airflow_real.major_for(options.airflow_version, subject.extra.get("generation"))
+    return f"airflow (Apache Airflow {airflow_real.VERSIONS[major]})"
+
+
 def _cron_database(admin_conninfo: str | None) -> str | None:
     """The database holding cron.job on the verify server (``cron.database_name``), if
     pg_cron is loaded there: a ``--from-db`` folder's jobs are read from it by default."""
@@ -175,7 +187,7 @@ def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verificati
     result = Verification(
         subject.label,
         subject.kind,
-        options.reference if subject.kind == "airflow" else "source semantics",
+        _reference_label(subject, options),
         str(options.fixture),
         accept_failures=options.accept_failures,
         roles={"old": old_role, "new": new_role},
@@ -284,7 +296,8 @@ def _airflow_run(subject, options, conninfo: str, date: datetime) -> DagRunOutco
         from pgdurable.verify import airflow_real
 
         connections = {cid: conninfo for cid in conn_ids(dag)}
-        return airflow_real.run_dag(subject.source_file, dag.dag_id, date, connections)
+        major = airflow_real.major_for(options.airflow_version, subject.extra.get("generation"))
+        return airflow_real.run_dag(subject.source_file, dag.dag_id, date, connections, major)
     return Reference(dag, subject.source_file, lambda _cid: conninfo, date).run()
 
 
