@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
-# Creates (once) the virtualenv holding Apache Airflow 3 for
+# Creates (once) the virtualenv holding Apache Airflow for
 # `pgdurable verify --reference airflow`, and prints its path.
 #
-# Airflow never goes into the project's own .venv: its dependency tree (~135
-# packages, SQLAlchemy 2, its own psycopg pins) must not decide ours. The venv
-# lives at $PGDURABLE_AIRFLOW_VENV, default ~/.cache/pgdurable/airflow-<version>,
-# and is reused while .ci/airflow-requirements.txt (every package pinned: our
-# own constraints file, since Airflow's published constraints are not on PyPI)
-# is unchanged. `--refreeze` rebuilds it from the three top-level pins and
-# rewrites the requirements file.
+#   bash .ci/airflow-venv.sh [3|2] [--refreeze]
+#
+# 3 (the default) is Airflow 3.3.2, 2 is Airflow 2.10.5: most DAG files people
+# migrate import only in Airflow 2, so verify offers both (pgdurable/verify/
+# airflow_real.py picks one per DAG). Airflow never goes into the project's own
+# .venv: its dependency tree (~140 packages, its own SQLAlchemy and psycopg pins)
+# must not decide ours. Each venv lives at its variable (PGDURABLE_AIRFLOW_VENV,
+# PGDURABLE_AIRFLOW2_VENV), default ~/.cache/pgdurable/airflow-<version>, and is
+# reused while its requirements file (every package pinned: our own constraints
+# file, since Airflow's published constraints are not on PyPI) is unchanged.
+# `--refreeze` rebuilds it from the three top-level pins and rewrites that file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=3.3.2
-top=("apache-airflow==$version" "apache-airflow-providers-postgres==7.1.1"
-     "apache-airflow-providers-common-sql==2.4.0")
-requirements=.ci/airflow-requirements.txt
-venv="${PGDURABLE_AIRFLOW_VENV:-$HOME/.cache/pgdurable/airflow-$version}"
+major=3
+if [ "${1:-}" = 2 ] || [ "${1:-}" = 3 ]; then
+    major=$1
+    shift
+fi
+if [ "$major" = 3 ]; then
+    version=3.3.2
+    top=("apache-airflow==$version" "apache-airflow-providers-postgres==7.1.1"
+         "apache-airflow-providers-common-sql==2.4.0")
+    requirements=.ci/airflow-requirements.txt
+    venv="${PGDURABLE_AIRFLOW_VENV:-$HOME/.cache/pgdurable/airflow-$version}"
+else
+    version=2.10.5
+    top=("apache-airflow==$version" "apache-airflow-providers-postgres==6.0.0"
+         "apache-airflow-providers-common-sql==1.23.0")
+    requirements=.ci/airflow2-requirements.txt
+    venv="${PGDURABLE_AIRFLOW2_VENV:-$HOME/.cache/pgdurable/airflow-$version}"
+fi
 stamp="$venv/.pgdurable-requirements.sha256"
 wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
 

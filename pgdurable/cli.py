@@ -872,14 +872,27 @@ def _logical_date(value: str | None):
     type=click.Choice(["builtin", "airflow"]),
     default="builtin",
     show_default=True,
-    help="Airflow: pgdurable's own executor, or a real Apache Airflow 3 ($PGDURABLE_AIRFLOW_VENV).",
+    help="Airflow: pgdurable's own executor, or a real Apache Airflow (3: "
+    "$PGDURABLE_AIRFLOW_VENV, 2: $PGDURABLE_AIRFLOW2_VENV).",
+)
+@click.option(
+    "--airflow-version",
+    type=click.Choice(["2", "3"]),
+    help="With --reference airflow: run Apache Airflow 2.10 or 3.3 (default: the one the "
+    "DAG's imports are written for).",
 )
 @click.option("--logical-date", "logical_date", metavar="DATE", help="Airflow logical date (ds).")
 @click.option("--runs", default=1, show_default=True, help="Replay this many runs on each side.")
 @click.option("--chaos", default=0, metavar="N", help="Kill the worker at N random points.")
 @click.option("--chaos-db", is_flag=True, help="With --chaos: also crash and restart PostgreSQL.")
 @click.option("--seed", type=int, default=None, help="Random seed of the chaos points.")
-@click.option("--compare", "compare_tables", metavar="TABLES", help="Comma-separated tables.")
+@click.option(
+    "--compare",
+    "compare_tables",
+    metavar="TABLES",
+    help="Comma-separated tables, materialized views or sequences (default: every table "
+    "and materialized view).",
+)
 @click.option("--ignore-columns", metavar="T.C,...", help="Columns left out of the comparison.")
 @click.option("--ignore-serials", is_flag=True, help="Also leave out serial/identity columns.")
 @click.option(
@@ -893,7 +906,23 @@ def _logical_date(value: str | None):
     type=click.Path(dir_okay=False, path_type=Path),
     help="Queue sources: the --tasks mapping the import used.",
 )
-@click.option("--run-as", metavar="ROLE", help="Role for sources that name none.")
+@click.option(
+    "--run-as",
+    metavar="ROLE",
+    help="Role both sides run as (default: the job's role and the file header's run_as).",
+)
+@click.option(
+    "--accept-failures",
+    is_flag=True,
+    help="Count a run that failed on both sides as equal (default: BOTH FAILED, exit 1).",
+)
+@click.option(
+    "--from-db",
+    "from_db",
+    metavar="DSN",
+    help="pg_cron: read the jobs from this database's cron.job (a folder made by "
+    "import-pgcron --from-db; default: the server's cron.database_name).",
+)
 @click.option("--rows", default=10, show_default=True, help="Differing rows shown per table.")
 @dsn_option
 @json_option
@@ -906,6 +935,7 @@ def verify_command(
     all_dir,
     fixture,
     reference,
+    airflow_version,
     logical_date,
     runs,
     chaos,
@@ -917,6 +947,8 @@ def verify_command(
     workflow,
     tasks_file,
     run_as,
+    accept_failures,
+    from_db,
     rows,
     dsn,
 ) -> None:
@@ -924,8 +956,10 @@ def verify_command(
     and compare the data they leave (and, for Airflow, the task states).
 
     \b
-    Exit codes: 0 equal, 1 different (or a file of --all failed), 2 usage
-    error, 3 no database could be reached or started.
+    Outcomes count: a run that failed on one side only is DIFFERENT, on both
+    sides BOTH FAILED (unless --accept-failures). Exit codes: 0 equal, 1
+    different or both failed (or a file of --all failed), 2 usage error, 3 no
+    database could be reached or started.
     """
     from pgdurable import verify as verifying
     from pgdurable.verify import compare, report
@@ -962,6 +996,9 @@ def verify_command(
         workflow=workflow,
         tasks_file=tasks_file,
         run_as=run_as,
+        accept_failures=accept_failures,
+        from_db=from_db,
+        airflow_version=airflow_version,
     )
     admin = None if chaos_db else _connect_target(dsn).conninfo
     kind, spec = given[0]

@@ -119,6 +119,7 @@ CODES: dict[str, Code] = {
     "PGD237": Code(Severity.WARNING, Fidelity.APPROXIMATE, "--portable: a failure ends the run"),
     "PGD238": Code(Severity.INFO, Fidelity.EXACT, "catchup runs are not created"),
     "PGD239": Code(Severity.WARNING, Fidelity.APPROXIMATE, "depends_on_past not enforced"),
+    "PGD240": Code(Severity.WARNING, Fidelity.APPROXIMATE, "{name} may be replaced by a df var"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -139,6 +140,8 @@ CODES: dict[str, Code] = {
     "PGD315": Code(Severity.WARNING, Fidelity.MANUAL, "not statically knowable"),
     "PGD316": Code(Severity.WARNING, Fidelity.MANUAL, "tasks use several databases"),
     "PGD317": Code(Severity.WARNING, Fidelity.MANUAL, "SQL template file not found"),
+    "PGD318": Code(Severity.WARNING, Fidelity.MANUAL, "{sys_*} is replaced at run time"),
+    "PGD319": Code(Severity.WARNING, Fidelity.MANUAL, "the job maintains pg_cron itself"),
 }
 
 

@@ -440,6 +440,24 @@ def _schedule_note(job: CronJob, ctx: TranslateContext, diag: Collector) -> None
         )
 
 
+# pg_cron's own objects a maintenance job touches (its history, its job table, its API).
+_PG_CRON_OBJECT = re.compile(
+    r"\bcron\s*\.\s*(job_run_details|job|schedule|schedule_in_database|unschedule|alter_job)\b",
+    re.IGNORECASE,
+)
+
+
+def _pg_cron_objects(command: str) -> list[str]:
+    """``cron.<object>`` names the command uses, outside comments (strings count: a
+    dynamic ``EXECUTE 'DELETE FROM cron.job_run_details ...'`` maintains it too)."""
+    try:
+        text = " ".join(t.text for t in tokenize(command) if t.kind != "comment")
+    except SqlLexError:
+        text = command
+    found = {f"cron.{m.group(1).lower()}" for m in _PG_CRON_OBJECT.finditer(text)}
+    return sorted(found)
+
+
 def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult:
     diag = Collector(job.ref)
     try:
@@ -448,6 +466,14 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult
         diag.add("PGD101", str(exc))
         return ItemResult(name, job.ref, tuple(diag.items))
     command = command_steps(job.command, PG_CRON, diag, portable=ctx.portable)
+    if maintained := _pg_cron_objects(job.command):
+        diag.add(
+            "PGD319",
+            f"the job maintains pg_cron itself ({', '.join(maintained)}): after cut-over "
+            "pg_cron records nothing more, so it cleans nothing, and it fails once pg_cron "
+            "is dropped. Do not migrate it: pgdurable keeps its own run history in df.instances "
+            "(clean that up on its own schedule); unschedule the job with the rest",
+        )
     if command is None:
         return ItemResult(name, job.ref, tuple(diag.items))
     run, multi = command

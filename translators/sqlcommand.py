@@ -13,6 +13,7 @@ diagnostics (which program ran the command) differs, through ``Runner``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,9 +25,11 @@ from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import (
     SqlLexError,
     Statement,
+    Token,
     is_transaction_control,
     needs_autocommit,
     split_statements,
+    tokenize,
 )
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)  # we report parse problems ourselves
@@ -58,6 +61,48 @@ def looks_invalid(statement: Statement) -> str | None:
     return None
 
 
+def unquoted_do(command: str) -> Token | None:
+    """The ``DO`` keyword of a ``DO`` whose body is not a string (``DO BEGIN ... END``):
+    PostgreSQL rejects it, and splitting it at its ``BEGIN``/``END`` would hide that."""
+    words = [t for t in tokenize(command) if t.kind not in ("space", "comment")]
+    starts = [0] + [i + 1 for i, t in enumerate(words) if t.kind == "semicolon"]
+    for i in starts:
+        if i >= len(words) or words[i].kind != "ident" or words[i].value.lower() != "do":
+            continue
+        j = i + 1
+        if j < len(words) and words[j].kind == "ident" and words[j].value.lower() == "language":
+            j += 2  # DO LANGUAGE plpgsql '...'
+        if j >= len(words) or words[j].kind != "string":
+            return words[i]
+    return None
+
+
+# What the worker substitutes in a step's text before running it (SPEC B §5): the
+# system variables always, ``{identifier}`` when the role has a df var of that name.
+_SYSTEM_BRACES = re.compile(r"\{sys_(?:instance_id|label)\}")
+_USER_BRACES = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def check_braces(command: str, who: str, diag: Collector) -> None:
+    """Diagnostics for brace references the worker would rewrite at run time."""
+    system = sorted(set(_SYSTEM_BRACES.findall(command)))
+    if system:
+        diag.add(
+            "PGD318",
+            f"the command contains {', '.join(system)}, which the worker replaces with the "
+            f"instance's id/label before running it; {who} runs it as written. Rewrite the "
+            "command so it does not contain that text, then set start => true",
+        )
+    user = sorted(set(_USER_BRACES.findall(command)) - set(system))
+    if user:
+        diag.add(
+            "PGD240",
+            f"the command contains {', '.join(user)}: the worker replaces such a reference "
+            "with the df var of that name when the workflow's role has one (df.setvar), so "
+            f"it runs as written, as {who} runs it, only while the role sets no such var",
+        )
+
+
 def command_steps(
     command: str, runner: Runner, diag: Collector, *, portable: bool
 ) -> tuple[m.Node, bool] | None:
@@ -76,6 +121,18 @@ def command_steps(
     if not statements:
         diag.add("PGD103", f"the command is empty; {who} fails it on every run")
         return None
+    check_braces(command, who, diag)
+    do = unquoted_do(command)
+    if do is not None:
+        # Kept whole and as written: it fails exactly as it does in the source.
+        diag.add(
+            "PGD303",
+            f"DO at line {do.line}, column {do.col} of the command has no quoted body "
+            f"(syntax error at or near the word after DO); {who} fails this job on every "
+            "run. Quote the block (DO $$ BEGIN ... END $$), fix the job in the source, "
+            "then regenerate",
+        )
+        return m.Sql(command), False
     for st in statements:
         if problem := looks_invalid(st):
             diag.add(

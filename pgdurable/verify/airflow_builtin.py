@@ -566,5 +566,38 @@ def conn_ids(dag: Dag) -> set[str]:
     return found
 
 
+def databases_named(dag: Dag) -> dict[str, str]:
+    """task_id -> the ``database=`` a SQL task names (its own or default_args'): it
+    overrides the connection's database in Airflow, as ``target_database`` does in
+    the translation."""
+    found = {}
+    for task in dag.tasks.values():
+        value = dag.task_arg(task, "database")
+        if isinstance(value, str):
+            found[task.task_id] = value
+    return found
+
+
+def check_one_database(dag: Dag) -> str | None:
+    """The one database the DAG's ``database=`` arguments name (None: none does).
+
+    Each side of a verification is one clone of the fixture, so every task runs in
+    it: a task's ``database='analytics'`` is modelled as that clone on both sides,
+    exactly as the generated file's ``target_database`` is. Tasks naming two
+    databases cannot be replayed on one clone and are refused."""
+    named = databases_named(dag)
+    if not named:
+        return None
+    names = set(named.values())
+    if len(names) > 1:
+        parts = [f"{t} -> {d}" for t, d in sorted(named.items())]
+        raise VerificationError(
+            "the DAG's tasks run in different databases (" + ", ".join(parts) + "); verify "
+            "replays a DAG on one fixture clone per side: verify a DAG whose tasks share "
+            "one database"
+        )
+    return next(iter(names))
+
+
 def to_json(outcome: DagRunOutcome) -> str:
     return json.dumps({"states": outcome.states, "run_state": outcome.run_state})

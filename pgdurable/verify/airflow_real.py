@@ -1,8 +1,14 @@
-"""``--reference airflow``: run the DAG with a real Apache Airflow 3 and read the task states.
+"""``--reference airflow``: run the DAG with a real Apache Airflow and read the task states.
 
-Airflow lives in its own virtualenv (``$PGDURABLE_AIRFLOW_VENV``, default
-``~/.cache/pgdurable/airflow-<version>``, made by ``.ci/airflow-venv.sh``),
-never in pgdurable's. One run is ``airflow dags test DAG_ID DATE -f FILE``:
+Two generations are offered, each pinned in its own virtualenv, never in
+pgdurable's: Airflow 3 (``$PGDURABLE_AIRFLOW_VENV``, default
+``~/.cache/pgdurable/airflow-3.3.2``) and Airflow 2 (``$PGDURABLE_AIRFLOW2_VENV``,
+default ``~/.cache/pgdurable/airflow-2.10.5``), both made by
+``.ci/airflow-venv.sh [3|2]``. Which one runs a DAG: ``--airflow-version``, else
+the generation the DAG's imports show (``airflow.sdk`` is 3; Airflow 1/2 spellings
+are 2; a DAG that shows neither is run by 3). Most DAG files people migrate
+import only in Airflow 2. One run is ``airflow dags test DAG_ID DATE -f FILE``
+(Airflow 2: ``-S FILE``):
 the DAG file is parsed and executed in-process by Airflow itself, with
 
 - every connection id the DAG names passed by environment
@@ -29,23 +35,41 @@ from pgdurable import db
 from pgdurable.errors import VerificationError
 from pgdurable.verify.airflow_builtin import DagRunOutcome
 
-AIRFLOW_VERSION = "3.3.2"
+# major version -> the pinned release (.ci/airflow-venv.sh pins the same) and its venv variable
+VERSIONS = {"3": "3.3.2", "2": "2.10.5"}
+VENV_VARIABLES = {"3": "PGDURABLE_AIRFLOW_VENV", "2": "PGDURABLE_AIRFLOW2_VENV"}
+AIRFLOW_VERSION = VERSIONS["3"]
 RUN_TIMEOUT_SECONDS = 600
 
 
-def venv_path() -> Path:
-    configured = os.environ.get("PGDURABLE_AIRFLOW_VENV")
+def major_for(requested: str | None, generation: int | None) -> str:
+    """The Airflow major version that runs a DAG: the one asked for, else the DAG's
+    generation (its imports), else 3."""
+    if requested is not None:
+        major = requested.split(".", 1)[0]
+        if major not in VERSIONS:
+            raise VerificationError(
+                f"--airflow-version {requested}: pgdurable offers Apache Airflow "
+                + " and ".join(f"{v} ({k})" for k, v in sorted(VERSIONS.items()))
+            )
+        return major
+    return "2" if generation is not None and generation <= 2 else "3"
+
+
+def venv_path(major: str = "3") -> Path:
+    configured = os.environ.get(VENV_VARIABLES[major])
     if configured:
         return Path(configured).expanduser()
-    return Path.home() / ".cache" / "pgdurable" / f"airflow-{AIRFLOW_VERSION}"
+    return Path.home() / ".cache" / "pgdurable" / f"airflow-{VERSIONS[major]}"
 
 
-def _program(venv: Path) -> Path:
+def _program(venv: Path, major: str = "3") -> Path:
     program = venv / "bin" / "airflow"
     if not program.is_file():
         raise VerificationError(
-            f"Apache Airflow was not found in {venv}: run .ci/airflow-venv.sh (it creates that "
-            "virtualenv) or set PGDURABLE_AIRFLOW_VENV to a virtualenv with apache-airflow 3, "
+            f"Apache Airflow {VERSIONS[major]} was not found in {venv}: run "
+            f"`bash .ci/airflow-venv.sh {major}` (it creates that virtualenv) or set "
+            f"{VENV_VARIABLES[major]} to a virtualenv with apache-airflow {major}, "
             "apache-airflow-providers-postgres and apache-airflow-providers-common-sql"
         )
     return program
@@ -103,11 +127,15 @@ def connection_uri(conninfo: str) -> str:
 
 
 def run_dag(
-    dag_file: Path, dag_id: str, logical: datetime, connections: dict[str, str]
+    dag_file: Path,
+    dag_id: str,
+    logical: datetime,
+    connections: dict[str, str],
+    major: str = "3",
 ) -> DagRunOutcome:
     """One real Airflow DAG run; ``connections`` maps conn_id -> libpq conninfo."""
-    venv = venv_path()
-    program = _program(venv)
+    venv = venv_path(major)
+    program = _program(venv, major)
     template = _metadata_template(venv, program)
     with tempfile.TemporaryDirectory(prefix="pgdurable-airflow-") as folder:
         home = Path(folder)
@@ -117,7 +145,8 @@ def run_dag(
         for conn_id, conninfo in connections.items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = connection_uri(conninfo)
         command = [str(program), "dags", "test", dag_id, logical.isoformat()]
-        command += ["-f", str(dag_file.resolve())]
+        # Airflow 3 names the file with -f (--dagfile-path), Airflow 2 with -S (--subdir)
+        command += ["-f" if major == "3" else "-S", str(dag_file.resolve())]
         try:
             result = subprocess.run(
                 command,
@@ -145,4 +174,17 @@ def run_dag(
             f"(exit {result.returncode}):\n{tail}"
         )
     states = {task_id: state or "none" for task_id, state in rows}
-    return DagRunOutcome(states, runs[0][0] or "none")
+    output = result.stdout + result.stderr
+    errors = {
+        t: _error_of(output, t)
+        for t, state in states.items()
+        if state in ("failed", "up_for_retry")
+    }
+    return DagRunOutcome(states, runs[0][0] or "none", errors)
+
+
+def _error_of(output: str, task_id: str) -> str:
+    """The last error line Airflow logged that names the task, for the report."""
+    lines = [line.strip() for line in output.splitlines()]
+    mine = [line for line in lines if task_id in line and ("Error" in line or "ERROR" in line)]
+    return (mine[-1] if mine else "failed (see the `airflow dags test` output)")[-500:]

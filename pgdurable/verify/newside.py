@@ -12,7 +12,12 @@ before any worker sees it, and one run is started directly: the loop's body
 with its leading wait replaced by ``df.sleep(0)`` (an unscheduled workflow
 runs as it is). Everything after the wait (the ``pgdurable.try`` that keeps a
 schedule alive, the enqueue call of a queue job, the Airflow run's steps)
-runs unchanged.
+runs unchanged but one thing: the ``pgdurable.try(run, df.sleep(0))`` that keeps
+a schedule alive after a failed run is unwrapped, so the run's own outcome (a
+failed pg_cron command, a failed DAG run) is the instance's and is compared
+with the old side's, instead of being swallowed (issue 18). Every failed step's
+error text is read back, including failures a ``pgdurable.try`` inside the run
+recovered from.
 
 **Dates.** An Airflow run computes its dates first (the ``dag_run`` step,
 from ``now()``). That step's clock is pinned: ``now()`` becomes the instant
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,8 +41,13 @@ from typing import Any
 from pgdurable import apply as applying
 from pgdurable import db
 from pgdurable.errors import ApplyFailed, VerificationError
+from pgdurable.render import literal
+from pgdurable.verify.subjects import run_as_of
 
 WAITS = ("WAIT_SCHEDULE", "SLEEP", "RACE")
+# Nodes whose failure is only a child's failure passed on (their error repeats it);
+# a TIMEOUT's own "timed out after N s" is kept.
+CONTAINERS = ("THEN", "IF", "JOIN", "LOOP", "RACE", "TRY", "RETRY")
 
 
 @dataclass
@@ -54,14 +65,42 @@ class NewRun:
     status: str  # completed | failed | cancelled
     error: str | None
     states: dict[str, str] = field(default_factory=dict)  # st_<task> -> state
+    step_errors: list[str] = field(default_factory=list)  # every failed step, in order
+
+    @property
+    def failed(self) -> bool:
+        return self.status != "completed"
+
+    @property
+    def errors(self) -> list[str]:
+        """Every failed step's error; the instance's own when no step failed."""
+        if self.step_errors:
+            return self.step_errors
+        return [self.error] if self.error and self.failed else []
 
 
-def deploy(conninfo: str, path: Path, text: str, run_as: str | None) -> Deployed:
-    """Apply one generated file (as ``pgdurable apply`` does) and stop what it started."""
+_TARGET_DATABASE = re.compile(r"^(\s*target_database => )'(?:[^']|'')*'", re.MULTILINE)
+
+
+def in_clone(text: str, database: str) -> str:
+    """The file with its ``target_database`` made the clone: a job of database ``app``
+    is replayed in this side's copy of the fixture, never in a database named app."""
+    return _TARGET_DATABASE.sub(lambda m: m.group(1) + literal(database), text)
+
+
+def deploy(
+    conninfo: str, path: Path, text: str, run_as: str | None, database: str | None = None
+) -> Deployed:
+    """Apply one generated file (as ``pgdurable apply`` does) and stop what it started;
+    with ``database``, the file's target database is that one (``in_clone``)."""
+    if database is not None:
+        text = in_clone(text, database)
     with db.connection(conninfo) as conn:
-        if run_as:
+        # the file's own role starts the instance on apply (cancelled below); run_as,
+        # when --run-as differs, starts the verified run
+        for role in sorted({run_as, run_as_of(text)} - {None}):
             with conn.transaction():
-                conn.execute("SELECT df.grant_usage(%s)", [run_as])
+                conn.execute("SELECT df.grant_usage(%s)", [role])
         try:
             applying.DatabaseSink(conn).run_file(path, text)
         except ApplyFailed as exc:
@@ -83,8 +122,17 @@ def deploy(conninfo: str, path: Path, text: str, run_as: str | None) -> Deployed
     return Deployed(source, name, json.loads(definition), role, target)
 
 
+def _keeps_alive(node: dict[str, Any] | None) -> bool:
+    """``pgdurable.try(run, df.sleep(0))``: the translators' keep-the-schedule-going wrapper."""
+    if not node or node.get("node_type") != "TRY":
+        return False
+    fallback = node.get("right_node") or {}
+    return fallback.get("node_type") == "SLEEP" and str(fallback.get("query")).strip() == "0"
+
+
 def one_tick(graph: dict[str, Any]) -> dict[str, Any]:
-    """The graph of one run: a schedule loop's body with its leading wait made instant."""
+    """The graph of one run: a schedule loop's body with its leading wait made instant
+    and the run's keep-alive ``pgdurable.try`` unwrapped (its outcome is what counts)."""
     if graph.get("node_type") != "LOOP" or graph.get("condition_node"):
         return graph
     body = json.loads(json.dumps(graph["left_node"]))
@@ -96,6 +144,9 @@ def one_tick(graph: dict[str, Any]) -> dict[str, Any]:
         if parent is None:
             return instant
         parent["left_node"] = instant
+        # the run follows the wait: THEN(wait, run) or THEN(THEN(wait, run), ...)
+        if _keeps_alive(parent.get("right_node")):
+            parent["right_node"] = parent["right_node"]["left_node"]
     return body
 
 
@@ -165,12 +216,20 @@ def outcome(conninfo: str, instance_id: str) -> NewRun:
             " AND result_name LIKE 'st\\_%%' AND status = 'completed'",
             [instance_id],
         ).fetchall()
+        # Leaf steps that failed, whether or not a TRY recovered from it (containers
+        # only pass a child's failure on). Their result is the error text.
+        failures = conn.execute(
+            "SELECT node_type, result #>> '{}' FROM df.nodes WHERE instance_id = %s"
+            " AND status = 'failed' AND node_type <> ALL(%s) ORDER BY updated_at, id",
+            [instance_id, list(CONTAINERS)],
+        ).fetchall()
     states = {}
     for name, result in rows:
         state = _state_of(result)
         if state:
             states[name] = state
-    return NewRun(instance_id, status, error, states)
+    step_errors = [f"{kind} step: {text}" for kind, text in failures if text]
+    return NewRun(instance_id, status, error, states, step_errors)
 
 
 def _state_of(result: Any) -> str | None:

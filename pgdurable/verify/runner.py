@@ -21,8 +21,13 @@ from pathlib import Path
 from pgdurable import db, migrator
 from pgdurable.errors import PgDurableError, VerificationError
 from pgdurable.verify import chaos, compare, newside, pgcron, queue, subjects
-from pgdurable.verify.airflow_builtin import DagRunOutcome, Reference, conn_ids
-from pgdurable.verify.report import BatchItem, StateDiff, Verification
+from pgdurable.verify.airflow_builtin import (
+    DagRunOutcome,
+    Reference,
+    check_one_database,
+    conn_ids,
+)
+from pgdurable.verify.report import BatchItem, RunOutcome, StateDiff, Verification
 from pgdurable.verify.sandbox import Sandbox
 
 REFERENCES = ("builtin", "airflow")
@@ -45,6 +50,9 @@ class Options:
     workflow: Path | None = None  # a generated file to use instead of translating now
     tasks_file: Path | None = None
     run_as: str | None = None
+    accept_failures: bool = False  # both sides failing a run is accepted as equal
+    from_db: str | None = None  # pg_cron jobs from this database's cron.job
+    airflow_version: str | None = None  # --reference airflow: "2" or "3" (default: the DAG's)
 
 
 def _logical_dates(subject: subjects.Subject, options: Options) -> list[datetime]:
@@ -78,8 +86,16 @@ def verify(
         raise VerificationError("--reference airflow only applies to --airflow")
     if options.runs < 1:
         raise VerificationError("--runs must be at least 1")
+    from_db = options.from_db
+    if from_db is None and kind == "pgcron" and subjects.db_ref(spec) is not None:
+        from_db = _cron_database(admin_conninfo)
     subject = subjects.load(
-        kind, spec, workflow=options.workflow, tasks_file=options.tasks_file, run_as=options.run_as
+        kind,
+        spec,
+        workflow=options.workflow,
+        tasks_file=options.tasks_file,
+        run_as=options.run_as,
+        from_db=from_db,
     )
     if kind == "queue":
         queue.check_replayable(subject.item, subject.extra["tasks"])
@@ -106,11 +122,62 @@ def verify(
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+def roles(subject: subjects.Subject, run_as: str | None) -> tuple[str, str, list[str]]:
+    """(old side's role, new side's role, notes): the identity of the import.
+
+    ``--run-as`` wins for both sides. Otherwise the new side runs as the role the
+    generated file's header names (``run_as``), and the old side as the role the
+    source runs the job as (pg_cron's ``username``, a queue entry's user), else the
+    same header role, so a fixture that grants to the job's real role works on both
+    sides. Only when nothing names a role is the stand-in ``pgdurable_verify`` used,
+    and the report says so."""
+    if run_as:
+        return run_as, run_as, [f"both sides ran as {run_as} (--run-as)"]
+    header, own = subject.run_as, _old_role(subject)
+    old, new = own or header, header or own
+    notes = []
+    if old is None or new is None:
+        notes.append(
+            f"neither the source nor the generated file names a role: both sides ran as the "
+            f"stand-in {DEFAULT_ROLE}; pass --run-as ROLE (the role the job really runs as)"
+        )
+    old, new = old or DEFAULT_ROLE, new or DEFAULT_ROLE
+    if old != new:
+        notes.append(
+            f"the old side ran as {old} (the source's role), the new side as {new} "
+            "(run_as in the generated file)"
+        )
+    return old, new, notes
+
+
+def _reference_label(subject: subjects.Subject, options: Options) -> str:
+    if subject.kind != "airflow":
+        return "source semantics"
+    if options.reference != "airflow":
+        return options.reference
+    from pgdurable.verify import airflow_real
+
+    major = airflow_real.major_for(options.airflow_version, subject.extra.get("generation"))
+    return f"airflow (Apache Airflow {airflow_real.VERSIONS[major]})"
+
+
+def _cron_database(admin_conninfo: str | None) -> str | None:
+    """The database holding cron.job on the verify server (``cron.database_name``), if
+    pg_cron is loaded there: a ``--from-db`` folder's jobs are read from it by default."""
+    if admin_conninfo is None:
+        return None
+    try:
+        with db.connection(db.conninfo_with(admin_conninfo, dbname="postgres")) as conn:
+            row = conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()
+    except db.DatabaseError:
+        return None
+    return db.conninfo_with(admin_conninfo, dbname=row[0]) if row and row[0] else None
+
+
 def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verification:
-    old_role = _old_role(subject) or subject.run_as or DEFAULT_ROLE
-    new_role = subject.run_as or DEFAULT_ROLE
-    for role in {old_role, new_role}:
-        sandbox.ensure_role(role)
+    old_role, new_role, role_notes = roles(subject, options.run_as)
+    for role in {old_role, new_role, subject.run_as}:
+        sandbox.ensure_role(role)  # the header's role too: applying the file names it
     progress(f"building fixture {options.fixture}")
     template = sandbox.build_template(options.fixture)
     old_db = sandbox.clone(template, "old")
@@ -120,9 +187,12 @@ def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verificati
     result = Verification(
         subject.label,
         subject.kind,
-        options.reference if subject.kind == "airflow" else "source semantics",
+        _reference_label(subject, options),
         str(options.fixture),
+        accept_failures=options.accept_failures,
+        roles={"old": old_role, "new": new_role},
     )
+    result.notes += role_notes
     dates = _logical_dates(subject, options)
 
     progress(f"old side: replaying {subject.label}")
@@ -130,7 +200,11 @@ def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verificati
 
     progress(f"new side: applying {subject.generated_path} and running the workflow")
     deployed = newside.deploy(
-        sandbox.conninfo(new_db), subject.generated_path, subject.generated_text, new_role
+        sandbox.conninfo(new_db),
+        subject.generated_path,
+        subject.generated_text,
+        new_role,
+        database=new_db,
     )
     runner = newside.run_worker_until_idle
     if options.chaos:
@@ -152,11 +226,18 @@ def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verificati
         if run.error and run.status != "completed":
             line += f": {run.error[:200]}"
         result.new_runs.append(line)
+        # A pg_cron run fails when any part of its command fails, even one a hand-edited
+        # file wraps in its own pgdurable.try (the DAG and crontab translations recover
+        # from failures inside a run on purpose: there the run's outcome counts).
+        failed = run.failed or (subject.kind == "pgcron" and bool(run.step_errors))
+        result.new_outcomes.append(RunOutcome(failed, line, run.errors))
 
     progress("comparing")
     old_tables = compare.snapshot(sandbox.conninfo(old_db), options.compare)
     new_tables = compare.snapshot(sandbox.conninfo(new_db), options.compare)
     result.tables = compare.diff(old_tables, new_tables)
+    written = compare.targets(subject.generated_text)
+    result.not_compared = compare.not_compared(sandbox.conninfo(old_db), written, set(old_tables))
     if subject.kind == "airflow":
         _compare_states(subject, references, runs, result)
     return result
@@ -176,29 +257,47 @@ def _old_side(subject, options, sandbox, old_db, role, dates, result) -> list[Da
     for i in range(options.runs):
         if subject.kind == "pgcron":
             run = pgcron.run_command(conninfo, subject.item.command)
-            result.old_runs.append(f"{run.status}: {run.return_message}")
+            line = f"{run.status}: {run.return_message}"
+            failed = run.status != "succeeded"
+            errors = [run.return_message] if failed else []
         elif subject.kind == "queue":
             run = queue.run_once(subject.item, subject.extra["tasks"], conninfo)
-            result.old_runs.append(run.status + (f": {run.message}" if run.message else ""))
+            line = run.status + (f": {run.message}" if run.message else "")
+            failed = run.status != "succeeded"
+            errors = [run.message or "failed"] if failed else []
         else:
             outcome = _airflow_run(subject, options, conninfo, dates[i])
             outcomes.append(outcome)
             result.reference_states.append(dict(sorted(outcome.states.items())))
-            failed = sorted(t for t, s in outcome.states.items() if s == "failed")
-            result.old_runs.append(
-                f"DAG run {outcome.run_state} on {dates[i].date()}"
-                + (f" (failed: {', '.join(failed)})" if failed else "")
+            failed_tasks = sorted(t for t, s in outcome.states.items() if s == "failed")
+            line = f"DAG run {outcome.run_state} on {dates[i].date()}" + (
+                f" (failed: {', '.join(failed_tasks)})" if failed_tasks else ""
             )
+            failed = outcome.run_state != "success"
+            errors = [
+                f"task {t}: {outcome.errors.get(t) or 'failed (the reference gave no error text)'}"
+                for t in failed_tasks
+            ]
+        result.old_runs.append(line)
+        result.old_outcomes.append(RunOutcome(failed, line, errors))
     return outcomes
 
 
 def _airflow_run(subject, options, conninfo: str, date: datetime) -> DagRunOutcome:
     dag = subject.item
+    database = check_one_database(dag)
     if options.reference == "airflow":
+        if database is not None:
+            raise VerificationError(
+                f"the DAG's SQL tasks name database={database!r}, which makes a real Airflow "
+                "connect to that database instead of the fixture clone: verify it with "
+                "--reference builtin (which runs them in the clone, like the new side)"
+            )
         from pgdurable.verify import airflow_real
 
         connections = {cid: conninfo for cid in conn_ids(dag)}
-        return airflow_real.run_dag(subject.source_file, dag.dag_id, date, connections)
+        major = airflow_real.major_for(options.airflow_version, subject.extra.get("generation"))
+        return airflow_real.run_dag(subject.source_file, dag.dag_id, date, connections, major)
     return Reference(dag, subject.source_file, lambda _cid: conninfo, date).run()
 
 
@@ -209,8 +308,8 @@ def _sid(task_id: str) -> str:
 
 
 def _compare_states(subject, references: list[DagRunOutcome], runs, result) -> None:
-    """Task states the workflow records (``st_<task>``) against the reference's, and
-    the run's outcome (a failed DAG run is a failed instance)."""
+    """Task states the workflow records (``st_<task>``) against the reference's (the
+    run's outcome is compared for every kind, in ``report``)."""
     unrecorded: set[str] = set()
     for i, (ref, run) in enumerate(zip(references, runs, strict=True), 1):
         for task_id, state in sorted(ref.states.items()):
@@ -219,9 +318,6 @@ def _compare_states(subject, references: list[DagRunOutcome], runs, result) -> N
                 unrecorded.add(task_id)
             elif recorded != state:
                 result.states.append(StateDiff(i, task_id, state, recorded))
-        new_outcome = {"completed": "success"}.get(run.status, "failed")
-        if new_outcome != ref.run_state:
-            result.states.append(StateDiff(i, "(DAG run)", ref.run_state, new_outcome))
     if unrecorded:
         result.notes.append(
             "the workflow records no state for "
@@ -251,7 +347,7 @@ def verify_all(
             if kind != "airflow":
                 one.reference = "builtin"
             verification = verify(kind, spec, one, admin_conninfo)
-            outcome = "equal" if verification.equal else "different"
+            outcome = verification.verdict.lower()  # equal | different | both failed
             items.append(BatchItem(str(path), verification.subject, outcome, verification))
         except PgDurableError as exc:
             items.append(BatchItem(str(path), "", "failed", error=exc.message))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pgdurable.cli import cli
+from pgdurable.errors import VerificationError
 from pgdurable.verify import Options, subjects, verify
 
 DAGS = Path(__file__).resolve().parents[2] / "fixtures" / "verify" / "dags"
@@ -109,3 +111,35 @@ def test_json_report_for_ci(admin):
     assert data["equal"] is True
     assert [t["table"] for t in data["tables"]] == ["public.log"]
     assert data["reference_states"][0]["load"] == "upstream_failed"
+
+
+def test_a_failure_inside_the_schedule_reaches_the_new_sides_outcome(admin):
+    # a scheduled DAG's run sits in the keep-alive pgdurable.try; its failure must still
+    # count (issue 18, item 5), and database= (in default_args) is the target database
+    dag = DAGS / "v08_nightly_fail.py"
+    subject = subjects.load("airflow", str(dag), run_as="etl")
+    assert "target_database => 'warehouse'" in subject.generated_text
+    options = Options(AIRFLOW_SEED, run_as="etl", logical_date=datetime(2024, 1, 2, tzinfo=UTC))
+    result = verify("airflow", str(dag), options, admin)
+    assert result.verdict == "BOTH FAILED", result.text()
+    assert result.old_outcomes[0].failed and result.new_outcomes[0].failed
+    missing = 'relation "daily_summary" does not exist'
+    assert any("task summarize" in e and missing in e for e in result.old_outcomes[0].errors)
+    assert any(missing in e for e in result.new_outcomes[0].errors)
+    log = next(t for t in result.tables if t.table == "public.log")
+    assert log.equal and log.old_rows == 1  # stage ran in the clone on both sides
+    accepted = verify(
+        "airflow", str(dag), Options(**{**options.__dict__, "accept_failures": True}), admin
+    )
+    assert accepted.equal, accepted.text()
+
+
+def test_tasks_of_two_databases_are_refused(admin, tmp_path: Path):
+    dag = tmp_path / "two_dbs.py"
+    dag.write_text(
+        (DAGS / "v08_nightly_fail.py")
+        .read_text()
+        .replace('task_id="summarize",', 'task_id="summarize", database="reporting",')
+    )
+    with pytest.raises(VerificationError, match="run in different databases"):
+        verify("airflow", str(dag), Options(AIRFLOW_SEED, run_as="etl"), admin)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pgdurable.verify import Options, subjects, verify
+from pgdurable.errors import VerificationError
+from pgdurable.verify import Options, airflow_real, subjects, verify
 from pgdurable.verify.airflow_builtin import Reference
 from pgdurable.verify.sandbox import Sandbox
 
@@ -51,3 +52,39 @@ def test_translation_matches_a_real_airflow_run(admin, dag):
     real = result.reference_states[0]
     assert real and all(state != "none" for state in real.values()), real
     assert builtin_states(admin, DAGS / f"{dag}.py") == real
+
+
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_one_dag_against_airflow_2_and_3(admin, version):
+    # most DAG files people migrate are written for Airflow 2 (issue 18, item 6); this one
+    # imports in both, so both real references must agree with the translation
+    dag = DAGS / "v09_both_generations.py"
+    options = Options(SEED, reference="airflow", logical_date=DATE, airflow_version=version)
+    result = verify("airflow", str(dag), options, admin)
+    assert result.reference == f"airflow (Apache Airflow {airflow_real.VERSIONS[version]})"
+    assert result.equal, result.text()
+    real = result.reference_states[0]
+    assert real == {"broken": "failed", "done": "success", "load": "success", "stamp": "success"}
+    assert builtin_states(admin, dag) == real
+    # the failed task's error text is in the report
+    assert not result.old_outcomes[0].failed  # the all_done leaf decides the DAG run
+    assert [e.split(":", 1)[0] for e in result.old_outcomes[0].errors] == ["task broken"]
+
+
+def test_the_dag_imports_choose_the_airflow_version():
+    assert (
+        airflow_real.major_for(
+            None,
+            subjects.load("airflow", str(DAGS / "v09_both_generations.py")).extra["generation"],
+        )
+        == "2"
+    )
+    assert (
+        airflow_real.major_for(
+            None, subjects.load("airflow", str(DAGS / "v04_check_fail.py")).extra["generation"]
+        )
+        == "3"
+    )
+    assert airflow_real.major_for("3", 2) == "3" and airflow_real.major_for("2.10", 3) == "2"
+    with pytest.raises(VerificationError, match="offers Apache Airflow"):
+        airflow_real.major_for("1", None)

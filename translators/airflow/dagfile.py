@@ -71,6 +71,7 @@ class Task:
     removed_in: int | None = None
     replacement: str | None = None
     mapped: Any = None  # .expand(...) arguments
+    qualified: str | None = None  # the operator's qualified class name, when imported
 
 
 @dataclass

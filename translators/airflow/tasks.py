@@ -41,6 +41,20 @@ class Context:
     databases: dict[str, str | None] = field(default_factory=dict)  # task -> target db
     multi_statement: bool = False  # a step holds several statements (profile pgdurable)
     run_as: str | None = None
+    unmapped: dict[str, list[str]] = field(default_factory=dict)  # conn_id -> its tasks
+
+    def unmapped_conn(self, conn_id: str, task: Task) -> None:
+        """Report an unmapped conn_id once, naming every task that uses it."""
+        tasks = self.unmapped.setdefault(conn_id, [])
+        tasks.append(task.task_id)
+        if len(tasks) == 1:
+            self.diag.add(
+                "PGD313",
+                f"conn_id {conn_id!r} (task {task.task_id!r}) is not mapped to a database by "
+                "--connections; its steps run in the workflow's database: add "
+                f"`{conn_id}: {{database: NAME}}` (or `current`) to the connections file",
+                task.ref,
+            )
 
 
 @dataclass
@@ -123,16 +137,19 @@ def _conn(task: Task, ctx: Context, keys: tuple[str, ...]) -> None:
         return
     known, database = ctx.connections.database(conn_id)
     if not known:
-        ctx.diag.add(
-            "PGD313",
-            f"task {task.task_id!r} uses conn_id {conn_id!r}, which --connections does not map "
-            "to a database; the step runs in the workflow's database",
-            task.ref,
-        )
+        ctx.unmapped_conn(conn_id, task)
     ctx.databases[task.task_id] = database
-    database_arg = task.args.get("database")
+    # database= (the task's or default_args') overrides the connection's database
+    database_arg = ctx.dag.task_arg(task, "database")
     if isinstance(database_arg, str):
         ctx.databases[task.task_id] = database_arg
+    elif database_arg is not None:
+        ctx.diag.add(
+            "PGD313",
+            f"task {task.task_id!r}: database= is not a literal; the step runs in the "
+            "connection's database: set target_database in the generated file by hand",
+            task.ref,
+        )
 
 
 def _sql_text(task: Task, ctx: Context, value: Any, what: str = "sql") -> list[str] | None:
@@ -395,6 +412,15 @@ def compile_work(task: Task, ctx: Context) -> Work:
     kind = task.kind
     handler = _HANDLERS.get(kind)
     if handler is None:
+        if task.qualified and not task.qualified.startswith("airflow"):
+            line = f" at line {task.ref.line}" if task.ref.line else ""
+            return stub(
+                task,
+                f"{task.qualified}{line} is an operator class pgdurable does not know (a "
+                "plugin or your own package): its code is not in the DAG file. Write what "
+                "its execute() does as SQL in the generated stub step",
+                ctx,
+            )
         return stub(task, f"{task.operator} has no workflow equivalent", ctx)
     if kind in (
         "sql",
@@ -784,9 +810,7 @@ def _python(task: Task, ctx: Context) -> Work:
         conn = call.get("conn") or "postgres_default"
         known, database = ctx.connections.database(conn)
         if not known:
-            ctx.diag.add(
-                "PGD313", f"task {task.task_id!r}: conn_id {conn!r} is not mapped", task.ref
-            )
+            ctx.unmapped_conn(conn, task)
         ctx.databases[task.task_id] = database
         text = _bind(call["sql"], call.get("parameters"), task, ctx)
         work = sql_steps(task, ctx, [text], autocommit=bool(call.get("autocommit")), split=False)

@@ -633,6 +633,7 @@ class Reader:
             callable=callable_ if isinstance(callable_, Function) else None,
             removed_in=removed,
             replacement=replacement,
+            qualified=qname,
         )
         return self.add_task(task, dag, node)
 
@@ -971,6 +972,11 @@ class Reader:
         short = qname.rsplit(".", 1)[-1] if qname else self.src(node.func)
         if qname.startswith("airflow"):
             return self.airflow_call(qname, short, args, kwargs, node)
+        if "task_id" in kwargs and short[:1].isupper() and self.current_dag(kwargs.get("dag")):
+            # A class of a plugin or company package given a task_id inside a DAG: a task
+            # Airflow runs, whose code we cannot see. It becomes a manual item naming the
+            # class, never silently dropped.
+            return self.operator_call(qname or short, short, kwargs, node)
         return self.builtin(qname, short, args, kwargs, node)
 
     def airflow_call(self, qname: str, short: str, args, kwargs, node) -> Any:
