@@ -210,8 +210,13 @@ def connection_lost(exc: BaseException, conn: psycopg.AsyncConnection | None) ->
     """True when a step's statement failed because its connection broke (worth
     running again), False when the server reported an error for the statement
     on a live connection: that error is the step's outcome, whatever its
-    SQLSTATE (a step can raise 08006 itself, or hit 54000 or a lock timeout)."""
-    if isinstance(exc, psycopg_pool.PoolTimeout):
+    SQLSTATE (a step can raise 08006 itself, or hit 54000 or a lock timeout).
+
+    Class 40 (deadlock, serialization failure) is run again too: the server
+    rolled back the step together with its completion record, so a new try is
+    still exactly-once, and such conflicts arise between the worker's own
+    bookkeeping writes (two branches of one instance completing at once)."""
+    if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.errors.TransactionRollback):
         return True
     if not isinstance(exc, psycopg.OperationalError):
         return False
