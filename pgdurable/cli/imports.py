@@ -230,7 +230,7 @@ def import_queue(
 
 
 @click.command("apply")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--sql",
     "as_sql",
