@@ -259,7 +259,10 @@ def apply(ctx: click.Context, directory: Path, as_sql: bool, dsn: str | None) ->
         )
     emit(
         ctx,
-        {"applied": [{"file": str(p), "outcome": o} for p, o in outcomes]},
+        {
+            "connection": target.as_dict(),
+            "applied": [{"file": str(p), "outcome": o} for p, o in outcomes],
+        },
         f"applied {len(outcomes)} file(s) from {directory}",
     )
 

@@ -107,19 +107,20 @@ def run_command(ctx, dsn, file, expr, label, wait) -> None:
     if (file is None) == (expr is None):
         raise click.UsageError("give either FILE or -e EXPR")
     text = expr if expr is not None else file.read().strip().rstrip(";")
-    instance_id = one_value(dsn, f"SELECT df.start(({text})::text, %s)", [label])
+    target = connect_target(dsn)
+    instance_id = one_value(target, f"SELECT df.start(({text})::text, %s)", [label])
     status = "pending"
     while wait and status not in ("completed", "failed", "cancelled"):
         time.sleep(0.2)
-        status = one_value(dsn, "SELECT df.status(%s)", [instance_id])
-    _show(ctx, dsn, instance_id)
+        status = one_value(target, "SELECT df.status(%s)", [instance_id])
+    _show(ctx, target, instance_id)
     if wait and status != "completed":
         ctx.exit(EXIT_FAILURE)
 
 
-def _show(ctx: click.Context, dsn: str | None, instance_id: str) -> None:
+def _show(ctx: click.Context, target, instance_id: str) -> None:
     row = one_value(
-        dsn,
+        target,
         "SELECT json_build_object('id', i.id, 'label', i.label, 'status', i.status,"
         " 'result', n.result) FROM df.instances i JOIN df.nodes n"
         " ON n.instance_id = i.id AND n.id = i.root_node WHERE i.id = %s",
@@ -128,7 +129,7 @@ def _show(ctx: click.Context, dsn: str | None, instance_id: str) -> None:
     if row is None:
         raise PgDurableError(f"Instance not found or access denied: {instance_id}")
     result = "" if row["result"] is None else "  " + json.dumps(row["result"])
-    emit(ctx, row, f"{row['id']}  {row['status']}{result}")
+    emit(ctx, {**row, "connection": target.as_dict()}, f"{row['id']}  {row['status']}{result}")
 
 
 @click.command("status")
@@ -138,18 +139,19 @@ def _show(ctx: click.Context, dsn: str | None, instance_id: str) -> None:
 @click.pass_context
 def status_command(ctx, dsn, instance_id) -> None:
     """Show one instance (status and result), or the 20 most recent."""
+    target = connect_target(dsn)
     if instance_id:
-        _show(ctx, dsn, instance_id)
+        _show(ctx, target, instance_id)
         return
     rows = one_value(
-        dsn,
+        target,
         "SELECT coalesce(json_agg(r), '[]') FROM (SELECT id, label, status, created_at"
         " FROM df.instances ORDER BY created_at DESC, id LIMIT 20) r",
         [],
     )
     emit(
         ctx,
-        {"instances": rows},
+        {"connection": target.as_dict(), "instances": rows},
         "\n".join(f"{r['id']}  {r['status']:<9}  {r['label'] or ''}" for r in rows),
     )
 
@@ -157,21 +159,25 @@ def status_command(ctx, dsn, instance_id) -> None:
 @click.command("explain")
 @dsn_option
 @click.argument("target")
-def explain_command(dsn, target) -> None:
+@json_option
+@click.pass_context
+def explain_command(ctx, dsn, target) -> None:
     """Draw an instance's graph with node statuses (df.explain).
 
     TARGET is an instance id, or a workflow: DSL text (e.g. "'SELECT 1' ~> 'SELECT 2'")
     or node JSON, drawn without running it.
     """
-    click.echo(one_value(dsn, "SELECT df.explain(%s)", [target]))
+    _answer(ctx, dsn, "explain", "SELECT df.explain(%s)", [target], target=target)
 
 
 @click.command("cancel")
 @dsn_option
 @click.argument("instance_id")
-def cancel_command(dsn, instance_id) -> None:
+@json_option
+@click.pass_context
+def cancel_command(ctx, dsn, instance_id) -> None:
     """Cancel an instance (df.cancel)."""
-    click.echo(one_value(dsn, "SELECT df.cancel(%s)", [instance_id]))
+    _answer(ctx, dsn, "cancel", "SELECT df.cancel(%s)", [instance_id], instance_id=instance_id)
 
 
 @click.command("signal")
@@ -179,9 +185,31 @@ def cancel_command(dsn, instance_id) -> None:
 @click.argument("instance_id")
 @click.argument("name")
 @click.argument("data", required=False, default="{}")
-def signal_command(dsn, instance_id, name, data) -> None:
+@json_option
+@click.pass_context
+def signal_command(ctx, dsn, instance_id, name, data) -> None:
     """Send a signal to an instance (df.signal); DATA is JSON or text."""
-    click.echo(one_value(dsn, "SELECT df.signal(%s, %s, %s)", [instance_id, name, data]))
+    _answer(
+        ctx,
+        dsn,
+        "signal",
+        "SELECT df.signal(%s, %s, %s)",
+        [instance_id, name, data],
+        instance_id=instance_id,
+        signal=name,
+    )
+
+
+def _answer(ctx: click.Context, dsn, command: str, query: str, params, **given) -> None:
+    """Print what a df.* control function answered: its text, or with --json the
+    answer beside the arguments and the connection."""
+    target = connect_target(dsn)
+    answer = one_value(target, query, params)
+    emit(
+        ctx,
+        {"connection": target.as_dict(), "command": command, **given, "answer": answer},
+        "" if answer is None else str(answer),
+    )
 
 
 @click.command("show")

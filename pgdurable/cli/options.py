@@ -92,10 +92,10 @@ def connect_target(dsn: str | None, progress=say):
     return target
 
 
-def one_value(dsn: str | None, query: str, params: list[Any]) -> Any:
+def one_value(target: Any, query: str, params: list[Any]) -> Any:
+    """The first column of the first row of ``query`` on a resolved ``target``."""
     from pgdurable import db as database
 
-    target = connect_target(dsn)
     with database.connection(target.conninfo, autocommit=True) as conn:
         try:
             row = conn.execute(query, params).fetchone()
