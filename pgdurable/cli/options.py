@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from pgdurable.errors import PgDurableError
+from pgdurable.errors import PgDurableError, SchemaNotInstalled
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -100,5 +100,18 @@ def one_value(target: Any, query: str, params: list[Any]) -> Any:
         try:
             row = conn.execute(query, params).fetchone()
         except database.DatabaseError as exc:
+            if getattr(exc, "sqlstate", None) in _MISSING_OBJECT and _schema_missing(conn):
+                raise SchemaNotInstalled() from exc
             raise PgDurableError(database.error_text(exc)) from exc
     return row[0] if row else None
+
+
+# undefined_table, undefined_function, invalid_schema_name: what a query on df.*
+# raises in a database where `pgdurable schema install` never ran.
+_MISSING_OBJECT = {"42P01", "42883", "3F000"}
+
+
+def _schema_missing(conn: Any) -> bool:
+    """True when the database has no df schema (rather than the query naming
+    something of the user's that does not exist)."""
+    return conn.execute("SELECT pg_catalog.to_regclass('df.instances') IS NULL").fetchone()[0]

@@ -68,3 +68,18 @@ def test_every_instance_command_takes_json_with_the_connection(database, wf, tmp
     assert applied.returncode == 0, applied.stderr
     data = json.loads(applied.stdout)
     assert data["applied"] == [] and "alice" in data["connection"]["target"]
+
+
+def test_a_missing_schema_says_how_to_install_it(empty_database):
+    # Before: `error: relation "df.instances" does not exist`.
+    for args in (("status",), ("cancel", "0badc0de"), ("explain", "0badc0de")):
+        shown = subprocess.run(
+            [sys.executable, "-m", "pgdurable", *args, "--dsn", empty_database.conninfo()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONSAFEPATH": "1"},
+        )
+        assert shown.returncode == 1, shown.stderr
+        assert "run `pgdurable schema install`" in shown.stderr, shown.stderr
+        assert "does not exist" not in shown.stderr
