@@ -1,0 +1,235 @@
+"""Commands on workflow instances: ``worker`` runs them; ``run``, ``status``,
+``explain``, ``cancel``, ``signal`` and ``show`` start, inspect and steer them."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+from pgdurable.cli.options import (
+    EXIT_FAILURE,
+    connect_target,
+    dsn_option,
+    emit,
+    json_option,
+    one_value,
+    say,
+)
+from pgdurable.errors import PgDurableError
+
+
+@click.command("worker")
+@dsn_option
+@click.option("--concurrency", default=10, show_default=True, help="Maximum SQL steps in flight.")
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="Exit when nothing is runnable and no timer is pending (signals alone do not count).",
+)
+@click.option(
+    "--lease-seconds",
+    default=30.0,
+    show_default=True,
+    help="Lease length; a dead worker's "
+    "instances are taken over this long after its last heartbeat.",
+)
+@click.option(
+    "--grace",
+    default=10.0,
+    show_default=True,
+    help="On SIGTERM, seconds running steps get to finish before they are cancelled.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line (one per step transition).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="info logs every step transition; warning keeps problems only "
+    "(about 15% more throughput on short steps, see BENCHMARKS.md).",
+)
+def worker_command(
+    dsn: str | None,
+    concurrency: int,
+    until_idle: bool,
+    lease_seconds: float,
+    grace: float,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Execute started workflow instances (stops gracefully on SIGTERM)."""
+    import asyncio
+
+    from pgdurable.worker import logs, run_worker
+
+    logs.configure(log_format, getattr(logging, log_level.upper()))
+    if log_format == "json":  # stderr carries JSON lines only
+        target = connect_target(dsn, progress=lambda text: logs.event("startup", message=text))
+    else:
+        target = connect_target(dsn)
+    outcomes = asyncio.run(
+        run_worker(
+            target.conninfo,
+            concurrency=concurrency,
+            until_idle=until_idle,
+            lease_seconds=lease_seconds,
+            grace=grace,
+            install_signal_handlers=True,
+        )
+    )
+    if log_format != "json":  # the JSON log already ends with worker_stopped
+        say(
+            "worker stopped: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "idle")
+        )
+
+
+@click.command("run")
+@dsn_option
+@click.argument("file", required=False, type=click.File("r"))
+@click.option("-e", "--expr", help="A DSL expression, e.g. \"'SELECT 1' ~> 'SELECT 2'\".")
+@click.option("--label", default=None)
+@click.option("--wait", is_flag=True, help="Wait for the instance to finish (a worker must run).")
+@json_option
+@click.pass_context
+def run_command(ctx, dsn, file, expr, label, wait) -> None:
+    """Start a workflow from FILE (a DSL expression or node JSON) or -e EXPR."""
+    import time
+
+    if (file is None) == (expr is None):
+        raise click.UsageError("give either FILE or -e EXPR")
+    text = expr if expr is not None else file.read().strip().rstrip(";")
+    target = connect_target(dsn)
+    instance_id = one_value(target, f"SELECT df.start(({text})::text, %s)", [label])
+    status = "pending"
+    while wait and status not in ("completed", "failed", "cancelled"):
+        time.sleep(0.2)
+        status = one_value(target, "SELECT df.status(%s)", [instance_id])
+    _show(ctx, target, instance_id)
+    if wait and status != "completed":
+        ctx.exit(EXIT_FAILURE)
+
+
+def _show(ctx: click.Context, target, instance_id: str) -> None:
+    row = one_value(
+        target,
+        "SELECT json_build_object('id', i.id, 'label', i.label, 'status', i.status,"
+        " 'result', n.result) FROM df.instances i JOIN df.nodes n"
+        " ON n.instance_id = i.id AND n.id = i.root_node WHERE i.id = %s",
+        [instance_id],
+    )
+    if row is None:
+        raise PgDurableError(f"Instance not found or access denied: {instance_id}")
+    result = "" if row["result"] is None else "  " + json.dumps(row["result"])
+    emit(ctx, {**row, "connection": target.as_dict()}, f"{row['id']}  {row['status']}{result}")
+
+
+@click.command("status")
+@dsn_option
+@click.argument("instance_id", required=False)
+@json_option
+@click.pass_context
+def status_command(ctx, dsn, instance_id) -> None:
+    """Show one instance (status and result), or the 20 most recent."""
+    target = connect_target(dsn)
+    if instance_id:
+        _show(ctx, target, instance_id)
+        return
+    rows = one_value(
+        target,
+        "SELECT coalesce(json_agg(r), '[]') FROM (SELECT id, label, status, created_at"
+        " FROM df.instances ORDER BY created_at DESC, id LIMIT 20) r",
+        [],
+    )
+    emit(
+        ctx,
+        {"connection": target.as_dict(), "instances": rows},
+        "\n".join(f"{r['id']}  {r['status']:<9}  {r['label'] or ''}" for r in rows),
+    )
+
+
+@click.command("explain")
+@dsn_option
+@click.argument("target")
+@json_option
+@click.pass_context
+def explain_command(ctx, dsn, target) -> None:
+    """Draw an instance's graph with node statuses (df.explain).
+
+    TARGET is an instance id, or a workflow: DSL text (e.g. "'SELECT 1' ~> 'SELECT 2'")
+    or node JSON, drawn without running it.
+    """
+    _answer(ctx, dsn, "explain", "SELECT df.explain(%s)", [target], target=target)
+
+
+@click.command("cancel")
+@dsn_option
+@click.argument("instance_id")
+@json_option
+@click.pass_context
+def cancel_command(ctx, dsn, instance_id) -> None:
+    """Cancel an instance (df.cancel)."""
+    _answer(ctx, dsn, "cancel", "SELECT df.cancel(%s)", [instance_id], instance_id=instance_id)
+
+
+@click.command("signal")
+@dsn_option
+@click.argument("instance_id")
+@click.argument("name")
+@click.argument("data", required=False, default="{}")
+@json_option
+@click.pass_context
+def signal_command(ctx, dsn, instance_id, name, data) -> None:
+    """Send a signal to an instance (df.signal); DATA is JSON or text."""
+    _answer(
+        ctx,
+        dsn,
+        "signal",
+        "SELECT df.signal(%s, %s, %s)",
+        [instance_id, name, data],
+        instance_id=instance_id,
+        signal=name,
+    )
+
+
+def _answer(ctx: click.Context, dsn, command: str, query: str, params, **given) -> None:
+    """Print what a df.* control function answered: its text, or with --json the
+    answer beside the arguments and the connection."""
+    target = connect_target(dsn)
+    answer = one_value(target, query, params)
+    emit(
+        ctx,
+        {"connection": target.as_dict(), "command": command, **given, "answer": answer},
+        "" if answer is None else str(answer),
+    )
+
+
+@click.command("show")
+@click.argument("target", metavar="NAME|INSTANCE_ID|FILE")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot", "text"]),
+    default="text",
+    show_default=True,
+    help="mermaid (Markdown, GitHub), dot (Graphviz) or text (df.explain's tree).",
+)
+@dsn_option
+def show_command(target: str, fmt: str, dsn: str | None) -> None:
+    """Draw a workflow's graph: an instance (with each node's live status), a
+    registered workflow ([SOURCE/]NAME from pgdurable.workflows) or a generated
+    .sql file (evaluated, not applied)."""
+    from pgdurable import db as database
+    from pgdurable import show
+
+    conninfo = connect_target(dsn).conninfo
+    with database.connection(conninfo, autocommit=True) as conn:
+        click.echo(show.render(conn, target, fmt))
