@@ -91,7 +91,11 @@ BEGIN
 
     FOR attempt IN 1..10 LOOP
         WITH RECURSIVE walk(node, id, parent_id, slot, path, ord, depth) AS (
-            SELECT graph, root_id, NULL::text, NULL::text, 'root'::text, ARRAY[]::int[], 1
+            -- COLLATE: a caller's argument of collation "C" (df.start(…,
+            -- database => current_database()) passes a name) would otherwise
+            -- give the id columns a collation the recursive term does not have.
+            SELECT graph, root_id COLLATE "default", NULL::text, NULL::text, 'root'::text,
+                   ARRAY[]::int[], 1
             UNION ALL
             SELECT c.child, pgdurable.new_id(), w.id, c.slot, w.path || '.' || c.label,
                    w.ord || c.position, w.depth + 1

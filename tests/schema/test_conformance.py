@@ -242,3 +242,16 @@ def test_empty_instance_id_or_signal_name_is_refused(database, alice):
         database.execute("SELECT df.signal('', 'go')", user=alice)
     with pytest.raises(psycopg.errors.RaiseException, match="Signal name cannot be empty"):
         database.execute("SELECT df.signal(%s, '')", [instance], user=alice)
+
+
+def test_start_takes_the_current_database_by_name(database):
+    """current_database() is a `name`, of collation "C": the graph walk must not
+    mix it into the collation of its id columns."""
+    database.create_role("dbname_caller")
+    database.execute("SELECT df.grant_usage('dbname_caller')")
+    instance = database.value(
+        "SELECT df.start('SELECT 1', 'x', current_database())", user="dbname_caller"
+    )
+    assert database.value("SELECT database FROM df.instances WHERE id = %s", [instance]) == (
+        database.name
+    )
