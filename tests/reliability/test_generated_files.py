@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,7 +322,13 @@ def check_only_generated(applied: Applied, reports, roles: list[str]) -> None:
 
 
 def _psql(conninfo: str, path: Path) -> subprocess.CompletedProcess:
-    psql = find_server_binaries().program("psql")
+    # The server's own psql, else the client on PATH: the npm server builds CI uses for
+    # PostgreSQL 14/16/17/18 ship no psql, and a newer client reads these files alike.
+    psql = Path(find_server_binaries().program("psql"))
+    if not psql.exists():
+        found = shutil.which("psql")
+        assert found, f"no psql in {psql.parent} nor on PATH: install postgresql-client"
+        psql = Path(found)
     return subprocess.run(
         [psql, "-X", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(path), conninfo],
         capture_output=True,
@@ -331,13 +338,13 @@ def _psql(conninfo: str, path: Path) -> subprocess.CompletedProcess:
 
 
 def test_hostile_pg_cron_jobs_apply_and_cut_over_without_running_anything(
-    pg_cluster, database, tmp_path
+    pg_cron_cluster, database, tmp_path
 ):
     """Real pg_cron jobs with hostile names and owner, imported --from-db, applied with
     `pgdurable apply`, retired with `psql -f cutover.sql`: pwned never exists."""
     database.create_role(ROLE)
     database.execute("SELECT df.grant_usage(%s)", [ROLE])
-    cron = pg_cluster.conninfo("pgdurable")
+    cron = pg_cron_cluster.conninfo("pgdurable")
     with db.connection(cron, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
         ids = [
