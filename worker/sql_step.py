@@ -124,9 +124,24 @@ async def _unconnectable(pool: db.AsyncPool) -> Exception:
     try:
         probe = await db.async_connect(pool.conninfo, autocommit=True)
     except DatabaseUnavailable as exc:
-        return Failed(f"SQL execution failed: {exc}")
+        if any(refusal in str(exc) for refusal in PERMANENT_REFUSALS):
+            return Failed(f"SQL execution failed: {exc}")
+        # A role's or the server's connection limit, a server starting up or
+        # down: back-pressure, so the step waits for a connection and tries again.
+        return Retry(f"no connection for the step yet: {exc}")
     await probe.close()
     return Retry("no free connection in the step pool")
+
+
+# Refusals that do not pass on their own (libpq reports no SQLSTATE for a
+# refused connection, so the server's words tell them apart).
+PERMANENT_REFUSALS = (
+    "does not exist",
+    "permission denied",
+    "is not permitted to log in",
+    "password authentication failed",
+    "no pg_hba.conf entry",
+)
 
 
 async def _run(pool, journal, key, text, same_database, stamps, final) -> Completion:
