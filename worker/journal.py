@@ -44,7 +44,9 @@ def lease_error(exc: BaseException) -> Exception | None:
     """The control-flow exception a database error stands for, if any."""
     if db.sqlstate(exc) == LEASE_LOST:
         return LeaseLost(str(exc))
-    if db.is_connection_error(exc):
+    if db.is_connection_error(exc) or (db.sqlstate(exc) or "").startswith("40"):
+        # Class 40 (deadlock, serialization failure): the server rolled the
+        # whole write back, so the claim can be resumed from the journal.
         return Retry(str(exc))
     return None
 

@@ -20,7 +20,7 @@ from pgdurable import db
 from pgdurable.worker import deadlines
 from pgdurable.worker.http_step import run_http
 from pgdurable.worker.logs import event
-from pgdurable.worker.outcomes import Broke, Cancelled, Failed, ShuttingDown, Suspended
+from pgdurable.worker.outcomes import Broke, Cancelled, Failed, LeaseLost, ShuttingDown, Suspended
 from pgdurable.worker.results import as_result_text, dumps
 from pgdurable.worker.sql_step import StepKey, run_sql_step
 from pgdurable.worker.substitution import SubstitutionError, substitute
@@ -173,11 +173,18 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
                 raise await _fail(ex, node, scope, failure.error) from failure
     finally:
         timer.cancel()
-        for flush in flushes:
-            await flush
+        flushed = await asyncio.gather(*flushes, return_exceptions=True)
+    ended_here = final is not None and completion.status == "completed"
+    for outcome in flushed:
+        # A flush queued behind the completion that ended the run finds the
+        # run row gone: that lease ended with the instance, nothing was lost.
+        if isinstance(outcome, BaseException) and not (
+            ended_here and isinstance(outcome, LeaseLost)
+        ):
+            raise outcome
     if completion.status == "cancelled":
         raise Cancelled()
-    if final is not None and completion.status == "completed":
+    if ended_here:
         # The completion finished the instance: its ancestors are stamped.
         ex.finished = True
         for ancestor in final:

@@ -4,6 +4,9 @@ step's own completion (a long step still shows 'running' while it runs)."""
 
 from __future__ import annotations
 
+import json
+import threading
+
 from pgdurable.testing import wait_for
 
 CLAIM = "SELECT instance_id, instance FROM pgdurable.claim_v2('w', sha256('t'), %s, 60)"
@@ -178,3 +181,72 @@ def test_a_last_step_does_not_finish_a_cancelled_instance(wf, database):
     assert wf.status(instance) == "cancelled"
     # The run stays for the worker's cancel path, which removes it.
     assert database.value("SELECT count(*) FROM pgdurable.runs") == 1
+
+
+def test_a_flush_during_the_last_step_cannot_deadlock_with_its_completion(wf, database):
+    """A long step's 'running' flush (another connection, while the step's
+    transaction is open) and the completion of the workflow's last step touch
+    the same node rows and the run row; both queue on the run row first, so
+    neither holds a node the other waits for (this deadlocked before 0015)."""
+    instance = wf.start(wf.then(wf.sql("SELECT 1"), wf.sql("SELECT 2")))
+    root, last = database.execute(
+        "SELECT i.root_node, n.right_node FROM df.instances i"
+        " JOIN df.nodes n ON n.instance_id = i.id AND n.id = i.root_node WHERE i.id = %s",
+        [instance],
+    )[0]
+    token = b"k" * 32
+    epoch = database.value("SELECT epoch FROM pgdurable.claim_v2('w', sha256(%s), 1, 60)", [token])
+    execution = f"{instance}::1"
+
+    def stamp(node: str, status: str) -> str:
+        return json.dumps([{"node": node, "status": status, "exec": execution}])
+
+    flush = database.connect(autocommit=False)
+    completer = database.connect(autocommit=False)
+    try:
+        flush.execute(
+            "SELECT pgdurable.stamp_nodes_v1(%s, %s, %s, %s::jsonb)",
+            [instance, epoch, token, stamp(root, "running")],
+        )
+        finish = json.dumps([{"node": root, "status": "completed", "exec": execution, "result": 2}])
+        outcome: list[object] = []
+
+        def complete() -> None:
+            try:
+                status = completer.execute(
+                    "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, 1, %s, '2', '[]', %s)",
+                    [instance, epoch, token, instance, last, finish],
+                ).fetchone()[0]
+                completer.commit()
+                outcome.append(status)
+            except Exception as exc:  # the assertion below shows it
+                outcome.append(exc)
+
+        thread = threading.Thread(target=complete)
+        thread.start()
+        pid = completer.info.backend_pid
+        wait_for(
+            lambda: database.value(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]
+            ),
+            what="the completion to wait for the flush's lock",
+        )
+        # The flush goes on to stamp the last step itself; before 0015 the
+        # completion held that row and this waited for it: a deadlock.
+        flush.execute(
+            "SELECT pgdurable.stamp_nodes_v1(%s, %s, %s, %s::jsonb)",
+            [instance, epoch, token, stamp(last, "running")],
+        )
+        flush.commit()
+        thread.join(timeout=30)
+    finally:
+        flush.close()
+        completer.close()
+    assert outcome == ["completed"]
+    assert wf.status(instance) == "completed"
+    assert (
+        database.value(
+            "SELECT status FROM df.nodes WHERE instance_id = %s AND id = %s", [instance, last]
+        )
+        == "completed"
+    ), "the flush's 'running' stamp never replaces the completion"
