@@ -21,6 +21,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import calibration
 from bench.context import Context
 from bench.harness import BenchServer
 from bench.report import Section, machine, render, run_context
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: could not start the benchmark server: {exc}", file=sys.stderr)
         return 3
     try:
+        assert server.cluster is not None and server.base is not None
+        progress("calibration: CPU loop and pg_test_fsync")
+        calibrated = calibration.describe(server.cluster.binaries().bindir, server.base)
         ctx = Context(
             server,
             runs=args.runs,
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             started,
             server.setting("server_version"),
             {name: server.setting(name) for name in settings_shown},
+            calibrated,
         )
     finally:
         server.__exit__(None, None, None)

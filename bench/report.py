@@ -127,15 +127,21 @@ def run_context(
     started: datetime,
     server_version: str,
     settings: dict[str, str],
+    calibrated: dict[str, str],
 ) -> dict[str, str]:
-    """The report's header; ``info`` and ``started`` are taken before the run."""
+    """The report's header; ``info`` and ``started`` are taken before the run,
+    ``calibrated`` (``bench.calibration``) at its start, the load average after it."""
     minutes = (datetime.now(UTC) - started).total_seconds() / 60
     return {
         "date": f"{started.strftime('%Y-%m-%d %H:%M UTC')} ({minutes:.0f} min)",
         "command": "`" + " ".join(["python", "-m", "bench", *command]) + "`",
         "commit": git_commit(),
         "machine": f"{info['cpu']}, {info['cores']} cores, {info['memory']} RAM, "
-        f"Linux {info['kernel']}, load average before the run {info['load_before']}",
+        f"Linux {info['kernel']}",
+        "load average": f"{info['load_before']} before the run, "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " after it",
+        **calibrated,
         "python": f"{info['python']} ({sys.executable})",
         "server": f"PostgreSQL {server_version}, embedded throwaway cluster on a Unix socket; "
         + ", ".join(f"{k}={v}" for k, v in settings.items()),

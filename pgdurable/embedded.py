@@ -145,7 +145,7 @@ class EmbeddedCluster:
             if self.status().running:
                 return False
             self._check_socket_path()
-            binaries = self._binaries()
+            binaries = self.binaries()
             self._check_runnable(binaries)
             if not (self.data_dir / "PG_VERSION").is_file():
                 progress(f"initialising PostgreSQL {binaries.version} cluster in {self.data_dir}")
@@ -178,7 +178,7 @@ class EmbeddedCluster:
         with self._lock():
             if not self.status().running:
                 return False
-            binaries = self._binaries()
+            binaries = self.binaries()
             self._run(
                 [binaries.program("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"],
                 what="stop the server",
@@ -250,7 +250,8 @@ class EmbeddedCluster:
                 f"sockets do not allow: set PGDURABLE_HOME to a shorter path."
             )
 
-    def _binaries(self) -> ServerBinaries:
+    def binaries(self) -> ServerBinaries:
+        """The server programs this cluster runs with (its own major once initialised)."""
         version_file = self.data_dir / "PG_VERSION"
         major = int(version_file.read_text().strip()) if version_file.is_file() else None
         return find_server_binaries(major)

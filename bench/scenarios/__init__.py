@@ -11,10 +11,11 @@ from bench.scenarios import (
     peers,
     recovery,
     scale,
+    scaleout,
     step_overhead,
     throughput,
     translation,
 )
 
-ALL = [step_overhead, throughput, latency, scale, recovery, peers, translation]
+ALL = [step_overhead, throughput, latency, scale, recovery, peers, translation, scaleout]
 BY_KEY = {module.KEY: module for module in ALL}

@@ -83,6 +83,16 @@ def drain(database: BenchDatabase, processes: int, count: int, log: Path) -> flo
     return total / float(span)
 
 
+def drain_fresh(ctx: Context, processes: int, count: int) -> float:
+    """``drain`` on a fresh database; the workers' log is kept only when it fails."""
+    log = Path(tempfile.mkstemp(prefix="pgdurable-bench-drain-", suffix=".log")[1])
+    with ctx.server.database() as database:
+        prepare_rows(database)
+        value = drain(database, processes, count, log)
+    log.unlink()
+    return value
+
+
 def run(ctx: Context) -> Section:
     count = ctx.size(2000, 100)  # the peers scenario drains the same number
     starts = Stats()
