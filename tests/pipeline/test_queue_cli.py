@@ -84,13 +84,16 @@ def test_a_folder_of_skipped_files_says_why(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "notes.md").write_text("# nothing scheduled here\n")
     (tmp_path / "docs" / "compose.yaml").write_text("services:\n  db:\n    image: postgres\n")
+    (tmp_path / "docs" / "tasks.py").write_text("def add(x, y):\n    return x + y\n")
     result = run("import-queue", str(tmp_path / "docs"), "--out", str(tmp_path / "out"), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [(Path(f["file"]).name, f["status"]) for f in data["files"]] == [
         ("compose.yaml", "skipped"),
         ("notes.md", "skipped"),
+        ("tasks.py", "skipped"),
     ]
+    assert "holds no schedule" in data["files"][2]["reason"]
     assert not (tmp_path / "out").exists()
 
 

@@ -207,6 +207,12 @@ def read_batch(
             found_items = []
         for item in found_items:
             batch.items.setdefault(item.format, []).append(item)
+    # A file read without a single entry (a .py module with no beat schedule) is skipped.
+    found_in = {i.ref.file for items in batch.items.values() for i in items}
+    for path, outcome in outcomes.items():
+        if outcome.status == "read" and str(path) not in found_in:
+            reason = f"read as {outcome.format}, but it holds no schedule or job entry"
+            outcomes[path] = SourceFile(path, "skipped", outcome.format, reason)
     batch.files += [outcomes[path] for path, _ in files]
     batch.files.sort(key=lambda f: str(f.path))
     return batch
