@@ -116,13 +116,12 @@ def _failure(file: str, exc: SourceParseError) -> tuple[str, int | None, int | N
 
 
 def _read_one(path: Path, text: str, found: str, crontab_kind: str, used: dict) -> list[Item]:
+    """The entries of one celery, k8s or crontab file (Sidekiq files are read together)."""
     file = str(path)
     if found == "celery":
         return celery.read(path, text, file)
     if found == "k8s":
         return k8s.read(path, text, file)
-    if found == "sidekiq":
-        return sidekiq.read_all([(path, text, file)])
     return crontab.read(path, text, file, used, kind=crontab_kind)
 
 
@@ -145,8 +144,14 @@ def read_batch(
     outcomes: dict[Path, SourceFile] = {}
 
     def failed(
-        path: Path, found: str | None, reason: str, line: int | None, code: str, col=None
+        path: Path,
+        found: str | None,
+        reason: str,
+        line: int | None,
+        code: str,
+        col: int | None = None,
     ) -> None:
+        """The file failed; with a known format, also a failed item of that format."""
         outcomes[path] = SourceFile(path, "failed", found, reason, line, col)
         if found is not None:
             item = Unreadable(path.name, found, SourceRef(str(path), line, col), reason, code)
@@ -193,7 +198,8 @@ def read_batch(
             failed(path, found, reason, line, "PGD102", col)
             continue
         except Exception as exc:  # a reader's bug must not lose the other files
-            failed(path, found, crash("PGD102", exc).message, None, "PGD102")
+            problem = crash("PGD102", exc)
+            failed(path, found, problem.message, None, problem.code)
             continue
         outcomes[path] = SourceFile(path, "read", found)
         for item in items:
@@ -202,8 +208,9 @@ def read_batch(
         try:
             found_items = sidekiq.read_all(sidekiq_sources)
         except Exception as exc:  # as above: report it on every Sidekiq file
+            problem = crash("PGD102", exc)
             for path, _, _ in sidekiq_sources:
-                failed(path, "sidekiq", crash("PGD102", exc).message, None, "PGD102")
+                failed(path, "sidekiq", problem.message, None, problem.code)
             found_items = []
         for item in found_items:
             batch.items.setdefault(item.format, []).append(item)
