@@ -120,6 +120,10 @@ CODES: dict[str, Code] = {
     "PGD238": Code(Severity.INFO, Fidelity.EXACT, "catchup runs are not created"),
     "PGD239": Code(Severity.WARNING, Fidelity.APPROXIMATE, "depends_on_past not enforced"),
     "PGD240": Code(Severity.WARNING, Fidelity.APPROXIMATE, "{name} may be replaced by a df var"),
+    "PGD250": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "vacuumdb/reindexdb option approximated"
+    ),
+    "PGD251": Code(Severity.INFO, Fidelity.EXACT, "system crontab: the user field is read"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -142,6 +146,7 @@ CODES: dict[str, Code] = {
     "PGD317": Code(Severity.WARNING, Fidelity.MANUAL, "SQL template file not found"),
     "PGD318": Code(Severity.WARNING, Fidelity.MANUAL, "{sys_*} is replaced at run time"),
     "PGD319": Code(Severity.WARNING, Fidelity.MANUAL, "the job maintains pg_cron itself"),
+    "PGD330": Code(Severity.WARNING, Fidelity.MANUAL, "vacuumdb/reindexdb --all: every database"),
 }
 
 

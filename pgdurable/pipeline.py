@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pgdurable import output
-from pgdurable.diagnostics import Diagnostic, Fidelity, Severity
+from pgdurable.diagnostics import Diagnostic, Fidelity, Severity, SourceRef
 from pgdurable.sqltext import UnsafeText
 from pgdurable.translators.base import ItemResult
 
@@ -36,6 +36,9 @@ class ImportReport:
     diff: str = ""
     registry_changes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # sources without an item (no DAG)
+    # Every input file and what became of it (import-queue): {"file", "format",
+    # "status": translated | failed | skipped, "reason", "line"}.
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -43,6 +46,10 @@ class ImportReport:
         for r in self.results:
             counts[str(r.fidelity)] += 1
         return counts
+
+    @property
+    def failed_files(self) -> bool:
+        return any(f["status"] == "failed" for f in self.files)
 
     @property
     def has_difference(self) -> bool:
@@ -62,7 +69,19 @@ class ImportReport:
                     "diagnostics": [d.as_dict() for d in r.diagnostics],
                 }
             )
-        return {"source": self.source, "items": items, "summary": self.summary}
+        data = {"source": self.source, "items": items, "summary": self.summary}
+        if self.files:
+            data["files"] = self.files
+        return data
+
+    def _files_text(self) -> list[str]:
+        counts = {s: sum(f["status"] == s for f in self.files) for s in _FILE_STATES}
+        lines = ["files: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
+        for f in self.files:
+            if f["status"] != "translated":
+                where = SourceRef(f["file"], f["line"], f["col"])
+                lines.append(f"  {f['status']:<8} {where}: {f['reason']}")
+        return lines
 
     def text(self) -> str:
         """The human summary: counts per fidelity, then the items needing attention."""
@@ -72,6 +91,8 @@ class ImportReport:
             + ", ".join(f"{n} {k}" for k, n in s.items())
             + (f"; {len(self.skipped)} file(s) without a DAG skipped" if self.skipped else "")
         ]
+        if not self.results and self.files:
+            lines = []
         attention = [
             r
             for r in self.results
@@ -85,7 +106,12 @@ class ImportReport:
                 for d in r.diagnostics:
                     if d.severity >= Severity.WARNING:
                         lines.append(f"    {d.code} {d.severity}: {d.message}")
+        if self.files:
+            lines += self._files_text()
         return "\n".join(lines)
+
+
+_FILE_STATES = ("translated", "failed", "skipped")
 
 
 def registry_changes(source: str, p: output.Plan, results: list[ItemResult], conn) -> list[str]:
@@ -192,20 +218,30 @@ def import_queue(
     dry_run: bool = False,
     default_username: str | None = None,
     default_database: str | None = None,
+    crontab_kind: str = "auto",
 ) -> list[ImportReport]:
     """``pgdurable import-queue``: one report per source format found.
 
-    Every file (and the --tasks file) is read before anything is written, so
-    a file that cannot be parsed raises SourceParseError and writes nothing.
-    One format goes to ``out_dir`` (default ``migrations/pgdurable/<format>``);
-    several go to ``out_dir/<format>`` each.
+    Each file stands alone: one that cannot be read is a failed item (file,
+    line, reason) and the others are written. The last report lists every
+    input file as translated, failed or skipped (with the reason). A
+    malformed --tasks file, which applies to every job, raises
+    SourceParseError before anything is written. One format goes to
+    ``out_dir`` (default ``migrations/pgdurable/<format>``); several go to
+    ``out_dir/<format>`` each.
     """
     from pgdurable.translators import queue
     from pgdurable.translators.base import TranslateContext
     from pgdurable.translators.queue import tasks as task_files
 
     mapping = task_files.load(tasks_file) if tasks_file else task_files.EMPTY
-    items = queue.read(paths, fmt)
+    batch = queue.read_batch(
+        paths,
+        fmt,
+        crontab_kind=crontab_kind,
+        exclude=(tasks_file,) if tasks_file else (),
+    )
+    items = batch.items
     ctx = TranslateContext(
         portable=portable, default_username=default_username, default_database=default_database
     )
@@ -220,6 +256,20 @@ def import_queue(
         template = task_files.template(jobs, mapping)
         extra = {task_files.TEMPLATE_NAME: template} if template else {}
         reports.append(run_import(source, results, folder, dry_run=dry_run, extra_files=extra))
+    files = [
+        {
+            "file": str(f.path),
+            "format": f.format,
+            "status": "translated" if f.status == "read" else f.status,
+            "reason": f.reason,
+            "line": f.line,
+            "col": f.col,
+        }
+        for f in batch.files
+    ]
+    if not reports:  # nothing to translate: the file list still says why
+        reports.append(ImportReport("queue", [], output.Plan({}, {})))
+    reports[-1].files = files
     return reports
 
 
@@ -229,11 +279,13 @@ def merged(reports: list[ImportReport]) -> dict[str, Any]:
         return reports[0].as_dict()
     data = [r.as_dict() for r in reports]
     summary = {k: sum(d["summary"][k] for d in data) for k in data[0]["summary"]} if data else {}
-    return {
+    merged = {
         "source": "+".join(d["source"] for d in data),
         "items": [item for d in data for item in d["items"]],
         "summary": summary,
     }
+    files = [f for d in data for f in d.get("files", [])]
+    return {**merged, "files": files} if files else merged
 
 
 def import_airflow(

@@ -64,7 +64,7 @@ def _finish_import(ctx: click.Context, source: str, reports, report_path, dry_ru
             "registry_changes": [c for r in reports for c in r.registry_changes],
         }
     emit(ctx, data, "\n".join(texts) or "nothing to translate")
-    failed = any(r.summary["failed"] for r in reports)
+    failed = any(r.summary["failed"] or r.failed_files for r in reports)
     if failed or (dry_run and any(r.has_difference for r in reports)):
         ctx.exit(EXIT_FAILURE)
 
@@ -189,6 +189,15 @@ def import_pgcron(
 @report_option
 @click.option("--default-username", metavar="ROLE", help="Role for jobs whose source names none.")
 @click.option("--default-database", metavar="DB", help="Database for jobs whose source names none.")
+@click.option(
+    "--crontab",
+    "crontab_kind",
+    type=click.Choice(["auto", "user", "system"]),
+    default="auto",
+    show_default=True,
+    help="Whether crontab files have a user field before the command (system: /etc/crontab, "
+    "/etc/cron.d); auto tells by path and content.",
+)
 @json_option
 @click.pass_context
 def import_queue(
@@ -202,6 +211,7 @@ def import_queue(
     report_path: Path | None,
     default_username: str | None,
     default_database: str | None,
+    crontab_kind: str,
 ) -> None:
     """Translate Celery beat, Sidekiq, Kubernetes CronJob and crontab schedules.
 
@@ -209,8 +219,10 @@ def import_queue(
     Each job becomes OUT/<name>.sql: an idempotent enqueue function
     pgdurable_jobs.enqueue_<name>(args jsonb) that starts one run, and the
     schedule workflow that calls it. Tasks whose body is code need --tasks;
-    OUT/tasks.template.yaml lists the unmapped ones. A file that cannot be
-    parsed stops the run before anything is written.
+    OUT/tasks.template.yaml lists the unmapped ones. Each file stands alone:
+    one that cannot be parsed (or a Helm template: render it with `helm
+    template` first) is a failed item and the others are written. The report
+    lists every input file as translated, failed or skipped, with the reason.
     Exit codes: 0 ok, 1 an item or file failed (or --dry-run found a
     difference), 2 usage error.
     """
@@ -225,6 +237,7 @@ def import_queue(
         dry_run=dry_run,
         default_username=default_username,
         default_database=default_database,
+        crontab_kind=crontab_kind,
     )
     _finish_import(ctx, "queue", reports, report_path, dry_run)
 

@@ -1,5 +1,6 @@
 """`pgdurable import-queue` on the command line: exit codes, reports, dry run,
-and bad input that stops the run with file, line and fix before anything is written."""
+bad files reported with file, line and fix while the others are written, and
+a --tasks file that stops the run before anything is written."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def run(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_invalid_yaml_names_file_and_line_and_writes_nothing(tmp_path):
+def test_invalid_yaml_is_a_failed_item_and_the_other_files_are_written(tmp_path):
     good = tmp_path / "good.yaml"
     shutil.copy(FIXTURES / "k8s" / "vacuum-cronjob.yaml", good)
     out = tmp_path / "out"
@@ -28,7 +29,99 @@ def test_invalid_yaml_names_file_and_line_and_writes_nothing(tmp_path):
     assert result.exit_code == 1
     assert "invalid.yaml:14:21: invalid YAML: mapping values are not allowed here" in result.output
     assert "check the indentation" in result.output
-    assert not out.exists()
+    assert (out / "vacuum-orders.sql").exists()
+    cutover = (out / "cutover.sql").read_text()
+    assert "invalid.yaml" in cutover and "was not translated (failed): keep it" in cutover
+
+
+def _repository(tmp_path: Path) -> Path:
+    """A repository as people keep one: a Helm chart, a cron.d file, notes, a script."""
+    repo = tmp_path / "ops"
+    shutil.copytree(FIXTURES / "mixed", repo)
+    return repo
+
+
+def test_a_helm_template_does_not_stop_the_folder(tmp_path):
+    out = tmp_path / "out"
+    report = tmp_path / "report.json"
+    result = run(
+        "import-queue",
+        str(_repository(tmp_path)),
+        "--out",
+        str(out),
+        "--default-username",
+        "app",
+        "--report",
+        str(report),
+    )
+    assert result.exit_code == 1, result.output
+    assert "render the chart first (`helm template" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["celery", "crontab", "k8s", "sidekiq"]
+    assert (out / "k8s" / "purge-sessions.sql").exists()
+    files = {Path(f["file"]).name: f for f in json.loads(report.read_text())["files"]}
+    # every file of the folder is listed, with what became of it and why
+    assert len(files) == len([p for p in (tmp_path / "ops").rglob("*") if p.is_file()])
+    template = files["vacuum-cronjob.yaml"]
+    assert (template["status"], template["format"], template["line"]) == ("failed", "k8s", 1)
+    assert (
+        files["values.yaml"]["status"] == "skipped"
+        and "helm template" in (files["values.yaml"]["reason"])
+    )
+    assert files["backup.sh"]["status"] == "skipped" and ".sh" in files["backup.sh"]["reason"]
+    assert files["database.yml"]["status"] == "skipped"
+    assert files["pg-maintenance"]["status"] == "translated"
+    assert files["sidekiq_scheduler.yml"] == {
+        "file": str(tmp_path / "ops" / "config" / "sidekiq_scheduler.yml"),
+        "format": "sidekiq",
+        "status": "translated",
+        "reason": "",
+        "line": None,
+        "col": None,
+    }
+
+
+def test_a_folder_of_skipped_files_says_why(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("# nothing scheduled here\n")
+    (tmp_path / "docs" / "compose.yaml").write_text("services:\n  db:\n    image: postgres\n")
+    (tmp_path / "docs" / "tasks.py").write_text("def add(x, y):\n    return x + y\n")
+    result = run("import-queue", str(tmp_path / "docs"), "--out", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [(Path(f["file"]).name, f["status"]) for f in data["files"]] == [
+        ("compose.yaml", "skipped"),
+        ("notes.md", "skipped"),
+        ("tasks.py", "skipped"),
+    ]
+    assert "holds no schedule" in data["files"][2]["reason"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_crontab_option_says_whether_lines_have_a_user_field(tmp_path):
+    source = tmp_path / "maintenance"
+    source.write_text("0 2 * * * postgres vacuumdb -z -d shop\n")
+    out = tmp_path / "out"
+    system = run("import-queue", str(source), "--out", str(out / "a"), "--json")
+    user = run("import-queue", str(source), "--crontab", "user", "--out", str(out / "b"), "--json")
+    forced = run(
+        "import-queue",
+        str(FIXTURES / "crontab" / "app.crontab"),
+        "--crontab",
+        "system",
+        "--out",
+        str(out / "c"),
+        "--json",
+    )
+    (item,) = json.loads(system.output)["items"]
+    assert item["fidelity"] == "exact" and item["name"] == "vacuum-analyze"
+    assert any(d["code"] == "PGD251" and "'postgres'" in d["message"] for d in item["diagnostics"])
+    (as_user,) = json.loads(user.output)["items"]
+    assert as_user["fidelity"] == "manual"  # "postgres vacuumdb ..." is not a program it knows
+    assert forced.exit_code in (0, 1) and all(
+        any(d["code"] == "PGD251" for d in i["diagnostics"])
+        for i in json.loads(forced.output)["items"]
+        if i["fidelity"] != "failed"
+    )
 
 
 def test_unknown_format_asks_for_format(tmp_path):

@@ -3,9 +3,10 @@
 Each case runs the whole ``import-queue`` pipeline (detection, reader,
 translator, file generation) into a temporary folder and compares every
 generated file (workflow files, cutover.sql, tasks.template.yaml) plus the
-human summary with the expected folder. A source that cannot be parsed must
-raise with file and line and write nothing: its expected folder holds only
-``error.txt``. ``pytest --update-goldens`` rewrites the expected folders;
+human summary with the expected folder. A source that cannot be parsed is a
+failed item naming file and line (the summary lists it), and the other files
+of the run are written; a run that stops (a malformed --tasks file) writes
+nothing and its expected folder holds only ``error.txt``. ``pytest --update-goldens`` rewrites the expected folders;
 review them with ``git diff`` before committing.
 """
 
@@ -88,6 +89,14 @@ CASES: dict[str, tuple[str, dict]] = {
     "crontab/missing_file": ("crontab/missing_file.crontab", {}),
     "crontab/graphile": ("crontab/graphile/crontab", {**ROLE, "tasks_file": "crontab/tasks.yaml"}),
     "crontab/graphile_fill": ("crontab/graphile_fill/crontab", ROLE),
+    # issue 18: real-world-style files, one by one and as the folder of a repository
+    "mixed/celery_config_class": ("mixed/app/celeryconfig.py", ROLE),
+    "mixed/sidekiq_scheduler": ("mixed/config/sidekiq_scheduler.yml", ROLE),
+    "mixed/system_crontab": ("mixed/deploy/cron/pg-maintenance", {}),
+    "mixed/system_crontab_as_user": ("mixed/deploy/cron/pg-maintenance", {"crontab_kind": "user"}),
+    "mixed/k8s_misplaced_zone": ("mixed/k8s/reports-cronjob.yaml", {}),
+    "mixed/helm_template": ("mixed/charts/pg-maint/templates/vacuum-cronjob.yaml", {}),
+    "mixed/repository": ("mixed", {**ROLE, "tasks_file": "mixed.tasks.yaml"}),
 }
 FIXTURES = Path("fixtures/queue")
 
@@ -99,9 +108,11 @@ def generate(fixture: str, options: dict, out: Path) -> dict[str, str]:
     try:
         reports = pipeline.import_queue([FIXTURES / fixture], out_dir=out, **options)
     except SourceParseError as exc:
-        assert not out.exists(), "a source that cannot be parsed must write nothing"
+        assert not out.exists(), "a run that stops must write nothing"
         return {"error.txt": exc.message + "\n"}
-    files = {p.name: p.read_text() for p in sorted(out.iterdir())}
+    # Several formats write one sub-folder each: flattened as "format~file".
+    written = sorted(p for p in out.rglob("*") if p.is_file()) if out.exists() else []
+    files = {"~".join(p.relative_to(out).parts): p.read_text() for p in written}
     files["summary.txt"] = "\n".join(r.text() for r in reports) + "\n"
     return files
 

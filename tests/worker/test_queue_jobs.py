@@ -18,6 +18,7 @@ from pgdurable import apply as applying
 from pgdurable import pipeline
 from pgdurable.errors import ApplyFailed
 from pgdurable.testing import wait_for
+from pgdurable.translators.queue import enqueue
 
 ROLE = "queue_e2e"
 
@@ -118,6 +119,47 @@ def test_crontab_line_running_psql_f(database, background_worker, wf, tmp_path: 
     rows = database.execute("SELECT what, by_role FROM public.done ORDER BY n")
     assert rows == [("first+", ROLE), ("second", ROLE)]
     database.execute("SELECT df.cancel(%s)", [_scheduler(database, "crontab", "rollup")])
+
+
+def test_system_crontab_vacuumdb_and_reindexdb_run_their_sql(
+    database, background_worker, wf, tmp_path: Path
+):
+    """A cron.d file as a provisioning playbook installs it: the user field is the role,
+    vacuumdb/reindexdb lines run the VACUUM and REINDEX they send (outside a transaction
+    block, as PostgreSQL requires)."""
+    _setup(database)
+    database.execute(f"ALTER TABLE public.done OWNER TO {ROLE}")  # VACUUM skips others' tables
+    database.execute("INSERT INTO public.done (what) SELECT 'row' FROM generate_series(1, 50)")
+    index_file = "SELECT relfilenode FROM pg_class WHERE relname = 'done_pkey'"
+    before = database.value(index_file)
+    cron = tmp_path / "deploy" / "maintenance"
+    cron.parent.mkdir()
+    cron.write_text(
+        "SHELL=/bin/sh\n"
+        f"10 1 * * * {ROLE} vacuumdb --analyze --quiet -d {database.name} -t public.done\n"
+        f"0 3 * * 6 {ROLE} reindexdb -d {database.name} --table=public.done\n"
+    )
+    # queue_e2e is no well-known system account: say it is a system crontab
+    reports = pipeline.import_queue([cron], out_dir=tmp_path / "out", crontab_kind="system")
+    (report,) = reports
+    assert [r.fidelity.name for r in report.results] == ["EXACT", "EXACT"], report.text()
+    with database.connect() as conn:
+        applying.apply_directory(tmp_path / "out", applying.DatabaseSink(conn))
+    background_worker()
+    for result in report.results:
+        function = enqueue.function_name(result.name)
+        run = database.value(f"SELECT pgdurable_jobs.{function}()", user=ROLE)
+        wf.wait_status(run, "completed", timeout=30)
+        database.execute("SELECT df.cancel(%s)", [_scheduler(database, "crontab", result.name)])
+    assert database.value(index_file) != before  # REINDEX TABLE wrote a new index file
+    wait_for(
+        lambda: database.value(
+            "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL"
+            " FROM pg_stat_user_tables WHERE relname = 'done'"
+        ),
+        timeout=30,
+        what="the statistics of VACUUM (ANALYZE) public.done",
+    )
 
 
 def test_celery_task_mapped_to_sql_function(database, background_worker, tmp_path: Path):

@@ -72,6 +72,8 @@ def _action(job: QueueJob, ctx: TranslateContext, tasks: TaskMap, diag: Collecto
     if isinstance(action, Task):
         result = _task_action(job, action, tasks, diag, ctx.portable)
     elif isinstance(action, Psql):
+        for code, message in action.caveats:
+            diag.add(code, message)
         result = psql.steps(action, diag, ctx.portable)
         if result is None and any(p.missing for p in action.parts):
             missing = next(p for p in action.parts if p.missing)
@@ -81,7 +83,7 @@ def _action(job: QueueJob, ctx: TranslateContext, tasks: TaskMap, diag: Collecto
         if action.host and action.host not in LOCAL_HOSTS and not action.host.startswith("/"):
             diag.add(
                 "PGD212",
-                f"psql connected to host {action.host}; the run executes in database "
+                f"{action.program} connected to host {action.host}; the run executes in database "
                 f"{database or '(the applying database)'} of the worker's cluster",
             )
     else:

@@ -1,7 +1,10 @@
 """Celery beat configuration modules, read with libcst and never imported.
 
-Recognised assignments (module level, ``app.conf.<name> = ...`` or
-``app.conf.update(name=...)``): ``beat_schedule`` / ``CELERYBEAT_SCHEDULE`` /
+Recognised assignments (module level, ``app.conf.<name> = ...``,
+``app.conf.update(name=...)``, or the body of a config class loaded with
+``app.config_from_object(Config)``, its bases in the module included; with no
+such call the one class that defines a schedule, and PGD315 when several
+do): ``beat_schedule`` / ``CELERYBEAT_SCHEDULE`` /
 ``CELERY_BEAT_SCHEDULE``, ``timezone`` / ``CELERY_TIMEZONE``, ``enable_utc``,
 ``task_routes`` / ``CELERY_ROUTES``, ``task_annotations`` /
 ``CELERY_ANNOTATIONS``. Values are evaluated statically: literals, names bound
@@ -87,6 +90,11 @@ class _Reader:
         self.positions = positions
         self.names: dict[str, Any] = {}
         self.settings: dict[str, tuple[Any, cst.CSTNode]] = {}
+        # Config classes: name -> (base names, settings, line); config_from_object args.
+        self.classes: dict[str, tuple[list[str], dict, int]] = {}
+        self.loaded: list[str] = []
+        self.config_class: str | None = None
+        self.ambiguous: str | None = None
 
     def line(self, node: cst.CSTNode) -> int:
         return self.positions[node].start.line
@@ -159,6 +167,9 @@ class _Reader:
 
     def collect(self) -> None:
         for statement in self.module.body:
+            if isinstance(statement, cst.ClassDef):
+                self._config_class(statement)
+                continue
             if not isinstance(statement, cst.SimpleStatementLine):
                 continue
             for small in statement.body:
@@ -168,10 +179,69 @@ class _Reader:
                     self._assign(small.target, small.value)
                 elif isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
                     call = small.value
-                    if self.code(call.func).endswith("conf.update"):
+                    func = self.code(call.func)
+                    if func.endswith("conf.update"):
                         for arg in call.args:
                             if arg.keyword is not None:
                                 self._setting(arg.keyword.value, arg.value)
+                    elif func.endswith("config_from_object") and call.args:
+                        self.loaded.append(self.code(call.args[0].value))
+        self._apply_config_class()
+
+    def _config_class(self, node: cst.ClassDef) -> None:
+        """A config class body (``class Config: beat_schedule = {...}``): its settings,
+        kept apart until ``config_from_object`` says which class the app loads."""
+        outer, self.settings = self.settings, {}
+        names = dict(self.names)
+        body = node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
+        for statement in body:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    if isinstance(small, cst.Assign) and len(small.targets) == 1:
+                        target = small.targets[0].target
+                        if isinstance(target, cst.Name):
+                            self.names[target.value] = self.value(small.value)
+                            self._setting(target.value, small.value)
+                    elif (
+                        isinstance(small, cst.AnnAssign)
+                        and small.value is not None
+                        and isinstance(small.target, cst.Name)
+                    ):
+                        self.names[small.target.value] = self.value(small.value)
+                        self._setting(small.target.value, small.value)
+        bases = [self.code(b.value) for b in node.bases]
+        self.classes[node.name.value] = (bases, self.settings, self.line(node))
+        self.settings, self.names = outer, names
+
+    def _class_settings(self, name: str, seen: frozenset[str] = frozenset()) -> dict:
+        """A class's settings over those of its bases defined in the module (MRO order)."""
+        if name not in self.classes or name in seen:
+            return {}
+        bases, own, _ = self.classes[name]
+        merged: dict = {}
+        for base in reversed(bases):
+            merged.update(self._class_settings(base, seen | {name}))
+        return {**merged, **own}
+
+    def _apply_config_class(self) -> None:
+        named = [n for n in self.loaded if n in self.classes]
+        defining = [n for n in self.classes if "CELERYBEAT_SCHEDULE" in self._class_settings(n)]
+        if named:
+            chosen = named[-1]  # the last config_from_object wins, as in Celery
+        elif len(defining) == 1:
+            chosen = defining[0]
+        elif defining:
+            chosen = defining[0]
+            self.ambiguous = (
+                f"the config classes {', '.join(defining)} each define beat_schedule and the "
+                "module does not say which one the app loads (app.config_from_object(...)); "
+                f"{chosen} was read: check it is the one your deployment uses"
+            )
+        else:
+            return
+        found = self._class_settings(chosen)
+        self.config_class = chosen
+        self.settings = {**found, **self.settings}  # app.conf assignments come later
 
     def _assign(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
         if isinstance(target, cst.Name):
@@ -330,7 +400,7 @@ def read(path: Path, text: str, file: str) -> list[Item]:
         where = file if refused.line is None else f"{file}:{refused.line}:{refused.column or 1}"
         raise SourceParseError(
             f"{where}: invalid Python: {refused.message}; "
-            "fix the syntax (the module is read, never imported). Nothing was written"
+            "fix the syntax (the module is read, never imported)"
         )
     try:
         module = cst.parse_module(text)
@@ -342,7 +412,7 @@ def read(path: Path, text: str, file: str) -> list[Item]:
             line, col, message = located.lineno or line, located.offset or col, located.msg
         raise SourceParseError(
             f"{file}:{line}:{col}: invalid Python: {message}; "
-            "fix the syntax (the module is read, never imported). Nothing was written"
+            "fix the syntax (the module is read, never imported)"
         ) from exc
     wrapper = MetadataWrapper(module)
     reader = _Reader(wrapper.module, wrapper.resolve(PositionProvider))
@@ -354,6 +424,8 @@ def read(path: Path, text: str, file: str) -> list[Item]:
     routes = settings.get("CELERY_ROUTES", (None, None))[0]
     annotations = settings.get("CELERY_ANNOTATIONS", (None, None))[0]
     file_notes: list[Diagnostic] = []
+    # Every entry read from a guessed config class may not be the deployed one.
+    entry_notes = [Diagnostic("PGD315", reader.ambiguous, SourceRef(file))] * bool(reader.ambiguous)
     tz = tz_value if isinstance(tz_value, str) else None
     if tz is None and utc is False:
         file_notes.append(
@@ -396,7 +468,7 @@ def read(path: Path, text: str, file: str) -> list[Item]:
         if isinstance(schedule, str):
             items.append(Unreadable(name, FORMAT, ref, schedule, code="PGD104"))
             continue
-        notes = list(file_notes)
+        notes = [*file_notes, *entry_notes]
         file_notes = []
         for key in entry:
             if key not in ENTRY_KEYS:
@@ -457,7 +529,10 @@ def read(path: Path, text: str, file: str) -> list[Item]:
                 queue=queue,
                 retry=retry,
                 notes=tuple(notes),
-                description=(f"queue: {queue}",) if queue else (),
+                description=(
+                    *((f"config: class {reader.config_class}",) if reader.config_class else ()),
+                    *((f"queue: {queue}",) if queue else ()),
+                ),
             )
         )
     # Tasks only routed or annotated: enqueue-only jobs (producers call the function).

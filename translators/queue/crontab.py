@@ -1,9 +1,12 @@
 """crontab files, ``/etc/cron.d`` files and the Graphile Worker crontab.
 
 crontab (Vixie/cronie): a line is ``m h dom mon dow command`` or
-``@macro command``; system files (``/etc/crontab``, ``/etc/cron.d/*``, or a
-file whose header comment names a ``user`` column) put the OS user before
-the command, which is also psql's default role. ``NAME=value`` lines set the
+``@macro command``; system files put the OS user before the command, which
+is also psql's default role. They are told by path (``/etc/crontab``,
+``/etc/cron.d/*``), a header comment naming a ``user`` column, content
+(every line's sixth field a user name such as ``root`` or ``postgres``
+followed by a command), or ``--crontab system``. Without ``CRON_TZ`` cron
+used the host's time zone, which the file does not show (PGD206). ``NAME=value`` lines set the
 environment of the lines below (``PGDATABASE``, ``PGUSER`` ... reach psql);
 ``CRON_TZ`` sets the schedule's time zone; ``MAILTO``, ``SHELL``, ``PATH``
 are ignored. An unescaped ``%`` ends the command and feeds the rest to it on
@@ -81,10 +84,30 @@ def looks_like(text: str) -> bool:
     return bool(good) and len(good) * 2 >= len(lines)
 
 
-def has_user_field(text: str, path: Path) -> bool:
+# Accounts system crontabs commonly run jobs as; a job line's sixth field naming
+# one of them (and a command after it) marks a system crontab read by content.
+SYSTEM_USERS = {"root", "postgres", "pgsql", "_postgres", "www-data", "nobody", "daemon"}
+_USER = re.compile(r"[a-z_][a-z0-9_.-]*\$?")
+
+
+def user_field(text: str, path: Path, kind: str = "auto") -> str | None:
+    """Why the lines have a user field (system crontab), or None (a user's crontab).
+    ``kind`` is ``--crontab``: ``system`` or ``user`` decide, ``auto`` looks."""
+    if kind != "auto":
+        return "--crontab system" if kind == "system" else None
     if "cron.d" in path.parts or (path.name == "crontab" and "etc" in path.parts):
-        return True
-    return bool(re.search(r"^#.*\bdow\s+user\b", text, re.MULTILINE))
+        return "its path (/etc/crontab, /etc/cron.d)"
+    if re.search(r"^#.*\bdow\s+user\b", text, re.MULTILINE):
+        return "its header comment (m h dom mon dow user command)"
+    rests = [r[1].split(None, 1) for _, line in _job_lines(text) if (r := _split_line(line))]
+    if rests and all(
+        len(words) == 2 and _USER.fullmatch(words[0]) and not words[1].startswith("-")
+        for words in rests
+    ):
+        users = {words[0] for words in rests} & SYSTEM_USERS
+        if users:
+            return f"its content (the sixth field names the user {sorted(users)[0]})"
+    return None
 
 
 def _unescape_percent(command: str) -> tuple[str, str | None]:
@@ -135,10 +158,11 @@ def _env_value(raw: str) -> str:
     return raw
 
 
-def read(path: Path, text: str, file: str, used: dict[str, int]) -> list[Item]:
-    if is_graphile(text, path):
+def read(path: Path, text: str, file: str, used: dict[str, int], kind: str = "auto") -> list[Item]:
+    """Every line of one crontab; ``kind`` is ``--crontab`` (auto, user, system)."""
+    if kind == "auto" and is_graphile(text, path):
         return _read_graphile(text, file, used)
-    user_field = has_user_field(text, path)
+    system = user_field(text, path, kind)
     env: dict[str, str] = {}
     tz: str | None = None
     items: list[Item] = []
@@ -166,14 +190,34 @@ def read(path: Path, text: str, file: str, used: dict[str, int]) -> list[Item]:
             continue
         schedule_text, rest = split
         user = None
-        if user_field:
+        notes: list[Diagnostic] = []
+        if system:
             parts = rest.split(None, 1)
             if len(parts) < 2:
                 items.append(Unreadable(f"line_{n}", FORMAT, ref, "the line has no command"))
                 continue
             user, rest = parts
+            notes.append(
+                Diagnostic(
+                    "PGD251",
+                    f"system crontab (told by {system}): the sixth field '{user}' is the OS "
+                    "user cron runs the command as, not part of the command; it is psql's "
+                    "default role unless the line names one (pass --crontab user if the "
+                    "file is a user's crontab)",
+                    ref,
+                )
+            )
+        if tz is None and not schedule_text.startswith("@reboot"):
+            notes.append(
+                Diagnostic(
+                    "PGD206",
+                    "the schedule is evaluated in UTC; cron used the host's time zone "
+                    "(/etc/localtime or TZ), which this file does not show: if it was not "
+                    "UTC, shift the hours (or set CRON_TZ= above the line and regenerate)",
+                    ref,
+                )
+            )
         command, stdin = _unescape_percent(rest)
-        notes: list[Diagnostic] = []
         action: psql.Psql | Task
         line_env = dict(env)
         if user:  # cron runs the command as that OS user: psql's default role
@@ -195,7 +239,10 @@ def read(path: Path, text: str, file: str, used: dict[str, int]) -> list[Item]:
                 action=action,
                 run_as=user,
                 notes=tuple(notes),
-                description=(f"command: {command.strip()[:80]}",),
+                description=(
+                    *((f"cron user: {user}",) if user else ()),
+                    f"command: {command.strip()[:80]}",
+                ),
             )
         )
     return items

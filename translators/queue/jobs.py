@@ -81,7 +81,8 @@ class PsqlPart:
 
 @dataclass(frozen=True)
 class Psql:
-    """A psql invocation: what it runs, where and as whom (libpq rules)."""
+    """A psql (or vacuumdb/reindexdb) invocation: what it runs, where and as whom
+    (libpq rules)."""
 
     parts: tuple[PsqlPart, ...]
     database: str | None = None
@@ -90,6 +91,8 @@ class Psql:
     single_transaction: bool = False  # -1
     on_error_stop: bool = False  # -v ON_ERROR_STOP=1
     stdin_script: bool = False  # the SQL came on stdin (crontab '%')
+    program: str = "psql"  # or vacuumdb / reindexdb (``maintenance``), sending SQL too
+    caveats: tuple[tuple[str, str], ...] = ()  # (code, message) of what the SQL loses
 
 
 @dataclass(frozen=True)

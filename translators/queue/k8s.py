@@ -5,7 +5,9 @@ Every document of every file is read; documents of other kinds (a
 opened. Per CronJob:
 
 * ``spec.schedule``: robfig cron (five fields, macros, ``@every``), in
-  ``spec.timeZone`` (default: the controller's zone, taken as UTC);
+  ``spec.timeZone`` (default: the controller's zone, taken as UTC and
+  reported, PGD206; a ``timeZone`` under the job or pod template is ignored
+  by Kubernetes and warned about);
 * ``spec.suspend``: registered, not started; ``concurrencyPolicy``:
   Allow (default) / Forbid / Replace; ``startingDeadlineSeconds``;
 * ``jobTemplate.spec.backoffLimit`` (default 6) retries a failed pod with
@@ -96,6 +98,7 @@ CONTAINER_KEYS = {
 }
 POLICIES = {"Allow": "allow", "Forbid": "forbid", "Replace": "replace"}
 DEFAULT_BACKOFF_LIMIT = 6
+ZONE_KEYS = {"timezone", "time_zone", "tz"}
 
 
 def looks_like(text: str) -> bool:
@@ -112,7 +115,7 @@ def _unknown(mapping: Any, known: set[str], where: str, file: str) -> list[Diagn
             SourceRef(file, mapping.line_of(key)),
         )
         for key in mapping
-        if key not in known
+        if key not in known and str(key).lower() not in ZONE_KEYS  # see _misplaced_zones
     ]
 
 
@@ -168,6 +171,19 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
     schedule = _schedule(spec)
     if isinstance(schedule, str):
         return Unreadable(name, FORMAT, ref, schedule, code="PGD104")
+    misplaced = _misplaced_zones(spec, file)
+    notes += misplaced
+    if isinstance(schedule, Cron) and schedule.timezone is None:
+        notes.append(
+            Diagnostic(
+                "PGD206",
+                "the schedule is evaluated in UTC; without spec.timeZone Kubernetes used the "
+                "time zone of the kube-controller-manager (UTC on most managed clusters), "
+                "which the manifest does not show: if it was not UTC, set spec.timeZone "
+                "and regenerate",
+                ref,
+            )
+        )
     # Any level may hold a scalar or a list in a malformed manifest.
     job_spec = _mapping(_mapping(spec.get("jobTemplate")).get("spec"))
     notes += _unknown(job_spec, JOB_SPEC_KEYS, "spec.jobTemplate.spec", file)
@@ -256,6 +272,47 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
         notes=tuple(notes),
         description=tuple(description),
     )
+
+
+def _misplaced_zones(spec: dict, file: str) -> list[Diagnostic]:
+    """A ``timeZone`` (any spelling) outside ``spec``: Kubernetes ignores it (or the
+    API server refuses the field), so the schedule ran in the controller's zone."""
+    template = _mapping(spec.get("jobTemplate"))
+    job_spec = _mapping(template.get("spec"))
+    pod = _mapping(job_spec.get("template"))
+    places = [
+        (template, "spec.jobTemplate"),
+        (job_spec, "spec.jobTemplate.spec"),
+        (pod, "spec.jobTemplate.spec.template"),
+        (_mapping(pod.get("spec")), "spec.jobTemplate.spec.template.spec (the pod spec)"),
+    ]
+    found = []
+    for mapping, where in places:
+        for key in mapping:
+            if str(key).lower() in ZONE_KEYS:
+                line = mapping.line_of(key) if isinstance(mapping, YMap) else None
+                found.append(
+                    Diagnostic(
+                        "PGD213",
+                        f"{key}: {mapping[key]} under {where} is not the CronJob's time zone: "
+                        "Kubernetes reads only spec.timeZone, so this schedule ran in the "
+                        "controller's time zone. Move it to spec.timeZone if that was meant "
+                        "(the translation follows what Kubernetes did)",
+                        SourceRef(file, line),
+                    )
+                )
+    zone_typo = [k for k in spec if str(k).lower() in ZONE_KEYS and k != "timeZone"]
+    for key in zone_typo:
+        line = spec.line_of(key) if isinstance(spec, YMap) else None
+        found.append(
+            Diagnostic(
+                "PGD213",
+                f"spec.{key} is not spec.timeZone (Kubernetes field names are case-sensitive): "
+                "the schedule ran in the controller's time zone",
+                SourceRef(file, line),
+            )
+        )
+    return found
 
 
 def _mapping(value: object) -> dict:

@@ -1,7 +1,8 @@
 """psql invocations in shell commands: reading them and turning them into steps.
 
 Kubernetes containers and crontab lines run shell commands; the ones this
-translator can carry over run ``psql -c`` / ``psql -f``. ``parse_shell``
+translator can carry over run ``psql -c`` / ``psql -f``, or ``vacuumdb`` /
+``reindexdb`` (``maintenance``: the SQL they send). ``parse_shell``
 reads a command line (a chain of simple commands joined by ``&&`` or ``;``,
 with ``VAR=value`` prefixes, ``export``, ``exec``, ``env`` and output
 redirections, which are dropped) into ``Psql`` records, or says why it
@@ -57,6 +58,7 @@ _LONG_WITH_VALUE = {
 }
 _SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
 _TRUE = {"1", "on", "true", "yes", "t", "y"}
+_LIBPQ_ENV = (("dbname", "PGDATABASE"), ("user", "PGUSER"), ("host", "PGHOST"))
 
 
 class NotPsql(ValueError):
@@ -159,10 +161,7 @@ def parse_psql(
             positional.append(a)
         i += 1
 
-    info: dict[str, str] = {}
-    for key, env_name in (("dbname", "PGDATABASE"), ("user", "PGUSER"), ("host", "PGHOST")):
-        if env.get(env_name):
-            info[key] = env[env_name]
+    info = {key: env[name] for key, name in _LIBPQ_ENV if env.get(name)}
     for index, value in enumerate(positional[:2]):
         if index == 0:
             info.update(_conninfo(value) or {"dbname": value})
@@ -217,6 +216,26 @@ def parse_psql(
         single_transaction=single,
         on_error_stop=stop,
     )
+
+
+def parse_maintenance(argv: list[str], env: dict[str, str]) -> Psql:
+    """A vacuumdb or reindexdb command line as the SQL it sends; raises NotPsql."""
+    # Imported here: maintenance builds on this module's connection rules.
+    from pgdurable.translators.queue import maintenance
+
+    info = {key: env[name] for key, name in _LIBPQ_ENV if env.get(name)}
+    args = [_expand(a, env) for a in argv[1:]]
+    try:
+        found = maintenance.parse(Path(argv[0]).name, args, info, _conninfo)
+    except maintenance.NotTranslated as exc:
+        raise NotPsql(str(exc)) from exc
+    for unresolved in (found.database or "", found.user or "", found.host or ""):
+        if unresolved.startswith("$"):
+            raise NotPsql(
+                f"the connection comes from {unresolved}, which is not set in the source; "
+                "map the job in --tasks or set the variable in the file"
+            )
+    return found
 
 
 def _set_lines(script: str, variables: dict[str, str]) -> str:
@@ -276,6 +295,8 @@ def parse_shell(
             return parse_shell(command[2], env, base_dir)
         if name == "psql":
             return [(parse_psql(command, env, base_dir), False)]
+        if name in ("vacuumdb", "reindexdb"):
+            return [(parse_maintenance(command, env), False)]
         raise NotPsql(f"the container runs {command[0] if command else 'nothing'}, not psql")
     lexer = shlex.shlex(strip_redirections(command), posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
@@ -315,9 +336,12 @@ def parse_shell(
         if head in _SHELLS and len(words) >= 3 and words[1] == "-c":
             found += parse_shell(words[2], env, base_dir)
             continue
+        next_sep = chains[index + 1][1] if index + 1 < len(chains) else ""
+        if head in ("vacuumdb", "reindexdb"):
+            found.append((parse_maintenance(words, env), next_sep == ";"))
+            continue
         if head != "psql":
             raise NotPsql(f"'{' '.join(words)}' is not a psql command")
-        next_sep = chains[index + 1][1] if index + 1 < len(chains) else ""
         found.append((parse_psql(words, env, base_dir, stdin), next_sep == ";"))
     if not found:
         raise NotPsql("the command runs no psql")

@@ -14,8 +14,10 @@ Layouts read (all YAML, several files per run):
   do not affect a translation.
 
 Semantics: ``cron`` is fugit's (5 or 6 fields, seconds first, optional time
-zone suffix); ``every``/``interval`` a fixed period (``['24h', first_in:
-'45m']``); ``in`` one delayed run; ``at`` manual. A job retries unless
+zone suffix; without one, the process's zone, which the file does not show:
+PGD206); an entry without ``class`` runs the class its key names;
+``every``/``interval`` a fixed period (``['24h', first_in: '45m']``); ``in``
+one delayed run; ``at`` manual. A job retries unless
 ``retry: false``: ``retry: N`` or ``:max_retries:``, else Sidekiq's default
 of 25, with delays of about ``count**4 + 15`` s (approximated). Uniqueness
 (``lock``/``unique``, sidekiq-unique-jobs) allows one run at a time, or
@@ -24,6 +26,7 @@ replaces the running one with ``on_conflict: replace``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +97,24 @@ OPTION_KEYS = {
 DEFAULT_RETRIES = 25
 
 
+# An entry's schedule key under a name: sidekiq-scheduler files loaded with
+# ``Sidekiq.schedule = YAML.load_file(...)`` name no class (the key is the class).
+_SCHEDULE_LINE = re.compile(r"^[ ]{2,}(cron|every|interval|in|at)[ ]*:[ ]*\S", re.MULTILINE)
+
+
 def looks_like(text: str) -> bool:
     return (
         ":schedule:" in text
         or ":scheduler:" in text
         or ":concurrency:" in text
         or ("class:" in text and ("cron:" in text or "every:" in text))
+        or bool(_SCHEDULE_LINE.search(text))
     )
+
+
+def check(text: str, file: str) -> None:
+    """Raise SourceParseError (file, line, fix) when ``text`` is not YAML."""
+    yamlsource.load_all(text, file)
 
 
 def _is_entry(value: Any) -> bool:
@@ -291,6 +305,18 @@ def read_all(sources: list[tuple[Path, str, str]]) -> list[Item]:
                         "PGD225",
                         "date_as_argument: the run's args do not get the enqueue time "
                         "appended; use now() in the task's SQL",
+                        ref,
+                    )
+                )
+            if isinstance(schedule, Cron) and schedule.timezone is None:
+                entry_notes.append(
+                    Diagnostic(
+                        "PGD206",
+                        f"the schedule is evaluated in UTC; Sidekiq evaluated '{schedule.original}'"
+                        " in the Sidekiq process's time zone (Rails' config.time_zone, TZ or "
+                        "the host's), which this file does not show: if it was not UTC, add "
+                        "the zone to the cron string (e.g. '0 6 * * * Europe/Berlin') and "
+                        "regenerate",
                         ref,
                     )
                 )

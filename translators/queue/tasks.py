@@ -107,7 +107,10 @@ def load(path: Path) -> TaskMap:
     file = str(path)
     if not path.is_file():
         raise SourceParseError(f"{file}: the --tasks file does not exist")
-    documents = yamlsource.load_all(path.read_text(encoding="utf-8"), file)
+    try:
+        documents = yamlsource.load_all(path.read_text(encoding="utf-8"), file)
+    except SourceParseError as exc:  # the mapping applies to every file: stop the run
+        raise SourceParseError(f"{exc.message}. Nothing was written") from exc
     if not documents or documents[0][0] is None:
         return TaskMap(file, {})
     root, line = documents[0]

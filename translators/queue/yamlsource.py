@@ -7,7 +7,8 @@ entry that caused them. ``---``-separated documents are all returned.
 
 Alias bombs and deep nesting are refused (``yamlguard``). Invalid YAML
 raises ``SourceParseError`` naming the file, line and column
-and saying what to fix; nothing is written for that run.
+and saying what to fix (``import-queue`` reports that file as failed and
+carries on with the others).
 """
 
 from __future__ import annotations
@@ -76,9 +77,7 @@ def load_all(text: str, file: str) -> list[tuple[Any, int]]:
         problem = str(getattr(exc, "problem", None) or exc).strip()
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
         hint = "" if isinstance(exc, yamlguard.YAMLLimitError) else f"; {_fix_hint(problem)}"
-        raise SourceParseError(
-            f"{where}: invalid YAML: {problem}{hint}. Nothing was written"
-        ) from exc
+        raise SourceParseError(f"{where}: invalid YAML: {problem}{hint}") from exc
     finally:
         if loader is not None:
             loader.dispose()
