@@ -120,6 +120,15 @@ CODES: dict[str, Code] = {
     "PGD238": Code(Severity.INFO, Fidelity.EXACT, "catchup runs are not created"),
     "PGD239": Code(Severity.WARNING, Fidelity.APPROXIMATE, "depends_on_past not enforced"),
     "PGD240": Code(Severity.WARNING, Fidelity.APPROXIMATE, "{name} may be replaced by a df var"),
+    # (PGD241-249 left for the queue sources' issue-18 codes)
+    "PGD250": Code(Severity.INFO, Fidelity.EXACT, "no conn_id: default connection (Airflow 2)"),
+    "PGD251": Code(Severity.WARNING, Fidelity.APPROXIMATE, "no conn_id: Airflow 3 fails the task"),
+    "PGD252": Code(Severity.WARNING, Fidelity.APPROXIMATE, "hook_params not carried"),
+    "PGD253": Code(Severity.INFO, Fidelity.EXACT, "hook_params options set per transaction"),
+    "PGD254": Code(Severity.WARNING, Fidelity.EXACT, "the same dag_id in several files"),
+    "PGD255": Code(Severity.WARNING, Fidelity.APPROXIMATE, "start_date/end_date not enforced"),
+    "PGD256": Code(Severity.INFO, Fidelity.EXACT, "start_date/end_date checked by SQL"),
+    "PGD257": Code(Severity.WARNING, Fidelity.EXACT, "runs as another role: grant it access"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -142,6 +151,9 @@ CODES: dict[str, Code] = {
     "PGD317": Code(Severity.WARNING, Fidelity.MANUAL, "SQL template file not found"),
     "PGD318": Code(Severity.WARNING, Fidelity.MANUAL, "{sys_*} is replaced at run time"),
     "PGD319": Code(Severity.WARNING, Fidelity.MANUAL, "the job maintains pg_cron itself"),
+    # (PGD320-329 left for the queue sources' issue-18 codes)
+    "PGD330": Code(Severity.WARNING, Fidelity.MANUAL, "triggers a DAG not translated here"),
+    "PGD331": Code(Severity.WARNING, Fidelity.MANUAL, "the job runs as a superuser"),
 }
 
 

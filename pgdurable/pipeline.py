@@ -16,7 +16,7 @@ The report JSON shape is stable and documented in MIGRATING.md::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,8 +245,10 @@ def import_airflow(
     dry_run: bool = False,
     registry_connection: Callable[[], Any] | None = None,
     default_username: str | None = None,
+    search_path_map: Sequence[tuple[str, str]] = (),
 ) -> ImportReport:
-    """``pgdurable import-airflow``: read DAG files statically, translate, write."""
+    """``pgdurable import-airflow``: read DAG files statically, translate, write.
+    ``search_path_map``: (old, new) folder prefixes for template_searchpath."""
     from pgdurable.translators import airflow
     from pgdurable.translators.airflow import connections
     from pgdurable.translators.base import TranslateContext
@@ -258,7 +260,9 @@ def import_airflow(
 
         raise TranslationError(str(exc)) from exc
     ctx = TranslateContext(portable=portable, default_username=default_username)
-    batch = airflow.translate(airflow.read_paths(paths), ctx, conns)
+    batch = airflow.translate(
+        airflow.read_paths(paths), ctx, conns, search_path_map=search_path_map
+    )
     report = run_import(
         airflow.SOURCE,
         batch.results,

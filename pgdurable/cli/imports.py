@@ -69,6 +69,17 @@ def _finish_import(ctx: click.Context, source: str, reports, report_path, dry_ru
         ctx.exit(EXIT_FAILURE)
 
 
+def _pairs(values: tuple[str, ...], param: click.Parameter) -> tuple[tuple[str, str], ...]:
+    """Repeated ``OLD=NEW`` options as pairs (a usage error, exit 2, otherwise)."""
+    pairs = []
+    for value in values:
+        old, sep, new = value.partition("=")
+        if not sep or not old or not new:
+            raise click.BadParameter(f"{value!r} is not OLD=NEW", param=param)
+        pairs.append((old, new))
+    return tuple(pairs)
+
+
 # -- pgdurable import-pgcron / apply ---------------------------------------------
 
 
@@ -290,6 +301,15 @@ def apply(ctx: click.Context, directory: Path, as_sql: bool, dsn: str | None) ->
 @click.option(
     "--default-username", metavar="ROLE", help="Database role the scheduled workflows run as."
 )
+@click.option(
+    "--search-path-map",
+    "search_path_map",
+    metavar="OLD=NEW",
+    multiple=True,
+    callback=lambda ctx, param, values: _pairs(values, param),
+    help="Read SQL templates of a template_searchpath under OLD (an absolute path on the "
+    "Airflow hosts, e.g. /opt/airflow/sql) from NEW on this machine. Repeatable.",
+)
 @json_option
 @click.pass_context
 def import_airflow(
@@ -301,6 +321,7 @@ def import_airflow(
     dry_run: bool,
     report_path: Path | None,
     default_username: str | None,
+    search_path_map: tuple[tuple[str, str], ...],
 ) -> None:
     """Translate Airflow DAG files (read statically, never imported) into workflow files.
 
@@ -319,6 +340,7 @@ def import_airflow(
         portable=portable,
         dry_run=dry_run,
         default_username=default_username,
+        search_path_map=search_path_map,
     )
     _finish_import(ctx, "airflow", [report], report_path, dry_run)
 

@@ -31,7 +31,7 @@ Structure: ``graph.decompose`` nests the tasks in sequences and joins.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from pgdurable import model as m
@@ -41,11 +41,13 @@ from pgdurable.translators.airflow import graph, rules, schedule, templates
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
+    Trigger,
     Work,
     compile_work,
     guarded_branch,
     policies,
     sid,
+    stub,
     trigger_function,
 )
 from pgdurable.translators.base import Workflow
@@ -146,14 +148,8 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
     works: dict[str, Work] = {}
     for tid in order:
         task = dag.tasks[tid]
-        if task.mapped is not None:
-            diag.add(
-                "PGD315",
-                f"task {tid!r} is dynamically mapped (.expand); translated as one instance",
-                task.ref,
-            )
         before = len(ctx.env.problems)
-        work = compile_work(task, ctx)
+        work = _mapped(task, ctx) if task.mapped is not None else compile_work(task, ctx)
         for problem in ctx.env.problems[before:]:
             diag.add("PGD312", f"task {tid!r}: {problem}; not translated, fix by hand", task.ref)
         if work.node is not None and tid in ctx.env.xcom and isinstance(work.node, m.Sql):
@@ -292,28 +288,70 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
     return run, run, profile
 
 
-def _mapped(task: Task, ctx: Context) -> Work:
-    """``.partial(...).expand(k=[...])`` over literal lists: one parallel
-    instance per element, as Airflow's mapped task instances."""
-    mapped = task.mapped
-    lists = mapped if isinstance(mapped, dict) else {}
-    lengths = {len(v) for v in lists.values() if isinstance(v, list)}
-    if not lists or len(lengths) != 1 or not all(isinstance(v, list) for v in lists.values()):
-        ctx.diag.add(
-            "PGD315", f"task {task.task_id!r} is mapped over values not known statically", task.ref
-        )
-        return compile_work(task, ctx)
-    from dataclasses import replace
+# Airflow's [core] max_map_length: a mapping with more instances fails the task.
+MAX_MAP_LENGTH = 1024
 
+
+def _mapped(task: Task, ctx: Context) -> Work:
+    """``.expand(...)`` over literal values: one instance per combination (the cross
+    product of the keyword lists, as Airflow builds them), run in parallel in a
+    join, which fails when an instance fails, as the mapped task does. Anything only
+    known at run time (an upstream's output) is a manual stub naming it."""
+    mapped = task.mapped
+    assert mapped is not None
+    line = f" (line {task.ref.line})" if task.ref.line else ""
+    call = f".{mapped.how}(...)"
+    if mapped.instances is None:
+        ctx.diag.add(
+            "PGD315",
+            f"task {task.task_id!r}{line} is mapped with {call} over {mapped.unknown}, "
+            "known only when the DAG runs: write the loop over those values by hand "
+            "(a df.join of one step per value)",
+            task.ref,
+        )
+        return stub(task, f"dynamically mapped over {mapped.unknown}", ctx, reported=True)
+    count = len(mapped.instances)
+    if count == 0 or count > MAX_MAP_LENGTH:
+        why = (
+            "maps over an empty list, so Airflow skips it"
+            if count == 0
+            else f"has {count} mapped instances; Airflow fails it above max_map_length "
+            f"({MAX_MAP_LENGTH})"
+        )
+        ctx.diag.add("PGD315", f"task {task.task_id!r}{line} {why}", task.ref)
+        return stub(task, why, ctx, reported=True)
+    seen = len(ctx.diag.items)
     works = []
-    for i in range(lengths.pop()):
-        args = {**task.args, **{k: v[i] for k, v in lists.items()}}
-        works.append(compile_work(replace(task, args=args), ctx))
+    for i, values in enumerate(mapped.instances):
+        if task.operator.startswith("@"):
+            fn = mapped.callables[i] if i < len(mapped.callables) else task.callable
+            instance = replace(task, callable=fn, call_kwargs={**task.call_kwargs, **values})
+        else:
+            instance = replace(task, args={**task.args, **values})
+        works.append(compile_work(instance, ctx))
+    _dedupe(ctx, seen)
+    if any(w.manual for w in works):
+        return next(w for w in works if w.manual)
     nodes = [w.node for w in works if w.node is not None]
     if not nodes:
         return Work(None, can_fail=False)
     node = nodes[0] if len(nodes) == 1 else m.Join(tuple(nodes))
-    return Work(node, manual=any(w.manual for w in works))
+    return Work(node)
+
+
+def _dedupe(ctx: Context, start: int) -> None:
+    """The mapped instances repeat each other's diagnostics: keep each once (and
+    keep ``ctx.once``'s positions pointing at the diagnostics they update)."""
+    items = ctx.diag.items
+    kept: list[int] = []
+    for i in range(start, len(items)):
+        if all(items[i] != items[k] for k in kept):
+            kept.append(i)
+    moved = {old: start + n for n, old in enumerate(kept)}
+    items[start:] = [items[i] for i in kept]
+    for key, (index, tasks) in list(ctx.reported.items()):
+        if index >= start:
+            ctx.reported[key] = (moved[index], tasks)
 
 
 def _ids(value: object) -> set[str]:
@@ -577,4 +615,4 @@ def dag_dir(path: str) -> str:
     return str(PurePosixPath(path).parent)
 
 
-__all__ = ["workflow", "templates"]
+__all__ = ["Trigger", "workflow", "templates"]
