@@ -158,8 +158,11 @@ def import_pgcron(
     registry_connection: Callable[[], Any] | None = None,
     default_username: str | None = None,
     default_database: str | None = None,
+    run_as: str | None = None,
+    role_map: Sequence[tuple[str, str]] = (),
 ) -> ImportReport:
-    """``pgdurable import-pgcron``: read cron.job (live or from a file), translate, write."""
+    """``pgdurable import-pgcron``: read cron.job (live or from a file), translate, write.
+    ``run_as`` / ``role_map``: the roles superuser jobs / a role's jobs run as."""
     from dataclasses import replace
 
     from pgdurable.translators import pg_cron
@@ -176,7 +179,7 @@ def import_pgcron(
         default_username=default_username,
         default_database=default_database,
     )
-    results = pg_cron.translate(items, ctx)
+    results = pg_cron.translate(items, ctx, pg_cron.Roles(run_as, tuple(role_map)))
     return run_import(
         pg_cron.SOURCE, results, out_dir, dry_run=dry_run, registry_connection=registry_connection
     )

@@ -117,6 +117,21 @@ def _pairs(values: tuple[str, ...], param: click.Parameter) -> tuple[tuple[str, 
 @click.option(
     "--default-database", metavar="DB", help="Database for jobs whose source does not name one."
 )
+@click.option(
+    "--run-as",
+    "run_as",
+    metavar="ROLE",
+    help="Run the jobs of superusers (e.g. postgres) as ROLE; the report lists the "
+    "privileges ROLE needs.",
+)
+@click.option(
+    "--role-map",
+    "role_map",
+    metavar="OLD=NEW",
+    multiple=True,
+    callback=lambda ctx, param, values: _pairs(values, param),
+    help="Run the jobs of role OLD as NEW (wins over --run-as). Repeatable.",
+)
 @json_option
 @click.pass_context
 def import_pgcron(
@@ -131,6 +146,8 @@ def import_pgcron(
     report_path: Path | None,
     default_username: str | None,
     default_database: str | None,
+    run_as: str | None,
+    role_map: tuple[tuple[str, str], ...],
 ) -> None:
     """Translate pg_cron jobs into durable workflow files.
 
@@ -161,6 +178,8 @@ def import_pgcron(
         registry_connection=registry,
         default_username=default_username,
         default_database=default_database,
+        run_as=run_as,
+        role_map=role_map,
     )
     _finish_import(ctx, "pg_cron", [report], report_path, dry_run)
 
