@@ -62,3 +62,26 @@ def test_hook_params_settings_last_for_the_task_transaction(database, tmp_path):
         conn.commit()
         after = conn.execute("SELECT current_setting('statement_timeout')").fetchone()
     assert inside == ("5min/5s",) and after != ("5min",)
+
+
+def test_start_and_end_date_conditions_on_postgresql(database):
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "labels" / "airflow"
+    source = (fixture / "campaign_window.py").read_text()
+    ctx = TranslateContext(default_username="etl")
+
+    def gate(text: str) -> m.If:
+        files = [airflow.SourceFile("campaign.py", text)]
+        (result,) = airflow.translate(files, ctx).results
+        return next(n for n in m.walk(result.workflow.body) if isinstance(n, m.If))
+
+    ahead = gate(source)
+    # today is before start_date (2031): no run, and the schedule goes on
+    assert database.value(ahead.condition.query) is False
+    assert database.value(ahead.otherwise.condition.query) is False
+    over = gate(source.replace("2031, 11, 24", "2020, 1, 1").replace("2031, 12, 27", "2020, 2, 1"))
+    assert database.value(over.condition.query) is False  # after end_date: no run...
+    assert database.value(over.otherwise.condition.query) is True  # ...and the loop ends
+    running = gate(source.replace("2031, 11, 24", "2020, 1, 1"))
+    assert database.value(running.condition.query) is True

@@ -179,3 +179,40 @@ def test_search_path_map_is_checked_by_the_cli(tmp_path):
     good = CliRunner().invoke(cli, [*args, "--search-path-map", f"/opt/airflow/sql={folder}"])
     assert good.exit_code == 0, good.output
     assert "INSERT INTO orders SELECT" in (tmp_path / "warehouse_loads.sql").read_text()
+
+
+def _window(result):
+    """The condition around each tick's run, and what happens outside it."""
+    loop = result.workflow.body
+    assert isinstance(loop, m.Loop)
+    gate = next(n for n in m.walk(loop) if isinstance(n, m.If))
+    return gate
+
+
+def test_start_and_end_date_gate_every_tick_and_end_the_schedule():
+    result = _translate(LABELS / "campaign_window.py")["holiday_campaign_counters"]
+    gate = _window(result)
+    inside = gate.condition.query
+    assert "(timestamp '2031-11-24T00:00:00' AT TIME ZONE 'Europe/Berlin')" in inside
+    assert "<= (timestamp '2031-12-27T00:00:00' AT TIME ZONE 'Europe/Berlin')" in inside
+    assert isinstance(gate.otherwise, m.If) and isinstance(gate.otherwise.then, m.Break)
+    assert "INSERT INTO campaign_stats" in " ".join(_sql(gate.then))
+    (note,) = _diags(result, "PGD256")
+    assert "after end_date the schedule ends" in note and result.fidelity == Fidelity.EXACT
+
+
+def test_dates_only_known_at_run_time_are_reported(tmp_path):
+    dag = tmp_path / "rolling.py"
+    dag.write_text(
+        "from datetime import datetime\n"
+        "from airflow import DAG\n"
+        "from airflow.models import Variable\n"
+        "from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator\n"
+        "with DAG('rolling', schedule='@daily', start_date=datetime(2024, 1, 1),\n"
+        "         end_date=Variable.get('sunset')):\n"
+        "    SQLExecuteQueryOperator(task_id='t', conn_id='postgres_default', sql='SELECT 1')\n"
+    )
+    (result,) = _batch(dag).results
+    (message,) = _diags(result, "PGD255")
+    assert "end_date `Variable.get('sunset')`" in message
+    assert result.fidelity == Fidelity.APPROXIMATE

@@ -38,7 +38,7 @@ from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import comment, dollar_quote, literal
 from pgdurable.translators.airflow import graph, rules, schedule, templates
-from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
+from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
     Trigger,
@@ -541,6 +541,12 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         else:
             run = m.Try(run, m.Sleep(0))
             extension = True
+    window = _window(dag, plan, start_date, diag) if repeating or plan.kind == "once" else None
+    if window is not None and window.inside is not None:
+        outside: m.Node = m.Sleep(0)
+        if window.past is not None:  # after end_date no run comes any more: the schedule ends
+            outside = m.If(m.Sql(window.past), m.Break(), m.Sleep(0))
+        run = m.If(m.Sql(window.inside, source=dag.ref), run, outside)
     if plan.kind == "cron":
         waits = [m.WaitForSchedule(c, source=dag.ref) for c in plan.crons]
         wait: m.Node = waits[0] if len(waits) == 1 else m.Race(waits[0], waits[1])
@@ -549,6 +555,10 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         body = m.Loop(m.Seq((m.Sleep(plan.sleep_seconds, source=dag.ref), *_flatten([run]))))
     elif plan.kind == "continuous":
         body = m.Loop(run)
+    elif plan.kind == "once" and window is not None and window.not_before is not None:
+        # @once runs at start_date: until then, wait (in steps of at most a minute)
+        not_yet = f"SELECT now() < {window.not_before}"
+        body = m.Seq((m.If(m.Sql(not_yet), m.Loop(m.Sleep(60), m.Sql(not_yet)), m.Sleep(0)), run))
     else:
         body = run
     start = plan.kind in ("cron", "sleep", "continuous", "once")
@@ -609,6 +619,83 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         cutover=f"-- pause the Airflow DAG: airflow dags pause {comment(dag.dag_id)}",
         epilogue=epilogue,
     )
+
+
+def _instant(stamp: Timestamp) -> str:
+    """A literal date as SQL: a naive one is in UTC (Airflow's default_timezone)."""
+    zone = stamp.timezone or "UTC"
+    return f"(timestamp {literal(stamp.iso)} AT TIME ZONE {literal(zone)})"
+
+
+@dataclass(frozen=True)
+class _Window:
+    """start_date / end_date as SQL: ``inside`` (this tick's run is in the window),
+    ``past`` (the schedule is over), ``not_before`` (@once: the instant to wait for)."""
+
+    inside: str | None = None
+    past: str | None = None
+    not_before: str | None = None
+
+
+def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) -> _Window | None:
+    """The DAG's start_date / end_date over the run's own dates. Airflow creates a
+    run only for a data interval that starts at or after start_date and no later
+    than end_date (a trigger timetable's interval starts at the tick). The
+    translation cannot tell whether a date is still ahead (it reads no clock), so
+    every literal date becomes a condition. None when neither date applies."""
+    end_date = dag.args.get("end_date", dag.default("end_date"))
+    unknown = [
+        f"{name} `{value}`"
+        for name, value in (("start_date", start_date), ("end_date", end_date))
+        if isinstance(value, Unknown)
+    ]
+    if unknown:
+        diag.add(
+            "PGD255",
+            f"{' and '.join(unknown)} cannot be known without running the file, so the "
+            "workflow does not enforce it (Airflow runs nothing before start_date or after "
+            "end_date): if it matters, write it as a condition in the workflow",
+            dag.ref,
+        )
+    start = (
+        start_date
+        if isinstance(start_date, Timestamp) and not start_date.iso.startswith("days_ago")
+        else None
+    )
+    end = end_date if isinstance(end_date, Timestamp) else None
+    if start is None and end is None:
+        return None
+    if plan.kind == "once":
+        if start is None:
+            return None
+        diag.add(
+            "PGD256",
+            f"@once with start_date {start.iso}: if that is still ahead, the run waits for "
+            "it (checked every minute), as Airflow does not run it before",
+            dag.ref,
+        )
+        return _Window(not_before=_instant(start))
+    interval_start = "d.data_interval_start::timestamptz"
+    conditions = []
+    if start is not None:
+        conditions.append(f"{interval_start} >= {_instant(start)}")
+    if end is not None:
+        conditions.append(f"{interval_start} <= {_instant(end)}")
+    inside = f"SELECT {' AND '.join(conditions)} FROM ({plan.dates_sql}) AS d"
+    past = (
+        f"SELECT {interval_start} > {_instant(end)} FROM ({plan.dates_sql}) AS d"
+        if end is not None
+        else None
+    )
+    told = [f"start_date {start.iso}" if start else "", f"end_date {end.iso}" if end else ""]
+    diag.add(
+        "PGD256",
+        f"{' and '.join(t for t in told if t)}: each tick runs the DAG only when its data "
+        "interval starts inside that window, as Airflow schedules it"
+        + ("; after end_date the schedule ends" if end is not None else ""),
+        dag.ref,
+    )
+    return _Window(inside, past)
 
 
 def dag_dir(path: str) -> str:
