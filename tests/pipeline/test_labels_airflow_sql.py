@@ -71,17 +71,22 @@ def test_start_and_end_date_conditions_on_postgresql(database):
     source = (fixture / "campaign_window.py").read_text()
     ctx = TranslateContext(default_username="etl")
 
-    def gate(text: str) -> m.If:
+    def gate(text: str) -> tuple[bool, bool]:
+        """(this tick runs, the schedule ends), evaluated now on PostgreSQL."""
         files = [airflow.SourceFile("campaign.py", text)]
         (result,) = airflow.translate(files, ctx).results
-        return next(n for n in m.walk(result.workflow.body) if isinstance(n, m.If))
+        steps = list(m.walk(result.workflow.body))
+        dates = next(n for n in steps if isinstance(n, m.Sql) and n.name == "dag_run")
+        window = next(n for n in steps if isinstance(n, m.If))
+        start = database.value(f"SELECT data_interval_start FROM ({dates.query}) AS d")
 
-    ahead = gate(source)
+        def ask(query: str) -> bool:
+            return database.value(query.replace("$dag_run.data_interval_start", f"'{start}'"))
+
+        return ask(window.condition.query), ask(window.otherwise.condition.query)
+
     # today is before start_date (2031): no run, and the schedule goes on
-    assert database.value(ahead.condition.query) is False
-    assert database.value(ahead.otherwise.condition.query) is False
-    over = gate(source.replace("2031, 11, 24", "2020, 1, 1").replace("2031, 12, 27", "2020, 2, 1"))
-    assert database.value(over.condition.query) is False  # after end_date: no run...
-    assert database.value(over.otherwise.condition.query) is True  # ...and the loop ends
-    running = gate(source.replace("2031, 11, 24", "2020, 1, 1"))
-    assert database.value(running.condition.query) is True
+    assert gate(source) == (False, False)
+    over = source.replace("2031, 11, 24", "2020, 1, 1").replace("2031, 12, 27", "2020, 2, 1")
+    assert gate(over) == (False, True)  # after end_date: no run, and the loop ends
+    assert gate(source.replace("2031, 11, 24", "2020, 1, 1"))[0] is True

@@ -84,7 +84,9 @@ def test_expand_takes_the_cross_product_of_its_lists(tmp_path):
 
 def test_check_rows_keep_duplicate_column_names_and_hook_params_are_carried():
     result = _translate(LABELS / "quality_checks.py")["orders_quality_gate"]
-    check, rollup = _sql(result.workflow.body)[:2]
+    steps = _sql(result.workflow.body)
+    check = next(q for q in steps if "order_lines" in q)
+    rollup = next(q for q in steps if "order_rollup" in q)
     assert "row_to_json(q)" in check and "json_each(r)" in check and "to_jsonb(q)" not in check
     assert rollup.startswith(
         "SELECT set_config('statement_timeout', '300000', true);\n"
@@ -193,6 +195,7 @@ def test_start_and_end_date_gate_every_tick_and_end_the_schedule():
     result = _translate(LABELS / "campaign_window.py")["holiday_campaign_counters"]
     gate = _window(result)
     inside = gate.condition.query
+    assert inside.startswith("SELECT $dag_run.data_interval_start::timestamptz >= ")
     assert "(timestamp '2031-11-24T00:00:00' AT TIME ZONE 'Europe/Berlin')" in inside
     assert "<= (timestamp '2031-12-27T00:00:00' AT TIME ZONE 'Europe/Berlin')" in inside
     assert isinstance(gate.otherwise, m.If) and isinstance(gate.otherwise.then, m.Break)

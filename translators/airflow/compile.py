@@ -485,7 +485,13 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     plan = schedule.plan(value, present=present, generation=gen, start_date=start_date)
     for code, message in plan.notes:
         diag.add(code, message, dag.ref)
+    repeating = plan.kind in ("cron", "sleep", "continuous")
+    window = _window(dag, plan, start_date, diag) if repeating or plan.kind == "once" else None
+    if window is not None and window.inside is not None:
+        ctx.env.uses_dates = True  # the window is read from the run's own dates
     run, one_run, profile = compile_dag(dag, ctx, plan)
+    if window is not None and window.inside is not None:
+        run = _in_window(run, window, dag)
     targets = set(ctx.databases.values())
     if len(targets) > 1:
         diag.add(
@@ -508,7 +514,6 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             run = m.Timeout(run, max(1, int(timeout.seconds)))
             extension = True
     catchup = dag.args.get("catchup", dag.default("catchup", gen < 3))
-    repeating = plan.kind in ("cron", "sleep", "continuous")
     if repeating:
         if catchup is True and start_date is not None:
             diag.add(
@@ -541,12 +546,6 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         else:
             run = m.Try(run, m.Sleep(0))
             extension = True
-    window = _window(dag, plan, start_date, diag) if repeating or plan.kind == "once" else None
-    if window is not None and window.inside is not None:
-        outside: m.Node = m.Sleep(0)
-        if window.past is not None:  # after end_date no run comes any more: the schedule ends
-            outside = m.If(m.Sql(window.past), m.Break(), m.Sleep(0))
-        run = m.If(m.Sql(window.inside, source=dag.ref), run, outside)
     if plan.kind == "cron":
         waits = [m.WaitForSchedule(c, source=dag.ref) for c in plan.crons]
         wait: m.Node = waits[0] if len(waits) == 1 else m.Race(waits[0], waits[1])
@@ -675,18 +674,14 @@ def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) 
             dag.ref,
         )
         return _Window(not_before=_instant(start))
-    interval_start = "d.data_interval_start::timestamptz"
+    interval_start = "$dag_run.data_interval_start::timestamptz"
     conditions = []
     if start is not None:
         conditions.append(f"{interval_start} >= {_instant(start)}")
     if end is not None:
         conditions.append(f"{interval_start} <= {_instant(end)}")
-    inside = f"SELECT {' AND '.join(conditions)} FROM ({plan.dates_sql}) AS d"
-    past = (
-        f"SELECT {interval_start} > {_instant(end)} FROM ({plan.dates_sql}) AS d"
-        if end is not None
-        else None
-    )
+    inside = f"SELECT {' AND '.join(conditions)}"
+    past = f"SELECT {interval_start} > {_instant(end)}" if end is not None else None
     told = [f"start_date {start.iso}" if start else "", f"end_date {end.iso}" if end else ""]
     diag.add(
         "PGD256",
@@ -696,6 +691,20 @@ def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) 
         dag.ref,
     )
     return _Window(inside, past)
+
+
+def _in_window(run: m.Node, window: _Window, dag: Dag) -> m.Node:
+    """The run with everything after its ``dag_run`` step done only inside the window;
+    past end_date a ``df.break`` ends the schedule loop (a pgdurable.try lets it pass)."""
+    steps = list(run.steps) if isinstance(run, m.Seq) else [run]
+    first, rest = steps[0], steps[1:]
+    assert isinstance(first, m.Sql) and first.name == "dag_run", "dag_run comes first"
+    outside: m.Node = m.Sleep(0)
+    if window.past is not None:
+        outside = m.If(m.Sql(window.past), m.Break(), m.Sleep(0))
+    work: m.Node = m.Sleep(0) if not rest else rest[0] if len(rest) == 1 else m.Seq(tuple(rest))
+    assert window.inside is not None
+    return m.Seq((first, m.If(m.Sql(window.inside, source=dag.ref), work, outside)))
 
 
 def dag_dir(path: str) -> str:
