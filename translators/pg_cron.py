@@ -669,8 +669,8 @@ def _identity(
             f"{mapped} here ({how}): {mapped} needs df.grant_usage and what its SQL uses: "
             f"{listing}",
         )
-        description.append(f"runs as {mapped} instead of {owner} ({how})")
-        description.extend(f"  needs: {line}" for line in need)
+        description.append(f"moved: runs as {mapped} instead of {owner} ({how})")
+        description.extend(f"needs: {line}" for line in need)
         return mapped
     if superuser:
         known = "is a superuser" if job.superuser else "is the bootstrap superuser"

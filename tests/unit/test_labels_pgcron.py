@@ -7,6 +7,7 @@ written; a false ``exact`` is worse than ``manual``.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,22 @@ def test_unnamed_jobs_are_named_from_schedule_and_command_not_jobid():
     assert pg_cron._names([a]) == pg_cron._names([same_elsewhere])
     twins = pg_cron._names([a, same_elsewhere])
     assert twins[0] != twins[1] and twins[1] == twins[0] + "_2"
+
+
+def test_import_pgcron_role_options(tmp_path):
+    from click.testing import CliRunner
+
+    from pgdurable.cli import cli
+
+    args = ["import-pgcron", "--from-file", str(SUPERUSER_JOBS), "--default-username", "postgres"]
+    bad = CliRunner().invoke(cli, [*args, "--out", str(tmp_path), "--role-map", "postgres"])
+    assert bad.exit_code == 2 and "OLD=NEW" in bad.output
+    kept = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "kept"), "--json"])
+    assert kept.exit_code == 0, kept.output
+    assert json.loads(kept.output)["summary"]["manual"] == 4
+    moved = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "moved"), "--run-as", "etl"])
+    assert moved.exit_code == 0, moved.output
+    text = (tmp_path / "moved" / "purge-sessions.sql").read_text()
+    assert "run_as => 'etl'" in text and "start => true" in text
+    assert "-- moved:      runs as etl instead of postgres (--run-as etl)" in text
+    assert "-- needs:      GRANT SELECT, DELETE ON public.sessions TO etl" in text
