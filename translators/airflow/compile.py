@@ -71,7 +71,7 @@ def _rule(dag: Dag, task: Task, diag: Collector, generation: int) -> str:
     if isinstance(raw, Unknown) or not isinstance(raw, str):
         diag.add(
             "PGD315",
-            f"task {task.task_id!r}: trigger_rule is not a literal; all_success assumed",
+            f"task {task.task_id!r}: trigger_rule is not a literal ({raw}); all_success assumed",
             task.ref,
         )
         return "all_success"

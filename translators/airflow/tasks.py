@@ -231,7 +231,9 @@ def _sql_text(task: Task, ctx: Context, value: Any, what: str = "sql") -> list[s
     for item in items:
         if not isinstance(item, str):
             ctx.diag.add(
-                "PGD315", f"task {task.task_id!r}: a `{what}` item is not a string", task.ref
+                "PGD315",
+                f"task {task.task_id!r}: a `{what}` item is not a string ({str(item)[:60]})",
+                task.ref,
             )
             return None
         if re.search(r"\.(sql|json)\s*$", item) and "\n" not in item and " " not in item.strip():
@@ -314,7 +316,10 @@ def _bind(text: str, parameters: Any, task: Task, ctx: Context) -> str:
             key = mo.group(1)
             if key not in parameters or isinstance(parameters[key], Unknown):
                 ctx.diag.add(
-                    "PGD315", f"task {task.task_id!r}: parameter {key!r} is not known", task.ref
+                    "PGD315",
+                    f"task {task.task_id!r}: parameter {key!r} is not known"
+                    + (f" ({parameters[key]})" if key in parameters else " (not in parameters)"),
+                    task.ref,
                 )
                 return mo.group(0)
             return literal(parameters[key])
@@ -323,7 +328,11 @@ def _bind(text: str, parameters: Any, task: Task, ctx: Context) -> str:
     if isinstance(parameters, list | tuple):
         values = iter(parameters)
         return re.sub(r"%s", lambda _: literal(next(values, None)), text)
-    ctx.diag.add("PGD315", f"task {task.task_id!r}: `parameters` is not a literal", task.ref)
+    ctx.diag.add(
+        "PGD315",
+        f"task {task.task_id!r}: `parameters` is not a literal ({str(parameters)[:60]})",
+        task.ref,
+    )
     return text
 
 
@@ -1195,7 +1204,9 @@ def policies(task: Task, work: m.Node, ctx: Context) -> m.Node:
                 node, retries + 1, delay, backoff, None if max_delay is None else int(max_delay)
             )
     elif isinstance(retries, Unknown):
-        ctx.diag.add("PGD315", f"task {task.task_id!r}: retries is not a literal", task.ref)
+        ctx.diag.add(
+            "PGD315", f"task {task.task_id!r}: retries is not a literal ({retries})", task.ref
+        )
     if lost:
         ctx.diag.add(
             "PGD217",
