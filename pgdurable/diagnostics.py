@@ -121,8 +121,10 @@ CODES: dict[str, Code] = {
     "PGD239": Code(Severity.WARNING, Fidelity.APPROXIMATE, "depends_on_past not enforced"),
     "PGD240": Code(Severity.WARNING, Fidelity.APPROXIMATE, "{name} may be replaced by a df var"),
     # (PGD241-249 left for the queue sources' issue-18 codes)
-    "PGD250": Code(Severity.INFO, Fidelity.EXACT, "no conn_id: default connection (Airflow 2)"),
-    "PGD251": Code(Severity.WARNING, Fidelity.APPROXIMATE, "no conn_id: Airflow 3 fails the task"),
+    "PGD250": Code(Severity.INFO, Fidelity.EXACT, "no postgres_conn_id: postgres_default"),
+    "PGD251": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "no conn_id: Airflow fails the task, not here"
+    ),
     "PGD252": Code(Severity.WARNING, Fidelity.APPROXIMATE, "hook_params not carried"),
     "PGD253": Code(Severity.INFO, Fidelity.EXACT, "hook_params options set per transaction"),
     "PGD254": Code(Severity.WARNING, Fidelity.EXACT, "the same dag_id in several files"),

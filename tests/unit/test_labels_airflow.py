@@ -93,9 +93,24 @@ def test_check_rows_keep_duplicate_column_names_and_hook_params_are_carried():
         "SELECT set_config('lock_timeout', '5s', true);\nINSERT INTO order_rollup"
     )
     assert result.workflow.profile == "pgdurable"
-    (conn,) = _diags(result, "PGD250")
-    assert "task 'no_orphan_lines'" in conn and "follows Airflow 2" in conn
-    assert result.fidelity == Fidelity.EXACT
+    # SQLCheckOperator without a conn_id: Airflow fails it, the translation runs it
+    (conn,) = _diags(result, "PGD251")
+    assert "task 'no_orphan_lines'" in conn and "The conn_id `None` isn't defined" in conn
+    assert result.fidelity == Fidelity.APPROXIMATE
+
+
+def test_postgres_operator_without_conn_id_uses_its_default(tmp_path):
+    dag = tmp_path / "pg.py"
+    dag.write_text(
+        "from airflow import DAG\n"
+        "from airflow.providers.postgres.operators.postgres import PostgresOperator\n"
+        "with DAG('pg', schedule_interval=None):\n"
+        "    a = PostgresOperator(task_id='a', sql='SELECT 1')\n"
+        "    b = PostgresOperator(task_id='b', sql='SELECT 2')\n"
+    )
+    (result,) = _batch(dag).results
+    (note,) = _diags(result, "PGD250")
+    assert "tasks 'a', 'b'" in note and result.fidelity == Fidelity.EXACT
 
 
 def test_hook_params_that_cannot_be_carried_are_reported(tmp_path):
@@ -111,7 +126,7 @@ def test_hook_params_that_cannot_be_carried_are_reported(tmp_path):
     assert any("'sslmode'" in msg for msg in _diags(result, "PGD252"))
     # Airflow 3, no conn_id: the task fails there; the translation says whose behaviour it follows
     (conn,) = _diags(result, "PGD251")
-    assert "Airflow 3 fails" in conn and result.fidelity == Fidelity.APPROXIMATE
+    assert "Airflow fails such a task" in conn and result.fidelity == Fidelity.APPROXIMATE
     portable = airflow.translate(
         airflow.read_paths([dag]), TranslateContext(default_username="etl", portable=True)
     ).results[0]

@@ -165,31 +165,33 @@ def fail_sql(message_sql: str) -> str:
 
 def _conn(task: Task, ctx: Context, keys: tuple[str, ...]) -> None:
     conn_id = next((ctx.dag.task_arg(task, k) for k in keys if ctx.dag.task_arg(task, k)), None)
-    if conn_id is None and not (task.operator == "PostgresOperator" and ctx.generation < 3):
-        # PostgresOperator's own default is postgres_default; the generic SQL operators
-        # have none: Airflow 2 falls back to the default connection, Airflow 3 fails.
-        # One diagnostic per DAG, naming its tasks.
-        if ctx.generation >= 3:
-            ctx.once(
-                "PGD251",
-                "",
-                task,
-                lambda tasks: (
-                    f"{tasks} name no conn_id (nor do default_args): Airflow 3 "
-                    "fails such a task for want of a connection; the translation follows "
-                    "Airflow 2 and runs them with postgres_default (the workflow's database). "
-                    "Add the conn_id if that is what you meant"
-                ),
-            )
-        else:
+    if conn_id is None:
+        # PostgresOperator's own default is postgres_default. The generic SQL operators
+        # have none (conn_id=None): Airflow looks up the connection `None` and fails the
+        # task ("The conn_id `None` isn't defined", measured on 2.10.5 and 3.3.2).
+        # Either way the translation runs the task with postgres_default, and says so,
+        # once per DAG naming its tasks.
+        if task.operator == "PostgresOperator":
             ctx.once(
                 "PGD250",
                 "",
                 task,
                 lambda tasks: (
-                    f"{tasks} name no conn_id: the translation follows Airflow "
-                    f"{ctx.generation}, which uses the default connection postgres_default (the "
-                    "workflow's database); Airflow 3 would fail them"
+                    f"no postgres_conn_id is given for {tasks}: PostgresOperator uses its "
+                    "default connection postgres_default, and so does the translation (the "
+                    "workflow's database)"
+                ),
+            )
+        else:
+            ctx.once(
+                "PGD251",
+                "_generic",
+                task,
+                lambda tasks: (
+                    f"no conn_id is given for {tasks} (nor in default_args): Airflow fails "
+                    'such a task ("The conn_id `None` isn\'t defined", in Airflow 2 and 3); '
+                    "the translation does not follow that and runs it with postgres_default "
+                    "(the workflow's database). Add the conn_id the DAG should have had"
                 ),
             )
     conn_id = conn_id or "postgres_default"
@@ -939,8 +941,9 @@ def _trigger(task: Task, ctx: Context) -> Work:
         # when it returns the object (with its payload); None skips the trigger.
         return stub(
             task,
-            f"TriggerDagRunOperator(python_callable=...): {_describe_callable(task)} decides "
-            "whether the other DAG is triggered (and its payload) at run time, in Python; "
+            f"TriggerDagRunOperator(python_callable=...) ({_describe_callable(task)}): the "
+            f"callable decides at run time, in Python, whether {target!r} is triggered (and "
+            "with which payload); "
             "write that decision as a condition around the trigger step",
             ctx,
         )
