@@ -234,3 +234,20 @@ def test_dates_only_known_at_run_time_are_reported(tmp_path):
     (message,) = _diags(result, "PGD255")
     assert "end_date `Variable.get('sunset')`" in message
     assert result.fidelity == Fidelity.APPROXIMATE
+
+
+def test_each_mapped_instance_is_retried_on_its_own(tmp_path):
+    dag = tmp_path / "retried.py"
+    dag.write_text(
+        "from datetime import timedelta\n"
+        "from airflow.sdk import DAG\n"
+        "from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator\n"
+        "with DAG('retried', schedule=None, default_args={'retries': 2}):\n"
+        "    SQLExecuteQueryOperator.partial(task_id='t', conn_id='postgres_default',\n"
+        "        retry_delay=timedelta(seconds=30)).expand(sql=['SELECT 1', 'SELECT 2'])\n"
+    )
+    (result,) = _batch(dag).results
+    (join,) = [n for n in m.walk(result.workflow.body) if isinstance(n, m.Join)]
+    assert [type(part) for part in join.branches] == [m.Retry, m.Retry]
+    assert not [n for n in m.walk(result.workflow.body) if isinstance(n, m.Retry)][2:]
+    assert result.workflow.profile == "pgdurable"

@@ -329,14 +329,16 @@ def _mapped(task: Task, ctx: Context) -> Work:
         else:
             instance = replace(task, args={**task.args, **values})
         works.append(compile_work(instance, ctx))
-    _dedupe(ctx, seen)
     if any(w.manual for w in works):
+        _dedupe(ctx, seen)
         return next(w for w in works if w.manual)
-    nodes = [w.node for w in works if w.node is not None]
+    # Airflow retries and times out each mapped instance on its own
+    nodes = [policies(task, w.node, ctx) for w in works if w.node is not None]
+    _dedupe(ctx, seen)
     if not nodes:
         return Work(None, can_fail=False)
     node = nodes[0] if len(nodes) == 1 else m.Join(tuple(nodes))
-    return Work(node)
+    return Work(node, policies_applied=True)
 
 
 def _dedupe(ctx: Context, start: int) -> None:
@@ -378,7 +380,9 @@ def _task_node(
     st = f"st_{sid(task.task_id)}"
     ext = False
     run = work.node
-    if run is not None and not work.manual:
+    if run is not None and work.policies_applied:
+        ext |= m.uses_extensions(run)
+    elif run is not None and not work.manual:
         wrapped = policies(task, run, ctx)
         ext |= wrapped is not run
         run = wrapped

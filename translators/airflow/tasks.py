@@ -103,6 +103,7 @@ class Work:
     plain_sql: str | None = None  # a single SQL step's text (capturable in SQL)
     manual: bool = False
     branch_query: str | None = None  # BranchSQLOperator's query (capturable in SQL)
+    policies_applied: bool = False  # retries/timeouts already wrap each part (mapped tasks)
 
 
 def sid(task_id: str) -> str:
