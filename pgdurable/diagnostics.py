@@ -120,10 +120,20 @@ CODES: dict[str, Code] = {
     "PGD238": Code(Severity.INFO, Fidelity.EXACT, "catchup runs are not created"),
     "PGD239": Code(Severity.WARNING, Fidelity.APPROXIMATE, "depends_on_past not enforced"),
     "PGD240": Code(Severity.WARNING, Fidelity.APPROXIMATE, "{name} may be replaced by a df var"),
-    "PGD250": Code(
+    "PGD241": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "vacuumdb/reindexdb option approximated"
     ),
-    "PGD251": Code(Severity.INFO, Fidelity.EXACT, "system crontab: the user field is read"),
+    "PGD242": Code(Severity.INFO, Fidelity.EXACT, "system crontab: the user field is read"),
+    "PGD250": Code(Severity.INFO, Fidelity.EXACT, "no postgres_conn_id: postgres_default"),
+    "PGD251": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "no conn_id: Airflow fails the task, not here"
+    ),
+    "PGD252": Code(Severity.WARNING, Fidelity.APPROXIMATE, "hook_params not carried"),
+    "PGD253": Code(Severity.INFO, Fidelity.EXACT, "hook_params options set per transaction"),
+    "PGD254": Code(Severity.WARNING, Fidelity.EXACT, "the same dag_id in several files"),
+    "PGD255": Code(Severity.WARNING, Fidelity.APPROXIMATE, "start_date/end_date not enforced"),
+    "PGD256": Code(Severity.INFO, Fidelity.EXACT, "start_date/end_date checked by SQL"),
+    "PGD257": Code(Severity.WARNING, Fidelity.EXACT, "runs as another role: grant it access"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -146,7 +156,9 @@ CODES: dict[str, Code] = {
     "PGD317": Code(Severity.WARNING, Fidelity.MANUAL, "SQL template file not found"),
     "PGD318": Code(Severity.WARNING, Fidelity.MANUAL, "{sys_*} is replaced at run time"),
     "PGD319": Code(Severity.WARNING, Fidelity.MANUAL, "the job maintains pg_cron itself"),
-    "PGD330": Code(Severity.WARNING, Fidelity.MANUAL, "vacuumdb/reindexdb --all: every database"),
+    "PGD320": Code(Severity.WARNING, Fidelity.MANUAL, "vacuumdb/reindexdb --all: every database"),
+    "PGD330": Code(Severity.WARNING, Fidelity.MANUAL, "triggers a DAG not translated here"),
+    "PGD331": Code(Severity.WARNING, Fidelity.MANUAL, "the job runs as a superuser"),
 }
 
 

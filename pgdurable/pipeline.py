@@ -16,7 +16,7 @@ The report JSON shape is stable and documented in MIGRATING.md::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,8 +184,11 @@ def import_pgcron(
     registry_connection: Callable[[], Any] | None = None,
     default_username: str | None = None,
     default_database: str | None = None,
+    run_as: str | None = None,
+    role_map: Sequence[tuple[str, str]] = (),
 ) -> ImportReport:
-    """``pgdurable import-pgcron``: read cron.job (live or from a file), translate, write."""
+    """``pgdurable import-pgcron``: read cron.job (live or from a file), translate, write.
+    ``run_as`` / ``role_map``: the roles superuser jobs / a role's jobs run as."""
     from dataclasses import replace
 
     from pgdurable.translators import pg_cron
@@ -202,7 +205,7 @@ def import_pgcron(
         default_username=default_username,
         default_database=default_database,
     )
-    results = pg_cron.translate(items, ctx)
+    results = pg_cron.translate(items, ctx, pg_cron.Roles(run_as, tuple(role_map)))
     return run_import(
         pg_cron.SOURCE, results, out_dir, dry_run=dry_run, registry_connection=registry_connection
     )
@@ -297,8 +300,10 @@ def import_airflow(
     dry_run: bool = False,
     registry_connection: Callable[[], Any] | None = None,
     default_username: str | None = None,
+    search_path_map: Sequence[tuple[str, str]] = (),
 ) -> ImportReport:
-    """``pgdurable import-airflow``: read DAG files statically, translate, write."""
+    """``pgdurable import-airflow``: read DAG files statically, translate, write.
+    ``search_path_map``: (old, new) folder prefixes for template_searchpath."""
     from pgdurable.translators import airflow
     from pgdurable.translators.airflow import connections
     from pgdurable.translators.base import TranslateContext
@@ -310,7 +315,9 @@ def import_airflow(
 
         raise TranslationError(str(exc)) from exc
     ctx = TranslateContext(portable=portable, default_username=default_username)
-    batch = airflow.translate(airflow.read_paths(paths), ctx, conns)
+    batch = airflow.translate(
+        airflow.read_paths(paths), ctx, conns, search_path_map=search_path_map
+    )
     report = run_import(
         airflow.SOURCE,
         batch.results,

@@ -25,6 +25,7 @@ diagnostic are documented in MIGRATING.md.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections import Counter
@@ -36,7 +37,7 @@ from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity, SourceRef
 from pgdurable.errors import SourceParseError
 from pgdurable.sqltext import SqlLexError, comment, literal, tokenize
-from pgdurable.translators import vixie
+from pgdurable.translators import privileges, vixie
 from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, crash, registry
 from pgdurable.translators.sqlcommand import PG_CRON, command_steps
 
@@ -76,6 +77,7 @@ class CronJob:
     nodename: str | None = None
     nodeport: int | None = None
     jobid_known: bool = True  # False for scripts: ids are those of a fresh install
+    superuser: bool | None = None  # the username is a superuser (known from a live database)
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,18 @@ def read_database(conninfo: str) -> tuple[list[Item], TranslateContext]:
             "SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'"
         ).fetchone()
         timezone = conn.execute("SELECT current_setting('cron.timezone', true)").fetchone()
-        rows = conn.execute("SELECT to_jsonb(j) FROM cron.job j ORDER BY jobid").fetchall()
+        rows = conn.execute(
+            "SELECT to_jsonb(j), r.rolsuper FROM cron.job j "
+            "LEFT JOIN pg_catalog.pg_roles r ON r.rolname = j.username ORDER BY j.jobid"
+        ).fetchall()
     jobs: list[Item] = []
-    for (row,) in rows:
+    for row, superuser in rows:
         data = {
             k: None if v is None else str(v).lower() if isinstance(v, bool) else str(v)
             for k, v in row.items()
         }
-        jobs.append(_job_from_row(data, SourceRef(f"cron.job#{row['jobid']}")))
+        job = _job_from_row(data, SourceRef(f"cron.job#{row['jobid']}"))
+        jobs.append(replace(job, superuser=superuser))
     ctx = TranslateContext(
         source_version=version[0] if version else None,
         timezone=(timezone[0] if timezone and timezone[0] else "GMT"),
@@ -403,20 +409,35 @@ def read_script(text: str, file: str) -> list[Item]:
 # -- translation ----------------------------------------------------------------
 
 
+def unnamed_name(job: CronJob) -> str:
+    """The name of a job without a jobname: from its schedule and command, which every
+    source shows alike. A jobid would not do: a script's ids are those of a fresh
+    install, the live database's come from a sequence that earlier jobs advanced, so
+    the same job would get another file from a script than from the database."""
+    digest = hashlib.sha256(f"{job.schedule}\0{job.command}".encode("utf-8", "surrogatepass"))
+    return f"pgcron_job_{digest.hexdigest()[:10]}"
+
+
 def _names(items: Sequence[Item]) -> list[str]:
-    """Registry names: jobname, else pgcron_job_<jobid>; a jobname used by
-    several roles (pg_cron's unique key is (jobname, username)) gets the role."""
+    """Registry names: jobname, else ``unnamed_name``; a jobname used by several
+    roles (pg_cron's unique key is (jobname, username)) gets the role; unnamed jobs
+    with the same schedule and command are numbered in jobid order."""
     base = []
     for item in items:
         if isinstance(item, Unreadable):
             base.append(item.name)
         else:
-            base.append(item.jobname or f"pgcron_job_{item.jobid}")
+            base.append(item.jobname or unnamed_name(item))
     counts = Counter(base)
+    seen: Counter[str] = Counter()
     names = []
     for item, name in zip(items, base, strict=True):
-        if counts[name] > 1 and isinstance(item, CronJob) and item.username:
-            name = f"{name}__{item.username}"
+        if counts[name] > 1 and isinstance(item, CronJob):
+            if item.jobname and item.username:
+                name = f"{name}__{item.username}"
+            elif not item.jobname:
+                seen[name] += 1
+                name = f"{name}_{seen[name]}" if seen[name] > 1 else name
         names.append(name)
     return names
 
@@ -458,7 +479,7 @@ def _pg_cron_objects(command: str) -> list[str]:
     return sorted(found)
 
 
-def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult:
+def _translate_one(job: CronJob, name: str, ctx: TranslateContext, roles: Roles) -> ItemResult:
     diag = Collector(job.ref)
     try:
         schedule = vixie.parse(job.schedule)
@@ -588,6 +609,8 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult
             "the source does not say which role runs this job; pass "
             "--default-username ROLE (the role that ran the script) and regenerate",
         )
+    else:
+        run_as = _identity(job, run_as, roles, diag, description)
     if not job.active:
         diag.add(
             "PGD208",
@@ -612,6 +635,56 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult
     return ItemResult(name, job.ref, tuple(diag.items), workflow)
 
 
+@dataclass(frozen=True)
+class Roles:
+    """``--run-as ROLE``: the role superuser jobs run as; ``--role-map OLD=NEW``: the
+    role jobs of OLD run as (it wins over --run-as)."""
+
+    run_as: str | None = None
+    mapping: tuple[tuple[str, str], ...] = ()
+
+
+# The bootstrap superuser: a script or an export does not say who is a superuser,
+# but jobs scheduled as postgres are the common case.
+_KNOWN_SUPERUSERS = {"postgres"}
+
+
+def _identity(
+    job: CronJob, owner: str, roles: Roles, diag: Collector, description: list[str]
+) -> str:
+    """The role the workflow runs as, and the diagnostics that move implies."""
+    superuser = job.superuser if job.superuser is not None and owner == job.username else None
+    if superuser is None:
+        superuser = owner in _KNOWN_SUPERUSERS
+    mapped = dict(roles.mapping).get(owner)
+    how = f"--role-map {owner}={mapped}" if mapped else None
+    if mapped is None and superuser and roles.run_as:
+        mapped, how = roles.run_as, f"--run-as {roles.run_as}"
+    if mapped is not None and mapped != owner:
+        need = privileges.needs(job.command).lines(mapped)
+        listing = "; ".join(need) if need else "nothing beyond df.grant_usage"
+        diag.add(
+            "PGD257",
+            f"the job ran as {owner}{' (a superuser)' if superuser else ''} and runs as "
+            f"{mapped} here ({how}): {mapped} needs df.grant_usage and what its SQL uses: "
+            f"{listing}",
+        )
+        description.append(f"moved: runs as {mapped} instead of {owner} ({how})")
+        description.extend(f"needs: {line}" for line in need)
+        return mapped
+    if superuser:
+        known = "is a superuser" if job.superuser else "is the bootstrap superuser"
+        diag.add(
+            "PGD331",
+            f"the job runs as {owner}, which {known}: workflows run as the role in the file "
+            "header, and apply refuses to start a superuser's instance unless an administrator "
+            "turned pg_durable.enable_superuser_instances on (server level). Run it as an "
+            f"ordinary role instead: --role-map {owner}=ROLE or --run-as ROLE (the report then "
+            "lists the privileges that role needs); the file registers the job, not started",
+        )
+    return owner
+
+
 def _cutover(job: CronJob) -> str:
     label = comment(job.jobname or f"job {job.jobid}")
     if job.jobid_known and job.jobid is not None:
@@ -629,8 +702,12 @@ def _cutover(job: CronJob) -> str:
     )
 
 
-def translate(items: Sequence[Item], ctx: TranslateContext) -> list[ItemResult]:
-    """One result per job, in order; a bad job never stops the batch."""
+def translate(
+    items: Sequence[Item], ctx: TranslateContext, roles: Roles | None = None
+) -> list[ItemResult]:
+    """One result per job, in order; a bad job never stops the batch. ``roles``:
+    ``--run-as`` / ``--role-map``, the roles jobs run as instead of their owner."""
+    roles = roles or Roles()
     results = []
     for item, name in zip(items, _names(items), strict=True):
         if isinstance(item, Unreadable):
@@ -639,7 +716,7 @@ def translate(items: Sequence[Item], ctx: TranslateContext) -> list[ItemResult]:
             )
             continue
         try:
-            results.append(_translate_one(item, name, ctx))
+            results.append(_translate_one(item, name, ctx, roles))
         except Exception as exc:  # a bug must not lose the rest of the batch
             results.append(ItemResult(name, item.ref, (crash("PGD102", exc, item.ref),)))
     return results

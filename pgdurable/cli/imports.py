@@ -69,6 +69,17 @@ def _finish_import(ctx: click.Context, source: str, reports, report_path, dry_ru
         ctx.exit(EXIT_FAILURE)
 
 
+def _pairs(values: tuple[str, ...], param: click.Parameter) -> tuple[tuple[str, str], ...]:
+    """Repeated ``OLD=NEW`` options as pairs (a usage error, exit 2, otherwise)."""
+    pairs = []
+    for value in values:
+        old, sep, new = value.partition("=")
+        if not sep or not old or not new:
+            raise click.BadParameter(f"{value!r} is not OLD=NEW", param=param)
+        pairs.append((old, new))
+    return tuple(pairs)
+
+
 # -- pgdurable import-pgcron / apply ---------------------------------------------
 
 
@@ -106,6 +117,21 @@ def _finish_import(ctx: click.Context, source: str, reports, report_path, dry_ru
 @click.option(
     "--default-database", metavar="DB", help="Database for jobs whose source does not name one."
 )
+@click.option(
+    "--run-as",
+    "run_as",
+    metavar="ROLE",
+    help="Run the jobs of superusers (e.g. postgres) as ROLE; the report lists the "
+    "privileges ROLE needs.",
+)
+@click.option(
+    "--role-map",
+    "role_map",
+    metavar="OLD=NEW",
+    multiple=True,
+    callback=lambda ctx, param, values: _pairs(values, param),
+    help="Run the jobs of role OLD as NEW (wins over --run-as). Repeatable.",
+)
 @json_option
 @click.pass_context
 def import_pgcron(
@@ -120,6 +146,8 @@ def import_pgcron(
     report_path: Path | None,
     default_username: str | None,
     default_database: str | None,
+    run_as: str | None,
+    role_map: tuple[tuple[str, str], ...],
 ) -> None:
     """Translate pg_cron jobs into durable workflow files.
 
@@ -150,6 +178,8 @@ def import_pgcron(
         registry_connection=registry,
         default_username=default_username,
         default_database=default_database,
+        run_as=run_as,
+        role_map=role_map,
     )
     _finish_import(ctx, "pg_cron", [report], report_path, dry_run)
 
@@ -303,6 +333,15 @@ def apply(ctx: click.Context, directory: Path, as_sql: bool, dsn: str | None) ->
 @click.option(
     "--default-username", metavar="ROLE", help="Database role the scheduled workflows run as."
 )
+@click.option(
+    "--search-path-map",
+    "search_path_map",
+    metavar="OLD=NEW",
+    multiple=True,
+    callback=lambda ctx, param, values: _pairs(values, param),
+    help="Read SQL templates of a template_searchpath under OLD (an absolute path on the "
+    "Airflow hosts, e.g. /opt/airflow/sql) from NEW on this machine. Repeatable.",
+)
 @json_option
 @click.pass_context
 def import_airflow(
@@ -314,6 +353,7 @@ def import_airflow(
     dry_run: bool,
     report_path: Path | None,
     default_username: str | None,
+    search_path_map: tuple[tuple[str, str], ...],
 ) -> None:
     """Translate Airflow DAG files (read statically, never imported) into workflow files.
 
@@ -332,6 +372,7 @@ def import_airflow(
         portable=portable,
         dry_run=dry_run,
         default_username=default_username,
+        search_path_map=search_path_map,
     )
     _finish_import(ctx, "airflow", [report], report_path, dry_run)
 

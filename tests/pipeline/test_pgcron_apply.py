@@ -123,23 +123,21 @@ def test_dry_run_diffs_against_disk_and_gates_ci(tmp_path, repo_root, monkeypatc
     monkeypatch.chdir(repo_root)
     out = tmp_path / "out"
     args = ["import-pgcron", "--from-file", "fixtures/pg_cron/cron_job_v1_0.tsv", "--out", str(out)]
+    # unnamed jobs: named from their schedule and command (same name from every source)
+    jobs = pg_cron.read_file(Path("fixtures/pg_cron/cron_job_v1_0.tsv"))
+    first, second, third = [f"{pg_cron.unnamed_name(j)}.sql" for j in jobs[:3]]
     dry = CliRunner().invoke(cli, [*args, "--dry-run"])
-    assert dry.exit_code == 1 and "+++ " + str(out / "pgcron_job_1.sql") in dry.output
+    assert dry.exit_code == 1 and "+++ " + str(out / first) in dry.output
     assert not out.exists()  # a dry run writes nothing
     real = CliRunner().invoke(cli, [*args, "--report", str(tmp_path / "r.json")])
     assert real.exit_code == 1  # job 4 has an invalid schedule: the batch still wrote the rest
-    assert sorted(p.name for p in out.iterdir()) == [
-        "cutover.sql",
-        "pgcron_job_1.sql",
-        "pgcron_job_2.sql",
-        "pgcron_job_3.sql",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["cutover.sql", first, second, third])
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"] == {"exact": 3, "approximate": 0, "manual": 0, "failed": 1}
     assert report["items"][3]["diagnostics"][0]["code"] == "PGD101"
     again = CliRunner().invoke(cli, [*args, "--dry-run"])
     assert again.output.startswith("no difference") and again.exit_code == 1  # failed item
-    (out / "pgcron_job_2.sql").write_text("edited\n")
+    (out / second).write_text("edited\n")
     changed = CliRunner().invoke(cli, [*args, "--dry-run"])
     assert "-edited" in changed.output
 
@@ -189,9 +187,12 @@ def test_from_db_reads_jobs_scheduled_with_pg_cron(pg_cron_cluster, database):
     mine = {j.jobid: j for j in jobs if j.jobid in ids}
     results = {r.name: r for r in pg_cron.translate(list(mine.values()), ctx)}
     nightly = results["live-nightly"].workflow
-    assert nightly.database == "pgdurable" and nightly.run_as == "postgres" and nightly.start
+    assert nightly.database == "pgdurable" and nightly.run_as == "postgres"
+    # postgres is a superuser: registered, not started, until it runs as another role
+    assert not nightly.start
+    assert "PGD331" in [d.code for d in results["live-nightly"].diagnostics]
     assert nightly.cutover.startswith(f"SELECT cron.unschedule({ids[0]});")
-    unnamed = results[f"pgcron_job_{ids[1]}"]
+    unnamed = results[pg_cron.unnamed_name(mine[ids[1]])]
     assert unnamed.workflow.profile == "pgdurable"  # one atomic multi-statement step
     elsewhere = results["live-elsewhere"]
     assert elsewhere.workflow.database == database.name

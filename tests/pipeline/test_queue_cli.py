@@ -114,11 +114,11 @@ def test_crontab_option_says_whether_lines_have_a_user_field(tmp_path):
     )
     (item,) = json.loads(system.output)["items"]
     assert item["fidelity"] == "exact" and item["name"] == "vacuum-analyze"
-    assert any(d["code"] == "PGD251" and "'postgres'" in d["message"] for d in item["diagnostics"])
+    assert any(d["code"] == "PGD242" and "'postgres'" in d["message"] for d in item["diagnostics"])
     (as_user,) = json.loads(user.output)["items"]
     assert as_user["fidelity"] == "manual"  # "postgres vacuumdb ..." is not a program it knows
     assert forced.exit_code in (0, 1) and all(
-        any(d["code"] == "PGD251" for d in i["diagnostics"])
+        any(d["code"] == "PGD242" for d in i["diagnostics"])
         for i in json.loads(forced.output)["items"]
         if i["fidelity"] != "failed"
     )

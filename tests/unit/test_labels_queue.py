@@ -140,7 +140,7 @@ def test_system_crontabs_are_told_by_path_or_content(tmp_path, name, text, user)
     assert job.run_as == user
     if user is not None:
         assert f"cron user: {user}" in job.description
-        assert any(d.code == "PGD251" and f"'{user}'" in d.message for d in job.notes)
+        assert any(d.code == "PGD242" and f"'{user}'" in d.message for d in job.notes)
 
 
 def test_crontab_without_cron_tz_reports_the_host_zone(tmp_path):

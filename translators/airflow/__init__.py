@@ -69,48 +69,111 @@ def translate(
     ctx: TranslateContext,
     connections: Connections | None = None,
     read_template: Callable[[str], str | None] = read_template,
+    search_path_map: Sequence[tuple[str, str]] = (),
 ) -> Batch:
     """One result per DAG (and per unreadable file), in file order. Large
-    batches are spread over a process pool (each file is independent)."""
+    batches are spread over a process pool (each file is independent).
+    ``search_path_map``: (old, new) folder prefixes for template_searchpath."""
     connections = connections or Connections()
-    work = [(f, ctx, connections, read_template) for f in files]
+    mapping = tuple(search_path_map)
+    work = [(f, ctx, connections, read_template, mapping) for f in files]
     if len(files) >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
         with ProcessPoolExecutor() as pool:
             per_file = list(pool.map(_translate_file, work, chunksize=16))
     else:
         per_file = [_translate_file(w) for w in work]
     batch = Batch([])
+    triggers: list[list[Trigger]] = []
     for results, skipped in per_file:
-        batch.results.extend(results)
+        batch.results.extend(r for r, _ in results)
+        triggers.extend(t for _, t in results)
         batch.skipped.extend(skipped)
-    counts = Counter(r.name for r in batch.results)
-    for i, r in enumerate(batch.results):
-        if counts[r.name] > 1:  # the same dag_id in several files
-            unique = f"{r.name}__{Path(r.source_ref.file).stem}"
-            workflow = replace(r.workflow, name=unique) if r.workflow else None
-            batch.results[i] = replace(r, name=unique, workflow=workflow)
+    _report_foreign_triggers(batch.results, triggers)
+    _disambiguate(batch.results)
     return batch
 
 
-def _translate_file(args) -> tuple[list[ItemResult], list[str]]:
-    f, ctx, connections, read_template = args
+def _report_foreign_triggers(results: list[ItemResult], triggers: list[list[Trigger]]) -> None:
+    """A TriggerDagRunOperator whose DAG is not in this batch calls a trigger
+    function no file of this import defines: the step fails until it exists."""
+    known = {r.name for r in results if r.workflow is not None}
+    for i, (result, found) in enumerate(zip(results, triggers, strict=True)):
+        foreign = [t for t in found if t.dag_id not in known]
+        if not foreign or result.workflow is None:
+            continue
+        added = tuple(
+            Diagnostic(
+                "PGD330",
+                f"task {t.task_id!r} triggers DAG {t.dag_id!r}, which is not among the DAGs "
+                f"translated here, so {compiler.trigger_function(t.dag_id)}() does not exist "
+                "and the step fails: import that DAG's file in the same run (or apply its "
+                "workflow first), or remove the trigger",
+                t.ref,
+            )
+            for t in foreign
+        )
+        workflow = replace(result.workflow, start=False)
+        results[i] = replace(result, diagnostics=(*result.diagnostics, *added), workflow=workflow)
+
+
+def _disambiguate(results: list[ItemResult]) -> None:
+    """The same dag_id in several files (a dev and a prod folder, a copy): each
+    gets a name of its own, from the shortest tail of its path that tells them
+    apart, so no output overwrites another. Airflow itself loads only one of them
+    per DAG folder, which the diagnostic says."""
+    counts = Counter(r.name for r in results)
+    for name, count in counts.items():
+        if count < 2:
+            continue
+        indexes = [i for i, r in enumerate(results) if r.name == name]
+        parts = [Path(results[i].source_ref.file).with_suffix("").parts for i in indexes]
+        depth = max(len(p) for p in parts)
+        for k in range(1, depth + 1):
+            tails = ["_".join(p[-k:]) for p in parts]
+            if len(set(tails)) == len(tails):
+                break
+        tails = [f"{t}_{n}" for n, t in enumerate(tails, 1)] if len(set(tails)) < count else tails
+        files = ", ".join(results[i].source_ref.file for i in indexes)
+        for i, tail in zip(indexes, tails, strict=True):
+            r = results[i]
+            unique = f"{name}__{tail}"
+            note = Diagnostic(
+                "PGD254",
+                f"dag_id {name!r} is defined in several files ({files}); this one is written "
+                f"as {unique!r} so none overwrites another. Airflow loads only one DAG of that "
+                f"id per DAG folder, and each file defines {compiler.trigger_function(name)}(): "
+                "the one applied last answers triggers. Keep the one you run",
+                r.source_ref,
+            )
+            workflow = replace(r.workflow, name=unique) if r.workflow else None
+            results[i] = replace(
+                r, name=unique, workflow=workflow, diagnostics=(*r.diagnostics, note)
+            )
+
+
+Trigger = compiler.Trigger
+Compiled = tuple[ItemResult, list[Trigger]]
+
+
+def _translate_file(args) -> tuple[list[Compiled], list[str]]:
+    f, ctx, connections, read_template, mapping = args
     name = Path(f.path).stem
     if f.text.startswith("\0"):
         ref = SourceRef(f.path)
-        return [_failed(ref, "PGD105", f"cannot read the file: {f.text[1:]}")(name)], []
+        return [(_failed(ref, "PGD105", f"cannot read the file: {f.text[1:]}")(name), [])], []
     if "DAG" not in f.text and "dag" not in f.text:
         return [], [f.path]
     try:
         dag_file = read(f.path, f.text)
     except ReadError as exc:
-        return [_failed(SourceRef(f.path, exc.line), "PGD105", str(exc))(name)], []
+        return [(_failed(SourceRef(f.path, exc.line), "PGD105", str(exc))(name), [])], []
     except Exception as exc:  # a reader bug must not lose the batch
         message = f"internal error while reading: {type(exc).__name__}: {exc}"
-        return [_failed(SourceRef(f.path), "PGD105", message)(name)], []
+        return [(_failed(SourceRef(f.path), "PGD105", message)(name), [])], []
     if not dag_file.dags:
         return [], [f.path]
     results = [
-        _compiler(dag, dag_file, ctx, connections, read_template)(dag.dag_id)
+        _compiler(dag, dag_file, ctx, connections, read_template, mapping)(dag.dag_id)
         for dag in dag_file.dags
     ]
     return results, []
@@ -120,13 +183,13 @@ def _failed(ref: SourceRef, code: str, message: str) -> Callable[[str], ItemResu
     return lambda name: ItemResult(name, ref, (Diagnostic(code, message, ref),))
 
 
-def _compiler(dag, dag_file, ctx, connections, read_template) -> Callable[[str], ItemResult]:
-    def build(name: str) -> ItemResult:
+def _compiler(dag, dag_file, ctx, connections, read_template, mapping) -> Callable[[str], Compiled]:
+    def build(name: str) -> Compiled:
         diag = Collector(dag.ref)
         for code, message, ref in dag.problems:
             diag.add(code, message, ref)
         if any(code.startswith("PGD1") for code, _, _ in dag.problems):
-            return ItemResult(name, dag.ref, tuple(diag.items))
+            return ItemResult(name, dag.ref, tuple(diag.items)), []
         context = Context(
             dag=dag,
             dag_dir=compiler.dag_dir(dag_file.path),
@@ -137,18 +200,20 @@ def _compiler(dag, dag_file, ctx, connections, read_template) -> Callable[[str],
             read_template=read_template,
             env=templates.Env({}, dag_file.generation, {}),
             run_as=ctx.default_username,
+            search_path_map=mapping,
         )
         try:
             workflow = compiler.workflow(dag, context, name)
         except compiler.graph.CycleError as exc:
             diag.add("PGD106", f"{exc}; Airflow refuses the DAG")
-            return ItemResult(name, dag.ref, tuple(diag.items))
+            return ItemResult(name, dag.ref, tuple(diag.items)), []
         except BadValue as exc:  # a value Airflow refuses too
             diag.add("PGD108", str(exc), SourceRef(dag.ref.file, exc.line or dag.ref.line))
-            return ItemResult(name, dag.ref, tuple(diag.items))
+            return ItemResult(name, dag.ref, tuple(diag.items)), []
         except Exception as exc:  # a compiler bug must not lose the batch
-            return ItemResult(name, dag.ref, (*diag.items, crash("PGD106", exc, dag.ref)))
-        return ItemResult(name, dag.ref, tuple(diag.items), workflow)
+            failed = (*diag.items, crash("PGD106", exc, dag.ref))
+            return ItemResult(name, dag.ref, failed), []
+        return ItemResult(name, dag.ref, tuple(diag.items), workflow), context.triggers
 
     return build
 

@@ -31,21 +31,23 @@ Structure: ``graph.decompose`` nests the tasks in sequences and joins.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import comment, dollar_quote, literal
 from pgdurable.translators.airflow import graph, rules, schedule, templates
-from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
+from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
+    Trigger,
     Work,
     compile_work,
     guarded_branch,
     policies,
     sid,
+    stub,
     trigger_function,
 )
 from pgdurable.translators.base import Workflow
@@ -69,7 +71,7 @@ def _rule(dag: Dag, task: Task, diag: Collector, generation: int) -> str:
     if isinstance(raw, Unknown) or not isinstance(raw, str):
         diag.add(
             "PGD315",
-            f"task {task.task_id!r}: trigger_rule is not a literal; all_success assumed",
+            f"task {task.task_id!r}: trigger_rule is not a literal ({raw}); all_success assumed",
             task.ref,
         )
         return "all_success"
@@ -146,14 +148,8 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
     works: dict[str, Work] = {}
     for tid in order:
         task = dag.tasks[tid]
-        if task.mapped is not None:
-            diag.add(
-                "PGD315",
-                f"task {tid!r} is dynamically mapped (.expand); translated as one instance",
-                task.ref,
-            )
         before = len(ctx.env.problems)
-        work = compile_work(task, ctx)
+        work = _mapped(task, ctx) if task.mapped is not None else compile_work(task, ctx)
         for problem in ctx.env.problems[before:]:
             diag.add("PGD312", f"task {tid!r}: {problem}; not translated, fix by hand", task.ref)
         if work.node is not None and tid in ctx.env.xcom and isinstance(work.node, m.Sql):
@@ -292,28 +288,72 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
     return run, run, profile
 
 
-def _mapped(task: Task, ctx: Context) -> Work:
-    """``.partial(...).expand(k=[...])`` over literal lists: one parallel
-    instance per element, as Airflow's mapped task instances."""
-    mapped = task.mapped
-    lists = mapped if isinstance(mapped, dict) else {}
-    lengths = {len(v) for v in lists.values() if isinstance(v, list)}
-    if not lists or len(lengths) != 1 or not all(isinstance(v, list) for v in lists.values()):
-        ctx.diag.add(
-            "PGD315", f"task {task.task_id!r} is mapped over values not known statically", task.ref
-        )
-        return compile_work(task, ctx)
-    from dataclasses import replace
+# Airflow's [core] max_map_length: a mapping with more instances fails the task.
+MAX_MAP_LENGTH = 1024
 
+
+def _mapped(task: Task, ctx: Context) -> Work:
+    """``.expand(...)`` over literal values: one instance per combination (the cross
+    product of the keyword lists, as Airflow builds them), run in parallel in a
+    join, which fails when an instance fails, as the mapped task does. Anything only
+    known at run time (an upstream's output) is a manual stub naming it."""
+    mapped = task.mapped
+    assert mapped is not None
+    line = f" (line {task.ref.line})" if task.ref.line else ""
+    call = f".{mapped.how}(...)"
+    if mapped.instances is None:
+        ctx.diag.add(
+            "PGD315",
+            f"task {task.task_id!r}{line} is mapped with {call} over {mapped.unknown}, "
+            "known only when the DAG runs: write the loop over those values by hand "
+            "(a df.join of one step per value)",
+            task.ref,
+        )
+        return stub(task, f"dynamically mapped over {mapped.unknown}", ctx, reported=True)
+    count = len(mapped.instances)
+    if count == 0 or count > MAX_MAP_LENGTH:
+        why = (
+            "maps over an empty list, so Airflow skips it"
+            if count == 0
+            else f"has {count} mapped instances; Airflow fails it above max_map_length "
+            f"({MAX_MAP_LENGTH})"
+        )
+        ctx.diag.add("PGD315", f"task {task.task_id!r}{line} {why}", task.ref)
+        return stub(task, why, ctx, reported=True)
+    seen = len(ctx.diag.items)
     works = []
-    for i in range(lengths.pop()):
-        args = {**task.args, **{k: v[i] for k, v in lists.items()}}
-        works.append(compile_work(replace(task, args=args), ctx))
-    nodes = [w.node for w in works if w.node is not None]
+    for i, values in enumerate(mapped.instances):
+        if task.operator.startswith("@"):
+            fn = mapped.callables[i] if i < len(mapped.callables) else task.callable
+            instance = replace(task, callable=fn, call_kwargs={**task.call_kwargs, **values})
+        else:
+            instance = replace(task, args={**task.args, **values})
+        works.append(compile_work(instance, ctx))
+    if any(w.manual for w in works):
+        _dedupe(ctx, seen)
+        return next(w for w in works if w.manual)
+    # Airflow retries and times out each mapped instance on its own
+    nodes = [policies(task, w.node, ctx) for w in works if w.node is not None]
+    _dedupe(ctx, seen)
     if not nodes:
         return Work(None, can_fail=False)
     node = nodes[0] if len(nodes) == 1 else m.Join(tuple(nodes))
-    return Work(node, manual=any(w.manual for w in works))
+    return Work(node, policies_applied=True)
+
+
+def _dedupe(ctx: Context, start: int) -> None:
+    """The mapped instances repeat each other's diagnostics: keep each once (and
+    keep ``ctx.once``'s positions pointing at the diagnostics they update)."""
+    items = ctx.diag.items
+    kept: list[int] = []
+    for i in range(start, len(items)):
+        if all(items[i] != items[k] for k in kept):
+            kept.append(i)
+    moved = {old: start + n for n, old in enumerate(kept)}
+    items[start:] = [items[i] for i in kept]
+    for key, (index, tasks) in list(ctx.reported.items()):
+        if index >= start:
+            ctx.reported[key] = (moved[index], tasks)
 
 
 def _ids(value: object) -> set[str]:
@@ -340,7 +380,9 @@ def _task_node(
     st = f"st_{sid(task.task_id)}"
     ext = False
     run = work.node
-    if run is not None and not work.manual:
+    if run is not None and work.policies_applied:
+        ext |= m.uses_extensions(run)
+    elif run is not None and not work.manual:
         wrapped = policies(task, run, ctx)
         ext |= wrapped is not run
         run = wrapped
@@ -447,7 +489,13 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     plan = schedule.plan(value, present=present, generation=gen, start_date=start_date)
     for code, message in plan.notes:
         diag.add(code, message, dag.ref)
+    repeating = plan.kind in ("cron", "sleep", "continuous")
+    window = _window(dag, plan, start_date, diag) if repeating or plan.kind == "once" else None
+    if window is not None and window.inside is not None:
+        ctx.env.uses_dates = True  # the window is read from the run's own dates
     run, one_run, profile = compile_dag(dag, ctx, plan)
+    if window is not None and window.inside is not None:
+        run = _in_window(run, window, dag)
     targets = set(ctx.databases.values())
     if len(targets) > 1:
         diag.add(
@@ -470,7 +518,6 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             run = m.Timeout(run, max(1, int(timeout.seconds)))
             extension = True
     catchup = dag.args.get("catchup", dag.default("catchup", gen < 3))
-    repeating = plan.kind in ("cron", "sleep", "continuous")
     if repeating:
         if catchup is True and start_date is not None:
             diag.add(
@@ -511,6 +558,10 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         body = m.Loop(m.Seq((m.Sleep(plan.sleep_seconds, source=dag.ref), *_flatten([run]))))
     elif plan.kind == "continuous":
         body = m.Loop(run)
+    elif plan.kind == "once" and window is not None and window.not_before is not None:
+        # @once runs at start_date: until then, wait (in steps of at most a minute)
+        not_yet = f"SELECT now() < {window.not_before}"
+        body = m.Seq((m.If(m.Sql(not_yet), m.Loop(m.Sleep(60), m.Sql(not_yet)), m.Sleep(0)), run))
     else:
         body = run
     start = plan.kind in ("cron", "sleep", "continuous", "once")
@@ -573,8 +624,95 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     )
 
 
+def _instant(stamp: Timestamp) -> str:
+    """A literal date as SQL: a naive one is in UTC (Airflow's default_timezone)."""
+    zone = stamp.timezone or "UTC"
+    return f"(timestamp {literal(stamp.iso)} AT TIME ZONE {literal(zone)})"
+
+
+@dataclass(frozen=True)
+class _Window:
+    """start_date / end_date as SQL: ``inside`` (this tick's run is in the window),
+    ``past`` (the schedule is over), ``not_before`` (@once: the instant to wait for)."""
+
+    inside: str | None = None
+    past: str | None = None
+    not_before: str | None = None
+
+
+def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) -> _Window | None:
+    """The DAG's start_date / end_date over the run's own dates. Airflow creates a
+    run only for a data interval that starts at or after start_date and no later
+    than end_date (a trigger timetable's interval starts at the tick). The
+    translation cannot tell whether a date is still ahead (it reads no clock), so
+    every literal date becomes a condition. None when neither date applies."""
+    end_date = dag.args.get("end_date", dag.default("end_date"))
+    unknown = [
+        f"{name} `{value}`"
+        for name, value in (("start_date", start_date), ("end_date", end_date))
+        if isinstance(value, Unknown)
+    ]
+    if unknown:
+        diag.add(
+            "PGD255",
+            f"{' and '.join(unknown)} cannot be known without running the file, so the "
+            "workflow does not enforce it (Airflow runs nothing before start_date or after "
+            "end_date): if it matters, write it as a condition in the workflow",
+            dag.ref,
+        )
+    start = (
+        start_date
+        if isinstance(start_date, Timestamp) and not start_date.iso.startswith("days_ago")
+        else None
+    )
+    end = end_date if isinstance(end_date, Timestamp) else None
+    if start is None and end is None:
+        return None
+    if plan.kind == "once":
+        if start is None:
+            return None
+        diag.add(
+            "PGD256",
+            f"@once with start_date {start.iso}: if that is still ahead, the run waits for "
+            "it (checked every minute), as Airflow does not run it before",
+            dag.ref,
+        )
+        return _Window(not_before=_instant(start))
+    interval_start = "$dag_run.data_interval_start::timestamptz"
+    conditions = []
+    if start is not None:
+        conditions.append(f"{interval_start} >= {_instant(start)}")
+    if end is not None:
+        conditions.append(f"{interval_start} <= {_instant(end)}")
+    inside = f"SELECT {' AND '.join(conditions)}"
+    past = f"SELECT {interval_start} > {_instant(end)}" if end is not None else None
+    told = [f"start_date {start.iso}" if start else "", f"end_date {end.iso}" if end else ""]
+    diag.add(
+        "PGD256",
+        f"{' and '.join(t for t in told if t)}: each tick runs the DAG only when its data "
+        "interval starts inside that window, as Airflow schedules it"
+        + ("; after end_date the schedule ends" if end is not None else ""),
+        dag.ref,
+    )
+    return _Window(inside, past)
+
+
+def _in_window(run: m.Node, window: _Window, dag: Dag) -> m.Node:
+    """The run with everything after its ``dag_run`` step done only inside the window;
+    past end_date a ``df.break`` ends the schedule loop (a pgdurable.try lets it pass)."""
+    steps = list(run.steps) if isinstance(run, m.Seq) else [run]
+    first, rest = steps[0], steps[1:]
+    assert isinstance(first, m.Sql) and first.name == "dag_run", "dag_run comes first"
+    outside: m.Node = m.Sleep(0)
+    if window.past is not None:
+        outside = m.If(m.Sql(window.past), m.Break(), m.Sleep(0))
+    work: m.Node = m.Sleep(0) if not rest else rest[0] if len(rest) == 1 else m.Seq(tuple(rest))
+    assert window.inside is not None
+    return m.Seq((first, m.If(m.Sql(window.inside, source=dag.ref), work, outside)))
+
+
 def dag_dir(path: str) -> str:
     return str(PurePosixPath(path).parent)
 
 
-__all__ = ["workflow", "templates"]
+__all__ = ["Trigger", "workflow", "templates"]

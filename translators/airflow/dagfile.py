@@ -59,6 +59,19 @@ class Function:
 
 
 @dataclass
+class Mapped:
+    """``.expand(k=[...])`` / ``.expand_kwargs([{...}])``: one task instance per
+    combination. ``instances`` holds each instance's keyword arguments when every
+    mapped value is a literal (``expand`` takes the cross product, as Airflow does),
+    else None and ``unknown`` names what is only known at run time."""
+
+    how: str  # "expand" or "expand_kwargs"
+    instances: list[dict[str, Any]] | None
+    unknown: str = ""
+    callables: list[Any] = field(default_factory=list)  # TaskFlow: the callable per instance
+
+
+@dataclass
 class Task:
     task_id: str
     operator: str  # class name, or "@task.<flavour>"
@@ -70,7 +83,7 @@ class Task:
     call_kwargs: dict[str, Any] = field(default_factory=dict)
     removed_in: int | None = None
     replacement: str | None = None
-    mapped: Any = None  # .expand(...) arguments
+    mapped: Mapped | None = None  # .expand(...) / .expand_kwargs(...)
     qualified: str | None = None  # the operator's qualified class name, when imported
 
 

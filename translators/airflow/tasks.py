@@ -15,17 +15,27 @@ import json
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, SourceRef
 from pgdurable.sqltext import SqlLexError, derived_identifier, dollar_quote, split_statements
+from pgdurable.sqltext import literal as sql_literal
 from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A TriggerDagRunOperator's target, checked against the batch (PGD320)."""
+
+    dag_id: str
+    task_id: str
+    ref: SourceRef
 
 
 @dataclass
@@ -41,20 +51,41 @@ class Context:
     databases: dict[str, str | None] = field(default_factory=dict)  # task -> target db
     multi_statement: bool = False  # a step holds several statements (profile pgdurable)
     run_as: str | None = None
-    unmapped: dict[str, list[str]] = field(default_factory=dict)  # conn_id -> its tasks
+    settings: list[str] = field(default_factory=list)  # the task's hook_params set_config calls
+    # --search-path-map: (old prefix, new prefix) applied to template_searchpath entries
+    search_path_map: tuple[tuple[str, str], ...] = ()
+    # one diagnostic per (code, key), naming every task it concerns: key -> (index, tasks)
+    reported: dict[tuple[str, str], tuple[int, list[str]]] = field(default_factory=dict)
+    triggers: list[Trigger] = field(default_factory=list)  # DAGs this one starts
+
+    def once(self, code: str, key: str, task: Task, message: Callable[[str], str]) -> None:
+        """Report ``code`` for ``key`` (a conn_id, a missing file) once per DAG; later
+        tasks are added to that diagnostic's task list instead of repeating it.
+        ``message`` gets the quoted task list."""
+        index, tasks = self.reported.get((code, key), (len(self.diag.items), []))
+        if task.task_id not in tasks:
+            tasks.append(task.task_id)
+        self.reported[(code, key)] = (index, tasks)
+        noun = "task" if len(tasks) == 1 else "tasks"
+        text = message(f"{noun} {', '.join(repr(t) for t in tasks)}")
+        if index == len(self.diag.items):
+            self.diag.add(code, text, task.ref)
+        else:
+            first = self.diag.items[index]
+            self.diag.items[index] = replace(first, message=text)
 
     def unmapped_conn(self, conn_id: str, task: Task) -> None:
         """Report an unmapped conn_id once, naming every task that uses it."""
-        tasks = self.unmapped.setdefault(conn_id, [])
-        tasks.append(task.task_id)
-        if len(tasks) == 1:
-            self.diag.add(
-                "PGD313",
-                f"conn_id {conn_id!r} (task {task.task_id!r}) is not mapped to a database by "
+        self.once(
+            "PGD313",
+            conn_id,
+            task,
+            lambda tasks: (
+                f"conn_id {conn_id!r} ({tasks}) is not mapped to a database by "
                 "--connections; its steps run in the workflow's database: add "
-                f"`{conn_id}: {{database: NAME}}` (or `current`) to the connections file",
-                task.ref,
-            )
+                f"`{conn_id}: {{database: NAME}}` (or `current`) to the connections file"
+            ),
+        )
 
 
 @dataclass
@@ -72,6 +103,7 @@ class Work:
     plain_sql: str | None = None  # a single SQL step's text (capturable in SQL)
     manual: bool = False
     branch_query: str | None = None  # BranchSQLOperator's query (capturable in SQL)
+    policies_applied: bool = False  # retries/timeouts already wrap each part (mapped tasks)
 
 
 def sid(task_id: str) -> str:
@@ -114,9 +146,12 @@ def _arg(task: Task, name: str) -> str:
     return f"task {task.task_id!r}: {name}"
 
 
-def stub(task: Task, why: str, ctx: Context) -> Work:
-    """A step that fails loudly until a person replaces it (and the report says so)."""
-    ctx.diag.add("PGD311", f"task {task.task_id!r} ({task.operator}): {why}", task.ref)
+def stub(task: Task, why: str, ctx: Context, *, reported: bool = False) -> Work:
+    """A step that fails loudly until a person replaces it (and the report says so).
+    ``reported``: a manual diagnostic already names the cause (a missing template
+    file, SQL not statically known), so PGD311 would only repeat it."""
+    if not reported:
+        ctx.diag.add("PGD311", f"task {task.task_id!r} ({task.operator}): {why}", task.ref)
     message = f"pgdurable: task {task.task_id} ({task.operator}) must be translated by hand"
     body = "DO $stub$ BEGIN RAISE EXCEPTION '%', " + literal(message) + "; END $stub$"
     return Work(m.Sql(body, source=task.ref), manual=True)
@@ -131,6 +166,35 @@ def fail_sql(message_sql: str) -> str:
 
 def _conn(task: Task, ctx: Context, keys: tuple[str, ...]) -> None:
     conn_id = next((ctx.dag.task_arg(task, k) for k in keys if ctx.dag.task_arg(task, k)), None)
+    if conn_id is None:
+        # PostgresOperator's own default is postgres_default. The generic SQL operators
+        # have none (conn_id=None): Airflow looks up the connection `None` and fails the
+        # task ("The conn_id `None` isn't defined", measured on 2.10.5 and 3.3.2).
+        # Either way the translation runs the task with postgres_default, and says so,
+        # once per DAG naming its tasks.
+        if task.operator == "PostgresOperator":
+            ctx.once(
+                "PGD250",
+                "",
+                task,
+                lambda tasks: (
+                    f"no postgres_conn_id is given for {tasks}: PostgresOperator uses its "
+                    "default connection postgres_default, and so does the translation (the "
+                    "workflow's database)"
+                ),
+            )
+        else:
+            ctx.once(
+                "PGD251",
+                "_generic",
+                task,
+                lambda tasks: (
+                    f"no conn_id is given for {tasks} (nor in default_args): Airflow fails "
+                    'such a task ("The conn_id `None` isn\'t defined", in Airflow 2 and 3); '
+                    "the translation does not follow that and runs it with postgres_default "
+                    "(the workflow's database). Add the conn_id the DAG should have had"
+                ),
+            )
     conn_id = conn_id or "postgres_default"
     if not isinstance(conn_id, str):
         ctx.diag.add("PGD313", f"task {task.task_id!r}: the conn_id is not a literal", task.ref)
@@ -170,7 +234,9 @@ def _sql_text(task: Task, ctx: Context, value: Any, what: str = "sql") -> list[s
     for item in items:
         if not isinstance(item, str):
             ctx.diag.add(
-                "PGD315", f"task {task.task_id!r}: a `{what}` item is not a string", task.ref
+                "PGD315",
+                f"task {task.task_id!r}: a `{what}` item is not a string ({str(item)[:60]})",
+                task.ref,
             )
             return None
         if re.search(r"\.(sql|json)\s*$", item) and "\n" not in item and " " not in item.strip():
@@ -195,6 +261,17 @@ def _env_for(task: Task, ctx: Context) -> templates.Env:
     return ctx.env
 
 
+def map_search_path(path: str, mapping: tuple[tuple[str, str], ...]) -> str:
+    """``path`` with the first ``--search-path-map OLD=NEW`` whose OLD is a whole-
+    component prefix of it replaced by NEW (``/opt/airflow/sql`` -> ``./sql``)."""
+    for old, new in mapping:
+        old = old.rstrip("/") or "/"
+        if path == old or path.startswith(old.rstrip("/") + "/"):
+            rest = path[len(old) :].lstrip("/")
+            return str(PurePosixPath(new) / rest) if rest else new
+    return path
+
+
 def _template_file(task: Task, ctx: Context, name: str) -> str | None:
     paths = ctx.dag.args.get("template_searchpath")
     if isinstance(paths, str):
@@ -206,16 +283,28 @@ def _template_file(task: Task, ctx: Context, name: str) -> str | None:
         path = PurePosixPath(base) / name if not name.startswith("/") else PurePosixPath(name)
         if not path.is_absolute():
             path = PurePosixPath(ctx.dag_dir) / path if base != ctx.dag_dir else path
-        candidates.append(str(path))
+        candidate = map_search_path(str(path), ctx.search_path_map)
+        if candidate not in candidates:
+            candidates.append(candidate)
     for candidate in candidates:
         text = ctx.read_template(candidate)
         if text is not None:
             return text
-    ctx.diag.add(
+    absolute = [c for c in candidates if c.startswith("/")]
+    hint = (
+        f"; if the files live elsewhere on this machine, pass --search-path-map "
+        f"{PurePosixPath(absolute[0]).parent}=LOCAL_FOLDER"
+        if absolute and not ctx.search_path_map
+        else ""
+    )
+    ctx.once(
         "PGD317",
-        f"task {task.task_id!r}: template file {name!r} not found (looked in "
-        f"{', '.join(candidates) or 'nowhere'})",
-        task.ref,
+        name,
+        task,
+        lambda tasks: (
+            f"template file {name!r} ({tasks}) not found (looked in "
+            f"{', '.join(candidates) or 'nowhere'}){hint}"
+        ),
     )
     return None
 
@@ -230,7 +319,10 @@ def _bind(text: str, parameters: Any, task: Task, ctx: Context) -> str:
             key = mo.group(1)
             if key not in parameters or isinstance(parameters[key], Unknown):
                 ctx.diag.add(
-                    "PGD315", f"task {task.task_id!r}: parameter {key!r} is not known", task.ref
+                    "PGD315",
+                    f"task {task.task_id!r}: parameter {key!r} is not known"
+                    + (f" ({parameters[key]})" if key in parameters else " (not in parameters)"),
+                    task.ref,
                 )
                 return mo.group(0)
             return literal(parameters[key])
@@ -239,7 +331,11 @@ def _bind(text: str, parameters: Any, task: Task, ctx: Context) -> str:
     if isinstance(parameters, list | tuple):
         values = iter(parameters)
         return re.sub(r"%s", lambda _: literal(next(values, None)), text)
-    ctx.diag.add("PGD315", f"task {task.task_id!r}: `parameters` is not a literal", task.ref)
+    ctx.diag.add(
+        "PGD315",
+        f"task {task.task_id!r}: `parameters` is not a literal ({str(parameters)[:60]})",
+        task.ref,
+    )
     return text
 
 
@@ -261,6 +357,18 @@ def sql_steps(task: Task, ctx: Context, texts: list[str], *, autocommit: bool, s
     statements = [_bind(s, ctx.dag.task_arg(task, "parameters"), task, ctx) for s in statements]
     if not statements:
         return stub(task, "the SQL is empty", ctx)
+    if ctx.settings:
+        # one transaction per step: each step gets the connection's settings first
+        prefix = ";\n".join(ctx.settings) + ";\n"
+        ctx.multi_statement = True
+        if autocommit:
+            steps = [
+                m.Sql(prefix + s, source=task.ref if i == 0 else None)
+                for i, s in enumerate(statements)
+            ]
+            return Work(steps[0] if len(steps) == 1 else m.Seq(tuple(steps)))
+        text = prefix + ";\n".join(statements)
+        return Work(m.Sql(text, source=task.ref), plain_sql=text)
     if autocommit or len(statements) == 1:
         steps = [m.Sql(s, source=task.ref if i == 0 else None) for i, s in enumerate(statements)]
         node: m.Node = steps[0] if len(steps) == 1 else m.Seq(tuple(steps))
@@ -294,20 +402,27 @@ def _dollar(text: str, tag: str = "q") -> str:
     return dollar_quote(text, tag)
 
 
-# Python truthiness of one jsonb value (0, '', null, false are falsy).
-_FALSY = "(v = 'null'::jsonb OR v = 'false'::jsonb OR v = '\"\"'::jsonb OR (jsonb_typeof(v) = 'number' AND v::text::numeric = 0))"
+# Python truthiness of one value as jsonb (0, '', null, false, [] and {} are falsy).
+_FALSY = (
+    "(v = 'null'::jsonb OR v = 'false'::jsonb OR v = '\"\"'::jsonb OR v = '[]'::jsonb"
+    " OR v = '{}'::jsonb OR (jsonb_typeof(v) = 'number' AND v::text::numeric = 0))"
+)
+# Every cell of the row r (json, not jsonb: row_to_json keeps each of several
+# columns of the same name, `SELECT count(*) = 0, count(*) > 0` has two "?column?";
+# to_jsonb would keep only the last), each as jsonb v.
+_CELLS = "json_each(r) AS e(k, j) CROSS JOIN LATERAL (SELECT j::jsonb AS v) AS cell"
 
 
 def check_sql(query: str) -> str:
     """SQLCheckOperator: the first row must exist and every value be truthy."""
     return (
-        "DO $check$\nDECLARE r jsonb;\nBEGIN\n"
-        f"    EXECUTE 'SELECT to_jsonb(q) FROM (' || {_dollar(query)} || ') AS q LIMIT 1' INTO r;\n"
+        "DO $check$\nDECLARE r json;\nBEGIN\n"
+        f"    EXECUTE 'SELECT row_to_json(q) FROM (' || {_dollar(query)} || ') AS q LIMIT 1' INTO r;\n"
         "    IF r IS NULL THEN\n"
         "        RAISE EXCEPTION 'The following query returned zero rows: %', "
         f"{_dollar(query)};\n"
         "    END IF;\n"
-        f"    IF EXISTS (SELECT 1 FROM jsonb_each(r) AS e(k, v) WHERE {_FALSY}) THEN\n"
+        f"    IF EXISTS (SELECT 1 FROM {_CELLS} WHERE {_FALSY}) THEN\n"
         "        RAISE EXCEPTION 'Test failed. Query: %  Results: %', "
         f"{_dollar(query)}, r;\n"
         "    END IF;\nEND\n$check$"
@@ -326,13 +441,13 @@ def value_check_sql(query: str, pass_value: Any, tolerance: Any) -> str:
     else:
         test = f"(v #>> '{{}}') = {literal(str(pass_value))}"
     return (
-        "DO $check$\nDECLARE r jsonb;\nBEGIN\n"
-        f"    EXECUTE 'SELECT to_jsonb(q) FROM (' || {_dollar(query)} || ') AS q LIMIT 1' INTO r;\n"
+        "DO $check$\nDECLARE r json;\nBEGIN\n"
+        f"    EXECUTE 'SELECT row_to_json(q) FROM (' || {_dollar(query)} || ') AS q LIMIT 1' INTO r;\n"
         "    IF r IS NULL THEN\n"
         "        RAISE EXCEPTION 'The following query returned zero rows: %', "
         f"{_dollar(query)};\n"
         "    END IF;\n"
-        f"    IF EXISTS (SELECT 1 FROM jsonb_each(r) AS e(k, v) WHERE NOT coalesce({test}, false)) THEN\n"
+        f"    IF EXISTS (SELECT 1 FROM {_CELLS} WHERE NOT coalesce({test}, false)) THEN\n"
         f"        RAISE EXCEPTION 'Test failed. Pass value:{pass_value} Tolerance:{tolerance} Query: %  Results: %', "
         f"{_dollar(query)}, r;\n"
         "    END IF;\nEND\n$check$"
@@ -408,7 +523,125 @@ def interval_sql(
 # -- kinds ---------------------------------------------------------------------
 
 
+# hook_params that only change Airflow's logging: nothing to carry.
+_LOG_ONLY_HOOK_PARAMS = {"log_sql", "enable_log_db_messages"}
+_SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _hook_settings(task: Task, ctx: Context) -> list[str]:
+    """``hook_params={"options": "-c statement_timeout=5000"}``: libpq options that
+    set server settings for the task's connection, as transaction-local
+    ``set_config`` calls run before the task's SQL (the task's connection lives as
+    long as its transaction here). What cannot be carried is reported."""
+    params = ctx.dag.task_arg(task, "hook_params")
+    if params is None:
+        return []
+    if not isinstance(params, dict):
+        ctx.diag.add(
+            "PGD252",
+            f"task {task.task_id!r}: hook_params is not a literal dict ({params}); the "
+            "connection options it sets are not carried",
+            task.ref,
+        )
+        return []
+    settings: list[tuple[str, str]] = []
+    lost: list[str] = []
+    for key, value in params.items():
+        if key in _LOG_ONLY_HOOK_PARAMS:
+            ctx.diag.add(
+                "PGD225", f"task {task.task_id!r}: hook_params {key!r} only affects logging"
+            )
+        elif key == "options" and isinstance(value, str):
+            parsed = _libpq_options(value)
+            if parsed is None:
+                lost.append(f"options {value!r}")
+            else:
+                settings.extend(parsed)
+        else:
+            lost.append(f"{key!r}")
+    if lost:
+        ctx.diag.add(
+            "PGD252",
+            f"task {task.task_id!r}: hook_params {', '.join(lost)} not carried (only "
+            "options of the form -c name=value are); set it in the step's SQL by hand",
+            task.ref,
+        )
+    if not settings:
+        return []
+    shown = ", ".join(f"{n}={v}" for n, v in settings)
+    if ctx.portable:
+        ctx.diag.add(
+            "PGD252",
+            f"--portable: task {task.task_id!r}: hook_params options ({shown}) are not "
+            "carried (a setting needs a second statement in the step's transaction)",
+            task.ref,
+        )
+        return []
+    ctx.diag.add(
+        "PGD253",
+        f"task {task.task_id!r}: hook_params options ({shown}) are set for the task's "
+        "transaction with set_config(..., true), as its Airflow connection set them",
+        task.ref,
+    )
+    return [f"SELECT set_config({sql_literal(n)}, {sql_literal(v)}, true)" for n, v in settings]
+
+
+def _libpq_options(text: str) -> list[tuple[str, str]] | None:
+    """``-c a=1 -cb=2 --c=3`` as (name, value) pairs; None when something else is there."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return None
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-c" and i + 1 < len(words):
+            item, i = words[i + 1], i + 2
+        elif word.startswith("-c"):
+            item, i = word[2:], i + 1
+        elif word.startswith("--") and "=" in word:  # --statement-timeout=5s
+            name, value = word[2:].split("=", 1)
+            item, i = f"{name.replace('-', '_')}={value}", i + 1
+        else:
+            return None
+        name, sep, value = item.partition("=")
+        if not sep or not _SETTING.fullmatch(name):
+            return None
+        pairs.append((name, value))
+    return pairs
+
+
 def compile_work(task: Task, ctx: Context) -> Work:
+    kind = task.kind
+    ctx.settings = _hook_settings(task, ctx) if kind in _SQL_KINDS else []
+    try:
+        work = _compile_work(task, ctx)
+    finally:
+        settings, ctx.settings = ctx.settings, []
+    if settings and kind not in _SETTINGS_CARRIED:
+        ctx.diag.add(
+            "PGD252",
+            f"task {task.task_id!r}: hook_params options are not carried for {task.operator} "
+            "(its steps are built without them); set them in the step's SQL by hand",
+            task.ref,
+        )
+    return work
+
+
+_SQL_KINDS = (
+    "sql",
+    "sql_check",
+    "sql_value_check",
+    "sql_threshold_check",
+    "sql_interval_check",
+    "branch_sql",
+    "sql_sensor",
+)
+_SETTINGS_CARRIED = ("sql", "sql_check", "sql_value_check", "sql_threshold_check")
+
+
+def _compile_work(task: Task, ctx: Context) -> Work:
     kind = task.kind
     handler = _HANDLERS.get(kind)
     if handler is None:
@@ -422,15 +655,7 @@ def compile_work(task: Task, ctx: Context) -> Work:
                 ctx,
             )
         return stub(task, f"{task.operator} has no workflow equivalent", ctx)
-    if kind in (
-        "sql",
-        "sql_check",
-        "sql_value_check",
-        "sql_threshold_check",
-        "sql_interval_check",
-        "branch_sql",
-        "sql_sensor",
-    ):
+    if kind in _SQL_KINDS:
         _conn(task, ctx, ("conn_id", "postgres_conn_id"))
     return handler(task, ctx)
 
@@ -438,7 +663,7 @@ def compile_work(task: Task, ctx: Context) -> Work:
 def _sql(task: Task, ctx: Context) -> Work:
     texts = _sql_text(task, ctx, task.args.get("sql"))
     if texts is None:
-        return stub(task, "the SQL is not statically known", ctx)
+        return stub(task, "the SQL is not statically known", ctx, reported=True)
     split = bool(task.args.get("split_statements", False))
     return sql_steps(
         task, ctx, texts, autocommit=bool(task.args.get("autocommit", False)), split=split
@@ -448,20 +673,29 @@ def _sql(task: Task, ctx: Context) -> Work:
 def _check(task: Task, ctx: Context) -> Work:
     query = _one_query(task, ctx)
     if query is None:
-        return stub(task, "the check query is not statically known", ctx)
-    return _single(check_sql(query), task)
+        return stub(task, "the check query is not statically known", ctx, reported=True)
+    return _single(check_sql(query), task, ctx)
 
 
 def _value_check(task: Task, ctx: Context) -> Work:
     query = _one_query(task, ctx)
     if query is None or isinstance(task.args.get("pass_value"), Unknown):
-        return stub(task, "the check query or pass_value is not statically known", ctx)
+        return stub(
+            task,
+            "the check query or pass_value is not statically known",
+            ctx,
+            reported=query is None,
+        )
     sql = value_check_sql(query, task.args.get("pass_value"), task.args.get("tolerance"))
-    return _single(sql, task)
+    return _single(sql, task, ctx)
 
 
-def _single(sql: str, task: Task) -> Work:
-    """One single-statement step (capturable inside its own transaction)."""
+def _single(sql: str, task: Task, ctx: Context) -> Work:
+    """One single-statement step (capturable inside its own transaction), after the
+    task's hook_params settings."""
+    if ctx.settings:
+        ctx.multi_statement = True
+        sql = ";\n".join([*ctx.settings, sql])
     return Work(m.Sql(sql, source=task.ref), plain_sql=sql)
 
 
@@ -469,8 +703,10 @@ def _threshold(task: Task, ctx: Context) -> Work:
     query = _one_query(task, ctx)
     low, high = task.args.get("min_threshold"), task.args.get("max_threshold")
     if query is None or isinstance(low, Unknown) or isinstance(high, Unknown):
-        return stub(task, "the query or a threshold is not statically known", ctx)
-    return _single(threshold_sql(query, low, high), task)
+        return stub(
+            task, "the query or a threshold is not statically known", ctx, reported=query is None
+        )
+    return _single(threshold_sql(query, low, high), task, ctx)
 
 
 def _interval(task: Task, ctx: Context) -> Work:
@@ -492,7 +728,7 @@ def _interval(task: Task, ctx: Context) -> Work:
 def _branch_sql(task: Task, ctx: Context) -> Work:
     query = _one_query(task, ctx)
     if query is None:
-        return stub(task, "the branch query is not statically known", ctx)
+        return stub(task, "the branch query is not statically known", ctx, reported=True)
     name = f"br_{sid(task.task_id)}"
     follow = branch_follow(f"${name}::text")
     return Work(m.Sql(query, name=name, source=task.ref), follow=follow, branch_query=query)
@@ -568,7 +804,7 @@ def _sql_sensor(task: Task, ctx: Context) -> Work:
         if task.args.get(unsupported) is not None:
             return stub(task, f"SqlSensor `{unsupported}` is a Python callable", ctx)
     if query is None:
-        return stub(task, "the sensor query is not statically known", ctx)
+        return stub(task, "the sensor query is not statically known", ctx, reported=True)
     ctx.diag.add(
         "PGD233",
         f"task {task.task_id!r}: the poke result is tested with the DSL's truthiness (strings "
@@ -701,8 +937,20 @@ def trigger_function(dag_id: str) -> str:
 
 def _trigger(task: Task, ctx: Context) -> Work:
     target = task.args.get("trigger_dag_id")
+    if task.args.get("python_callable") is not None:
+        # Airflow 1.10: the callable gets (context, dag_run_obj) and triggers the run only
+        # when it returns the object (with its payload); None skips the trigger.
+        return stub(
+            task,
+            f"TriggerDagRunOperator(python_callable=...) ({_describe_callable(task)}): the "
+            f"callable decides at run time, in Python, whether {target!r} is triggered (and "
+            "with which payload); "
+            "write that decision as a condition around the trigger step",
+            ctx,
+        )
     if not isinstance(target, str) or "{{" in target:
         return stub(task, "trigger_dag_id is not a literal", ctx)
+    ctx.triggers.append(Trigger(target, task.task_id, task.ref))
     if task.args.get("conf"):
         ctx.diag.add(
             "PGD311",
@@ -755,7 +1003,7 @@ def _psql(command: str, task: Task, ctx: Context) -> Work | None:
         else:
             found = _template_file(task, ctx, value)
             if found is None:
-                return stub(task, f"psql -f {value}: file not found", ctx)
+                return stub(task, f"psql -f {value}: file not found", ctx, reported=True)
             text = templates.render_sql(found, _env_for(task, ctx))
             # psql -f runs each statement in its own transaction.
             work = sql_steps(task, ctx, [text], autocommit=True, split=True)
@@ -960,7 +1208,9 @@ def policies(task: Task, work: m.Node, ctx: Context) -> m.Node:
                 node, retries + 1, delay, backoff, None if max_delay is None else int(max_delay)
             )
     elif isinstance(retries, Unknown):
-        ctx.diag.add("PGD315", f"task {task.task_id!r}: retries is not a literal", task.ref)
+        ctx.diag.add(
+            "PGD315", f"task {task.task_id!r}: retries is not a literal ({retries})", task.ref
+        )
     if lost:
         ctx.diag.add(
             "PGD217",

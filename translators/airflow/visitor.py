@@ -35,6 +35,7 @@ from pgdurable.translators.airflow.dagfile import (
     DagFile,
     Duration,
     Function,
+    Mapped,
     Task,
     Timestamp,
     Unknown,
@@ -378,10 +379,11 @@ class Reader:
             fn.decorator_args = call_args
         return fn
 
-    def analyze(self, fn: Function) -> None:
+    def analyze(self, fn: Function, bound: dict[str, Any] | None = None) -> None:
         """What a Python callable does, statically: its SQL hook calls when that is
         all it does (``sql_calls``), a literal return value (``static_return``),
-        and a summary for the report (arguments, hooks, calls)."""
+        and a summary for the report (arguments, hooks, calls). ``bound``: argument
+        values known statically (a mapped instance's); the others are unknown."""
         if getattr(fn, "analyzed", False):
             return
         fn.analyzed = True  # type: ignore[attr-defined]
@@ -397,7 +399,7 @@ class Reader:
         params = node.params
         summary["params"] = [p.name.value for p in [*params.params, *params.kwonly_params]]
         for p in summary["params"]:
-            env[p] = Unknown(p)
+            env[p] = (bound or {}).get(p, Unknown(p))
         for found in _walk(node.body):
             if isinstance(found, cst.Call):
                 qname = self.qualified(found.func) or self.src(found.func)
@@ -665,6 +667,57 @@ class Reader:
                     self.edge(dag, up.task_id, ref.task_id)
         return ref
 
+    def map_task(
+        self,
+        ref: TaskRef,
+        how: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        fixed: dict[str, Any],
+        fn: Function | None,
+    ) -> None:
+        """Record a mapping on the task ``ref``: its instances when every mapped value
+        is a literal, else what is not (an upstream's output, a Variable). A mapped
+        XComArg makes its task upstream, as Airflow does."""
+        task = ref.dag.tasks.get(ref.task_id)
+        if task is None:
+            return
+        for up in _task_refs([args, kwargs]):
+            if up.dag is ref.dag:
+                self.edge(ref.dag, up.task_id, ref.task_id)
+        instances: list[dict[str, Any]] | None = None
+        unknown = ""
+        if how == "expand":
+            lists = list(kwargs.items())
+            bad = [f"{k}={_describe(v)}" for k, v in lists if not _literal_list(v)]
+            if args or not lists:
+                unknown = "positional arguments"
+            elif bad:
+                unknown = ", ".join(bad)
+            else:
+                keys = [k for k, _ in lists]
+                instances = [
+                    dict(zip(keys, combo, strict=True))
+                    for combo in itertools.product(*(list(v) for _, v in lists))
+                ]
+        else:
+            value = args[0] if args else None
+            if _literal_list(value) and all(
+                isinstance(v, dict) and all(isinstance(k, str) for k in v) for v in value
+            ):
+                instances = [dict(v) for v in value]
+            else:
+                unknown = _describe(value)
+        task.mapped = Mapped(how, instances, unknown[:120])
+        if fn is not None and instances is not None:
+            # a TaskFlow callable is analysed again per instance, with its mapped
+            # arguments bound, so SQL built from them becomes literal SQL
+            for instance in instances:
+                clone = Function(fn.name, fn.node, fn.decorator, dict(fn.decorator_args), fn.ref)
+                clone.closure = getattr(fn, "closure", {})  # type: ignore[attr-defined]
+                self.analyze(clone, {**fixed, **instance})
+                task.mapped.callables.append(clone)
+
     def edge(self, dag: Dag, up: str, down: str, label: str | None = None) -> None:
         if (up, down) not in dag.edges:
             dag.edges.append((up, down))
@@ -691,10 +744,15 @@ class Reader:
         if (not ups and not isinstance(left, list | tuple)) or (
             not downs and not isinstance(right, list | tuple)
         ):
+            operands = [
+                *(_not_tasks(left) if not ups else []),
+                *(_not_tasks(right) if not downs else []),
+            ]
+            named = " and ".join(f"`{o[:60]}`" for o in operands) or "a value"
             self.problem(
                 "PGD315",
-                f"dependency `{self.src(node)[:80]}` involves a value that is not a known "
-                "task; it is not translated",
+                f"dependency `{self.src(node)[:80]}`: {named} is not a task of the file "
+                "(a value only known when the file runs); the dependency is not translated",
                 node,
             )
             return
@@ -1034,9 +1092,7 @@ class Reader:
                     self.depend(other, target, node)
                 return None
             if name in ("expand", "expand_kwargs") and isinstance(target, TaskRef):
-                task = target.dag.tasks.get(target.task_id)
-                if task is not None:
-                    task.mapped = kwargs or args
+                self.map_task(target, name, args, kwargs, {}, None)
                 return target
             return Unknown(self.src(node))
         if isinstance(target, Function):
@@ -1053,15 +1109,22 @@ class Reader:
                 return clone
             if name == "partial":
                 return Partial(target, kwargs)
+            if name in ("expand", "expand_kwargs") and target.decorator is not None:
+                ref = self.taskflow_call(target, [], {}, node)
+                if isinstance(ref, TaskRef):
+                    self.map_task(ref, name, args, kwargs, {}, target)
+                return ref
             return Unknown(self.src(node))
         if isinstance(target, Partial):
             if name in ("expand", "expand_kwargs"):
                 if isinstance(target.call, Function):
                     ref = self.taskflow_call(target.call, [], dict(target.kwargs), node)
+                    fn = target.call
                 else:
                     ref = target.call(target.kwargs)
+                    fn = None
                 if isinstance(ref, TaskRef):
-                    ref.dag.tasks[ref.task_id].mapped = kwargs or args
+                    self.map_task(ref, name, args, kwargs, dict(target.kwargs), fn)
                 return ref
             return Unknown(self.src(node))
         if isinstance(target, Dag):
@@ -1176,6 +1239,44 @@ def _task_refs(value: Any) -> list[TaskRef]:
     if isinstance(value, dict):
         return [r for v in value.values() for r in _task_refs(v)]
     return []
+
+
+def _describe(value: Any) -> str:
+    """A mapped value as the source shows it (an upstream's output, an expression)."""
+    if isinstance(value, TaskRef):
+        return f"the output of task {value.task_id!r}"
+    if isinstance(value, Unknown):
+        return value.text
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_describe(v) for v in value) + "]"
+    return repr(value)
+
+
+def _literal_list(value: Any) -> bool:
+    """A list/tuple with no value that is only known at run time inside it."""
+    return isinstance(value, list | tuple) and not _unknowns(value)
+
+
+def _unknowns(value: Any) -> bool:
+    if isinstance(value, Unknown | TaskRef | Function):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_unknowns(v) for v in value)
+    if isinstance(value, dict):
+        return any(_unknowns(v) for v in value.values())
+    return False
+
+
+def _not_tasks(value: Any) -> list[str]:
+    """How an operand that is not a task reads in the source (its ``Unknown`` text),
+    for a message that names what the reader could not resolve."""
+    if isinstance(value, Unknown):
+        return [value.text]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _not_tasks(v)]
+    if isinstance(value, TaskRef | Group):
+        return []
+    return [repr(value)]
 
 
 def _walk(node: cst.CSTNode):

@@ -199,7 +199,7 @@ def read(path: Path, text: str, file: str, used: dict[str, int], kind: str = "au
             user, rest = parts
             notes.append(
                 Diagnostic(
-                    "PGD251",
+                    "PGD242",
                     f"system crontab (told by {system}): the sixth field '{user}' is the OS "
                     "user cron runs the command as, not part of the command; it is psql's "
                     "default role unless the line names one (pass --crontab user if the "

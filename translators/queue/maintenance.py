@@ -12,10 +12,10 @@ Mapped exactly: ``vacuumdb`` ``-t`` (repeatable, with a column list),
 ``--disable-page-skipping``, ``-P``; ``reindexdb`` ``-t``, ``-i``, ``-S``,
 ``-s``, ``--concurrently``, ``-v``, and the whole database when no object is
 named. ``-q``, ``-e``, ``-w``, ``-W`` only change output or prompting.
-Approximated (``PGD250``): ``-j`` (parallel connections: the statements run
+Approximated (``PGD241``): ``-j`` (parallel connections: the statements run
 one after another) and ``--analyze-in-stages`` (one ANALYZE at the normal
 statistics target instead of three passes). ``-a`` / ``--all`` processes
-every database of the cluster, where a workflow runs in one (``PGD330``,
+every database of the cluster, where a workflow runs in one (``PGD320``,
 manual). Any other option is not translated: the command stays a task.
 """
 
@@ -61,8 +61,8 @@ _LONG_ONLY = {
 _NAME = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _OBJECT = re.compile(rf"{_NAME}(?:\.{_NAME})?")
 _TABLE = re.compile(rf"{_OBJECT.pattern}(?:\s*\(\s*{_NAME}(?:\s*,\s*{_NAME})*\s*\))?")
-APPROXIMATE = "PGD250"
-ALL_DATABASES = "PGD330"
+APPROXIMATE = "PGD241"
+ALL_DATABASES = "PGD320"
 
 
 class NotTranslated(ValueError):
