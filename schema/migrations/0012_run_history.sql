@@ -520,5 +520,29 @@ WHERE w.run_as IS NULL AND pgdurable.sees_role(NULL)
 COMMENT ON VIEW pgdurable.workflow_health IS
     'Registered workflows: state, last outcome and error, next due time, overdue';
 
-GRANT SELECT ON pgdurable.run_history, pgdurable.job_run_details, pgdurable.workflow_health
-    TO PUBLIC;
+-- Every visible instance with what it is doing now. df's status says running
+-- for a loop that sleeps until its next tick; state tells them apart:
+--   pending   started, no worker has taken it yet
+--   running   a worker holds it
+--   waiting   for a timer (wakes_at) or a signal (waiting_signals)
+--   queued    runnable now, no worker holds it
+--   completed, failed, cancelled: as df.instances.status
+CREATE VIEW pgdurable.instance_states AS
+SELECT i.id, i.label, i.status,
+       CASE WHEN i.status NOT IN ('pending', 'running') OR r.instance_id IS NULL THEN i.status
+            WHEN r.lease_expires_at >= clock_timestamp() THEN 'running'
+            WHEN i.status = 'pending' THEN 'pending'
+            WHEN r.wake_at > clock_timestamp() THEN 'waiting'
+            ELSE 'queued' END AS state,
+       CASE WHEN r.wake_at > clock_timestamp() AND r.wake_at < 'infinity' THEN r.wake_at END
+           AS wakes_at,
+       coalesce(r.waiting_signals, '{}') AS waiting_signals,
+       i.created_at, i.updated_at, i.completed_at
+FROM df.instances i
+LEFT JOIN pgdurable.runs r ON r.instance_id = i.id
+WHERE pgdurable.sees_role(i.submitted_by);
+COMMENT ON VIEW pgdurable.instance_states IS
+    'Instances (own only) with what they do now: pending, running, waiting, queued or ended';
+
+GRANT SELECT ON pgdurable.run_history, pgdurable.job_run_details, pgdurable.workflow_health,
+    pgdurable.instance_states TO PUBLIC;
