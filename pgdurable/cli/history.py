@@ -59,7 +59,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def first_line(text: str | None, width: int = 60) -> str:
+def first_line(text: str | None, width: int = 120) -> str:
     if not text:
         return ""
     line = text.strip().splitlines()[0] if text.strip() else ""
@@ -150,7 +150,7 @@ def _runs_text(rows: list[dict], more: bool, filters: dict) -> str:
 
 
 INSTANCE_STATES = ("pending", "running", "waiting", "queued", "completed", "failed", "cancelled")
-WORKFLOW_STATES = ("waiting", "running", "overdue", "failing", "not started", "gone")
+WORKFLOW_STATES = ("waiting", "running", "overdue", "failing", "on demand", "gone")
 
 
 def label_pattern(label: str | None) -> str | None:

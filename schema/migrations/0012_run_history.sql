@@ -471,18 +471,19 @@ COMMENT ON VIEW pgdurable.job_run_details IS
     'pgdurable.run_history in the shape of pg_cron''s cron.job_run_details';
 
 -- One row per visible registered workflow: where it stands.
---   state: waiting (for its next due time or a signal), running (a run is
---          open or a worker holds it), overdue (due over 30 s ago and no
---          worker took it), failing (its latest ended run failed),
---          not started, or the instance's terminal status.
+--   state: failing (its latest ended run failed), running (a run is open
+--          or a worker holds its loop), waiting (for its next due time or a
+--          signal), overdue (due over 30 s ago and no worker took it), on
+--          demand (no loop: runs only when its enqueue/trigger function is
+--          called), or its loop instance's terminal status (gone: deleted).
 CREATE VIEW pgdurable.workflow_health AS
 SELECT w.source || '/' || w.name AS workflow, w.schedule, w.instance_id,
        i.status AS instance_status,
-       CASE WHEN NOT w.started OR w.instance_id IS NULL THEN 'not started'
-            WHEN i.status IS NULL THEN 'gone'
+       CASE WHEN w.instance_id IS NOT NULL AND i.status IS NULL THEN 'gone'
             WHEN i.status IN ('completed', 'failed', 'cancelled') THEN i.status
             WHEN l.outcome = 'failed' THEN 'failing'
             WHEN o.runid IS NOT NULL OR q.lease_expires_at >= clock_timestamp() THEN 'running'
+            WHEN w.instance_id IS NULL THEN 'on demand'
             WHEN q.wake_at < clock_timestamp() - interval '30 seconds' THEN 'overdue'
             ELSE 'waiting' END AS state,
        l.run_number AS last_run, l.outcome AS last_outcome, l.ended_at AS last_ended_at,
@@ -501,7 +502,8 @@ LEFT JOIN df.instances i ON i.id = w.instance_id
 LEFT JOIN pgdurable.runs q ON q.instance_id = w.instance_id
 LEFT JOIN LATERAL (
     SELECT x.runid FROM pgdurable.workflow_runs x
-    WHERE x.instance_id = w.instance_id AND x.outcome = 'running' LIMIT 1) o ON true
+    WHERE x.source = w.source AND x.workflow = w.name AND x.outcome = 'running'
+      AND (x.instance_id = w.instance_id OR x.kind = 'run') LIMIT 1) o ON true
 -- the latest ended run of each kind: a queue workflow's ticks (which only
 -- start runs) succeeding must not hide its runs failing
 LEFT JOIN LATERAL (

@@ -257,3 +257,24 @@ def test_runs_lead_to_their_steps(wf, database):
     )
     assert stamped == 3  # THEN and its two steps
     assert json.loads(json.dumps(execution)) == f"{instance_id}::1"
+
+
+def test_workers_prune_the_history_to_its_settings(database, background_worker):
+    database.execute(f'ALTER DATABASE "{database.name}" SET pgdurable.run_history_max_runs = 2')
+    database.execute(
+        "INSERT INTO pgdurable.workflow_runs (source, workflow, jobid, run_number, kind,"
+        " instance_id, execution, started_at, ended_at, outcome, submitted_by)"
+        " SELECT 'pg_cron', 'w', 1, n, 'tick', 'aaaaaaaa', 'aaaaaaaa::' || n, now(), now(),"
+        " 'succeeded', 'postgres' FROM generate_series(1, 5) n"
+    )
+    background_worker()  # prunes when it starts, then once a minute
+    wait_for(
+        lambda: database.value("SELECT count(*) FROM pgdurable.workflow_runs") == 2,
+        what="the history pruned to 2 runs",
+    )
+    assert database.value(
+        "SELECT array_agg(run_number ORDER BY 1) FROM pgdurable.workflow_runs"
+    ) == [
+        4,
+        5,
+    ]
