@@ -62,13 +62,16 @@ def test_a_worker_serves_run_step_and_backlog_metrics(database, wf, tmp_path):
         busy = wait_for(
             lambda: (
                 (m := _scrape_when_up(port)).get(("pgdurable_runnable_backlog", ()), 0) >= 1
+                # sampled with the backlog: a claimed run (the first sample may
+                # come before the first claim)
+                and m.get(("pgdurable_leased_instances", ()), 0) >= 1
                 and m.get(("pgdurable_claimed_instances", ())) == 1
                 and m
             ),
             timeout=30,
             what="a runnable backlog while a run is claimed",
         )
-        assert busy[("pgdurable_leased_instances", ())] >= 1
+        assert busy[("pgdurable_leases_lost_total", ())] == 0
         run = (("kind", "run"), ("workflow", "celery/report"))
         done = wait_for(
             lambda: (

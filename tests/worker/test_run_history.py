@@ -278,3 +278,73 @@ def test_workers_prune_the_history_to_its_settings(database, background_worker):
         4,
         5,
     ]
+
+
+def test_airflow_trigger_runs_are_runs_of_their_dag(wf, database):
+    """trigger_<dag>() labels its runs 'airflow:<dag_id>' (a custom label is not linked)."""
+    database.execute(
+        "SELECT pgdurable.deploy_workflow(source => 'airflow', workflow_name => 'etl_daily',"
+        " definition => 'SELECT 1', schedule => NULL, profile => 'portable',"
+        " fidelity => 'exact', run_as => 'alice', target_database => NULL, start => false)"
+    )
+    triggered = wf.start(wf.sql("SELECT 1"), "airflow:etl_daily")
+    custom = wf.start(wf.sql("SELECT 1"), "my manual run")
+    wf.run()
+    runs = _runs(database)
+    assert [(r["workflow"], r["instance_id"], r["outcome"]) for r in runs] == [
+        ("airflow/etl_daily", triggered, "succeeded")
+    ]
+    assert wf.status(custom) == "completed"
+
+
+def test_a_queue_job_whose_runs_fail_never_looks_healthy(database, background_worker, tmp_path):
+    """A translated CronJob: each tick of its loop only enqueues a run (and
+    succeeds); the enqueued runs fail. The workflow shows failing all along."""
+    role = "history_queue"
+    database.create_role(role)
+    database.execute(f"SELECT df.grant_usage('{role}')")
+    manifest = tmp_path / "cronjob.yaml"
+    manifest.write_text(
+        f"""apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: broken
+spec:
+  schedule: "@every 1s"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+            - name: psql
+              image: postgres:16
+              env:
+                - name: PGDATABASE
+                  value: {database.name}
+              command: ["psql", "-U", "{role}", "-v", "ON_ERROR_STOP=1", "-c",
+                        "INSERT INTO public.missing_table VALUES (1)"]
+"""
+    )
+    out = tmp_path / "out"
+    reports = pipeline.import_queue([manifest], out_dir=out, portable=True)
+    assert all(r.summary["failed"] == 0 for r in reports)
+    with database.connect() as conn:
+        applying.apply_directory(out, applying.DatabaseSink(conn))
+    background_worker()
+    wait_for(
+        lambda: database.value(
+            "SELECT count(*) FILTER (WHERE kind = 'run' AND outcome = 'failed') >= 2"
+            " AND count(*) FILTER (WHERE kind = 'tick' AND outcome = 'succeeded') >= 3"
+            " FROM pgdurable.run_history WHERE workflow = 'k8s/broken'"
+        ),
+        timeout=30,
+        what="ticks that enqueue and runs that fail",
+    )
+    for _ in range(3):  # whenever one looks, newer ticks succeeding do not hide it
+        health = database.value(
+            "SELECT row_to_json(h) FROM pgdurable.workflow_health h WHERE workflow = 'k8s/broken'"
+        )
+        assert (health["state"], health["last_outcome"]) == ("failing", "failed"), health
+        assert "missing_table" in health["last_error"]
+    scheduler = database.value("SELECT instance_id FROM pgdurable.workflows WHERE name = 'broken'")
+    database.execute("SELECT df.cancel(%s)", [scheduler])
