@@ -429,7 +429,9 @@ FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 
 -- Views run with their owner's rights, so row-level security of the table
--- would not apply to their readers: they filter with the same rule themselves.
+-- would not apply to their readers: they filter with the same rule themselves,
+-- as security barriers (a reader's own function in a WHERE clause is applied
+-- only to rows the filter let through, so it cannot leak hidden ones).
 CREATE FUNCTION pgdurable.sees_role(owner regrole) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT owner = quote_ident(current_user)::regrole
@@ -440,7 +442,7 @@ $$;
 -- Every visible run, newest first by runid. outcome: running, succeeded,
 -- failed or cancelled (a run still open in an instance that was cancelled or
 -- failed meanwhile shows that). execution leads to its steps in df.nodes.
-CREATE VIEW pgdurable.run_history AS
+CREATE VIEW pgdurable.run_history WITH (security_barrier) AS
 SELECT r.runid, r.jobid, r.source || '/' || r.workflow AS workflow, r.run_number, r.kind,
        CASE WHEN r.outcome = 'running' AND i.status IS NULL THEN 'cancelled'
             WHEN r.outcome = 'running' AND i.status IN ('cancelled', 'failed') THEN i.status
@@ -460,7 +462,7 @@ COMMENT ON VIEW pgdurable.run_history IS
 -- return_message 'cancelled'). jobid is stable per workflow, command its
 -- name (the graph is in pgdurable.workflows), job_pid NULL (a run spans
 -- several backends).
-CREATE VIEW pgdurable.job_run_details AS
+CREATE VIEW pgdurable.job_run_details WITH (security_barrier) AS
 SELECT h.jobid, h.runid, NULL::integer AS job_pid, h.database::text AS database,
        h.username::text AS username, h.workflow AS command,
        CASE h.outcome WHEN 'cancelled' THEN 'failed' ELSE h.outcome END AS status,
@@ -476,7 +478,7 @@ COMMENT ON VIEW pgdurable.job_run_details IS
 --          signal), overdue (due over 30 s ago and no worker took it), on
 --          demand (no loop: runs only when its enqueue/trigger function is
 --          called), or its loop instance's terminal status (gone: deleted).
-CREATE VIEW pgdurable.workflow_health AS
+CREATE VIEW pgdurable.workflow_health WITH (security_barrier) AS
 SELECT w.source || '/' || w.name AS workflow, w.schedule, w.instance_id,
        i.status AS instance_status,
        CASE WHEN w.instance_id IS NOT NULL AND i.status IS NULL THEN 'gone'
@@ -529,7 +531,7 @@ COMMENT ON VIEW pgdurable.workflow_health IS
 --   waiting   for a timer (wakes_at) or a signal (waiting_signals)
 --   queued    runnable now, no worker holds it
 --   completed, failed, cancelled: as df.instances.status
-CREATE VIEW pgdurable.instance_states AS
+CREATE VIEW pgdurable.instance_states WITH (security_barrier) AS
 SELECT i.id, i.label, i.status,
        CASE WHEN i.status NOT IN ('pending', 'running') OR r.instance_id IS NULL THEN i.status
             WHEN r.lease_expires_at >= clock_timestamp() THEN 'running'

@@ -348,3 +348,31 @@ spec:
         assert "missing_table" in health["last_error"]
     scheduler = database.value("SELECT instance_id FROM pgdurable.workflows WHERE name = 'broken'")
     database.execute("SELECT df.cancel(%s)", [scheduler])
+
+
+def test_a_leaky_function_sees_no_other_roles_runs(wf, database):
+    """The views are security barriers: a cheap function of the reader's in the
+    WHERE clause runs only on rows the reader may see."""
+    database.create_role("snoop")
+    database.execute("SELECT df.grant_usage('snoop')")
+    database.execute("CREATE SCHEMA snoop AUTHORIZATION snoop")
+    database.execute(
+        "CREATE FUNCTION snoop.leak(value text) RETURNS boolean LANGUAGE plpgsql COST 0.0001"
+        " AS $$ BEGIN RAISE NOTICE 'leaked: %', value; RETURN true; END $$",
+        user="snoop",
+    )
+    _register(database, "secret")
+    wf.start(wf.sql("SELECT 1/0"), "celery/secret#run")
+    wf.run()
+    with database.connect("snoop") as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+        for query in (
+            "SELECT * FROM pgdurable.run_history WHERE snoop.leak(error)",
+            "SELECT * FROM pgdurable.job_run_details WHERE snoop.leak(return_message)",
+            "SELECT * FROM pgdurable.workflow_health WHERE snoop.leak(last_error)",
+            "SELECT * FROM pgdurable.instance_states WHERE snoop.leak(label)",
+            "SELECT * FROM pgdurable.workflow_runs WHERE snoop.leak(error)",
+        ):
+            assert conn.execute(query).fetchall() == [], query
+    assert notices == []
