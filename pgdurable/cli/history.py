@@ -83,7 +83,7 @@ def more_note(shown: int, more: bool, what: str) -> str:
 @click.command("runs")
 @dsn_option
 @click.argument("workflow", required=False)
-@click.option("--state", type=click.Choice(RUN_STATES), help="Only runs that ended so (or run).")
+@click.option("--state", type=click.Choice(RUN_STATES), help="Only runs with this outcome.")
 @click.option("--since", help="Only runs started since: an age (30m, 2h, 7d) or an ISO time.")
 @click.option(
     "--limit", type=click.IntRange(1, 10000), default=20, show_default=True, help="Newest N."
