@@ -492,8 +492,9 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext, roles: Roles)
             "PGD319",
             f"the job maintains pg_cron itself ({', '.join(maintained)}): after cut-over "
             "pg_cron records nothing more, so it cleans nothing, and it fails once pg_cron "
-            "is dropped. Do not migrate it: pgdurable keeps its own run history in df.instances "
-            "(clean that up on its own schedule); unschedule the job with the rest",
+            "is dropped. Do not migrate it: pgdurable keeps its own run history "
+            "(pgdurable.run_history, pruned by the workers to pgdurable.run_history_max_age "
+            "and _max_runs); unschedule the job with the rest",
         )
     if command is None:
         return ItemResult(name, job.ref, tuple(diag.items))

@@ -12,6 +12,9 @@ Modules, one concept each:
 - ``http_step``, ``http_policy``, ``http_client``: HTTP nodes, what they may
   reach, and the request itself;
 - ``logs``: structured step and claim events (text or JSON lines);
+- ``runs``, ``metrics``: runs of registered workflows reported as log lines and
+  Prometheus metrics (the database records them, migration 0012);
+- ``housekeeping``: periodic chores (run-history pruning, backlog sampling);
 - ``journal``: every lease-checked write to the database;
 - ``substitution``, ``results``, ``truth``: pure rules of SPEC B.
 

@@ -32,6 +32,7 @@ from pgdurable.worker.outcomes import (
     Suspended,
 )
 from pgdurable.worker.results import dumps
+from pgdurable.worker.runs import may_be_run
 from pgdurable.worker.steps import Services
 
 log = logging.getLogger("pgdurable.worker")
@@ -72,6 +73,8 @@ async def drive(services: Services, journal: Journal, loaded: dict | None) -> st
             await journal.finish("failed", [], invalid)  # no root to stamp
             event("instance_failed", instance=instance.id, error=invalid)
             return "failed"
+        # A started run of a registered workflow is recorded at its first claim.
+        run = await journal.begin_run() if may_be_run(instance.label) else None
         execution = Execution(instance, journal, services)
         root = instance.nodes[instance.root]
         root_scope = Scope(instance.id, 1)
@@ -107,6 +110,8 @@ async def drive(services: Services, journal: Journal, loaded: dict | None) -> st
             return "released"
         if not execution.finished:  # else the last step's completion finished it
             await journal.finish("completed", execution.take_stamps(), result)
+        elif run is not None:  # and ended its run, which the database judged
+            await journal.run_ended()
         event("instance_completed", instance=instance.id)
         return "completed"
     except LeaseLost:
@@ -118,6 +123,8 @@ async def drive(services: Services, journal: Journal, loaded: dict | None) -> st
     except asyncio.CancelledError:
         await asyncio.shield(_release_soon(journal, seconds=0))
         raise
+    finally:
+        journal.runs.claim_ended(journal.instance_id)
 
 
 async def _release_soon(journal: Journal, *, seconds: float) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pgdurable import db
 from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
+from pgdurable.worker.runs import RunEvents
 
 LEASE_LOST = "PD001"
 
@@ -52,11 +53,20 @@ def lease_error(exc: BaseException) -> Exception | None:
 
 
 class Journal:
-    def __init__(self, pool: db.AsyncPool, instance_id: str, epoch: int, token: bytes) -> None:
+    def __init__(
+        self,
+        pool: db.AsyncPool,
+        instance_id: str,
+        epoch: int,
+        token: bytes,
+        runs: RunEvents | None = None,
+    ) -> None:
         self.pool = pool
         self.instance_id = instance_id
         self.epoch = epoch
         self.token = token
+        # Told of every run of a registered workflow these writes start or end.
+        self.runs = runs or RunEvents()
 
     @property
     def lease(self) -> tuple[str, int, bytes]:
@@ -113,9 +123,11 @@ class Journal:
         """Create the node's timer once; (due time, fired). A fired timer with a
         ``result`` journals it (the node is then complete)."""
         rows = await self._rows(
-            "SELECT * FROM pgdurable.timer_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s)",
+            "SELECT * FROM pgdurable.timer_v2(%s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s)",
             [*self.lease, scope, gen, node, due_at, seconds, result, result is not None],
         )
+        if rows[0][2] is not None:  # the timer began a tick of a registered workflow
+            self.runs.started(rows[0][2])
         return rows[0][0], rows[0][1]
 
     async def consume_signal(self, scope: str, gen: int, node: str, name: str) -> str | None:
@@ -135,16 +147,35 @@ class Journal:
 
     async def next_generation(self, scope: str, gen: int, named: str) -> datetime:
         rows = await self._rows(
-            "SELECT pgdurable.next_generation_v1(%s, %s, %s, %s, %s, %s::json)",
+            "SELECT * FROM pgdurable.next_generation_v2(%s, %s, %s, %s, %s, %s::json)",
             [*self.lease, scope, gen, named],
         )
+        if rows[0][1] is not None:  # the iteration was a tick of a registered workflow
+            self.runs.ended(rows[0][1])
         return rows[0][0]
 
     async def finish(self, status: str, stamps: list[dict[str, Any]], output: str | None) -> None:
-        await self._rows(
-            "SELECT pgdurable.finish_v2(%s, %s, %s, %s, %s::jsonb, %s)",
+        rows = await self._rows(
+            "SELECT pgdurable.finish_v3(%s, %s, %s, %s, %s::jsonb, %s)",
             [*self.lease, status, json.dumps(stamps), output],
         )
+        for run in rows[0][0]:
+            self.runs.ended(run)
+
+    async def begin_run(self) -> dict[str, Any] | None:
+        """The run this instance is of a registered workflow (created at its
+        first claim), or None; call it only for labels ``runs.may_be_run`` accepts."""
+        rows = await self._rows("SELECT pgdurable.begin_run_v1(%s, %s, %s)", [*self.lease])
+        run = rows[0][0]
+        if run is not None and run.get("opened"):
+            self.runs.started(run)
+        return run
+
+    async def run_ended(self) -> None:
+        """Report this instance's run as the completion of its last step ended it."""
+        rows = await self._rows("SELECT pgdurable.run_of_v1(%s)", [self.instance_id])
+        if rows[0][0] is not None and rows[0][0]["outcome"] != "running":
+            self.runs.ended(rows[0][0])
 
     async def release(self, wake_at: datetime | str, signals: list[str]) -> None:
         await self._rows(

@@ -10,8 +10,10 @@ Step events: ``step_started``, then ``step_completed``, ``step_failed`` or
 ``duration_ms`` when finished, ``error`` on failure, ``wake_at``/``signals``
 when waiting). Replayed steps log nothing: they do not run again. Claim outcomes:
 ``instance_completed``, ``instance_failed``, ``instance_suspended``,
-``instance_released``. Worker: ``worker_started``, ``worker_stopping``,
-``worker_stopped``, ``database_unavailable``.
+``instance_released``. Runs of registered workflows (``runs``): ``run_started``,
+``run_succeeded``, ``run_cancelled``, and ``run_failed`` at WARNING. Worker:
+``worker_started``, ``worker_stopping``, ``worker_stopped``, ``metrics_serving``,
+``database_unavailable``.
 """
 
 from __future__ import annotations

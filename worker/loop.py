@@ -36,10 +36,12 @@ import socket
 from dataclasses import dataclass, field
 
 from pgdurable import db
-from pgdurable.worker import liveness
+from pgdurable.worker import housekeeping, liveness
 from pgdurable.worker.claims import drive
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.logs import event
+from pgdurable.worker.metrics import Metrics
+from pgdurable.worker.runs import RunEvents
 from pgdurable.worker.steps import Services
 
 log = logging.getLogger("pgdurable.worker")
@@ -55,6 +57,10 @@ class WorkerOptions:
     lease_seconds: float = 30.0
     poll_interval: float = 2.0
     grace: float = 10.0
+    # host:port to serve Prometheus metrics on (None: not served); a
+    # non-loopback host needs metrics_allow_remote.
+    metrics_address: str | None = None
+    metrics_allow_remote: bool = False
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -76,6 +82,9 @@ class Worker:
         self.user_pools: dict[tuple[str, str | None], db.AsyncPool] = {}
         self.services = Services(self._user_pool, asyncio.Semaphore(self.options.concurrency))
         self.outcomes: dict[str, int] = {}
+        self.metrics = Metrics()
+        self.metrics.count_claimed(lambda: len(self.active))
+        self.runs = RunEvents(self.metrics)
 
     # -- pools ----------------------------------------------------------------
 
@@ -114,18 +123,30 @@ class Worker:
     # -- the main loop --------------------------------------------------------
 
     async def run(self) -> dict[str, int]:
+        address = self.options.metrics_address
+        server = None
+        if address is not None:  # refused addresses fail before anything starts
+            server = self.metrics.serve(address, allow_remote=self.options.metrics_allow_remote)
         await self.pool.open()
         event("worker_started", worker=self.options.name, concurrency=self.options.concurrency)
+        if address is not None:
+            event("metrics_serving", address=address)
         listener = asyncio.create_task(self._listen())
         heartbeat = asyncio.create_task(self._heartbeat())
         alive = asyncio.create_task(liveness.keep_alive(self.pool))
+        chores = asyncio.create_task(
+            housekeeping.keep_house(self.pool, self.metrics if server is not None else None)
+        )
         try:
             await self._serve()
         finally:
             await self._drain()
-            for task in (listener, heartbeat, alive):
+            for task in (listener, heartbeat, alive, chores):
                 task.cancel()
-            await asyncio.gather(listener, heartbeat, alive, return_exceptions=True)
+            await asyncio.gather(listener, heartbeat, alive, chores, return_exceptions=True)
+            if server is not None:
+                server.shutdown()
+                server.server_close()
             for pool in self.user_pools.values():
                 await pool.close()
             await self.pool.close()
@@ -205,7 +226,7 @@ class Worker:
             )
             rows = await cursor.fetchall()
         for instance_id, epoch, instance in rows:
-            journal = Journal(self.pool, instance_id, epoch, self.token)
+            journal = Journal(self.pool, instance_id, epoch, self.token, self.runs)
             task = asyncio.create_task(self._drive(journal, instance))
             self.active[instance_id] = (task, journal)
         return len(rows)
@@ -214,6 +235,8 @@ class Worker:
         try:
             outcome = await drive(self.services, journal, loaded)
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            if outcome == "lease_lost":
+                self.runs.lease_lost()
         except asyncio.CancelledError:
             pass
         except Exception as exc:
@@ -283,6 +306,7 @@ class Worker:
                 entry = self.active.get(instance_id)
                 if entry is not None and entry[1].epoch == held[instance_id]:
                     log.warning("instance %s: lease lost, abandoning it", instance_id)
+                    self.runs.lease_lost()
                     entry[0].cancel()
 
 
@@ -301,6 +325,8 @@ async def run_worker(
     poll_interval: float = 2.0,
     grace: float = 10.0,
     install_signal_handlers: bool = False,
+    metrics_address: str | None = None,
+    metrics_allow_remote: bool = False,
 ) -> dict[str, int]:
     """Run a worker until stopped (or, with ``until_idle``, until nothing is
     runnable and no timer is pending). Returns counts of claim outcomes."""
@@ -312,6 +338,8 @@ async def run_worker(
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
             grace=grace,
+            metrics_address=metrics_address,
+            metrics_allow_remote=metrics_allow_remote,
         ),
     )
     if install_signal_handlers:

@@ -90,15 +90,19 @@ async def run_leaf(ex: Execution, node: Node, scope: Scope) -> str:
     fields = {"instance": ex.instance.id, "node": node.id, "type": node.type}
     fields["execution"] = scope.execution_id
     event("step_started", **fields)
+    runs = ex.journal.runs
+    runs.step_started(ex.instance.id)
     started = time.perf_counter()
     try:
         result = await executor(ex, node, scope)
     except Failed as failure:
+        runs.step_finished(node.type, time.perf_counter() - started)
         event("step_failed", **fields, duration_ms=_ms(started), error=failure.error)
         raise
     except Suspended as wait:
         event("step_waiting", **fields, wake_at=wait.wake_at, signals=sorted(wait.signals))
         raise
+    runs.step_finished(node.type, time.perf_counter() - started)
     event("step_completed", **fields, duration_ms=_ms(started))
     ex.noted(node, scope, "completed")
     # Journaled already; kept here too, so a RACE branch replayed again in

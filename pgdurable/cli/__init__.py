@@ -1,9 +1,10 @@
 """The ``pgdurable`` command line: a thin click layer over library functions.
 
 One module per command family (``db`` for db/schema, ``imports``,
-``instances``, ``verify``) and ``options`` for what they share (``--dsn``,
-``--json``, output, exit codes). This module holds the root group and
-registers every command on it; ``main`` is the console-script entry point.
+``instances``, ``history`` for runs and status tables, ``verify``) and
+``options`` for what they share (``--dsn``, ``--json``, output, exit codes).
+This module holds the root group and registers every command on it; ``main``
+is the console-script entry point.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import click
 
 from pgdurable import __version__
 from pgdurable.cli import db as _db
+from pgdurable.cli import history as _history
 from pgdurable.cli import imports as _imports
 from pgdurable.cli import instances as _instances
 from pgdurable.cli import verify as _verify
@@ -60,6 +62,7 @@ for _command in (
     _instances.worker_command,
     _instances.run_command,
     _instances.status_command,
+    _history.runs_command,
     _instances.explain_command,
     _instances.cancel_command,
     _instances.signal_command,

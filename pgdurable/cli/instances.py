@@ -8,6 +8,7 @@ import logging
 
 import click
 
+from pgdurable.cli import history
 from pgdurable.cli.options import (
     EXIT_FAILURE,
     connect_target,
@@ -42,6 +43,17 @@ from pgdurable.errors import PgDurableError
     help="On SIGTERM, seconds running steps get to finish before they are cancelled.",
 )
 @click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 "
+    "(loopback addresses only, unless --metrics-allow-remote).",
+)
+@click.option(
+    "--metrics-allow-remote",
+    is_flag=True,
+    help="Allow a --metrics-address that is not loopback (metrics name your workflows).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -62,6 +74,8 @@ def worker_command(
     until_idle: bool,
     lease_seconds: float,
     grace: float,
+    metrics_address: str | None,
+    metrics_allow_remote: bool,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -70,6 +84,19 @@ def worker_command(
 
     from pgdurable.worker import logs, run_worker
 
+    if metrics_address is not None:  # a bad address is a usage error, before connecting
+        from pgdurable.worker.metrics import is_loopback, parse_address
+
+        try:
+            host, _ = parse_address(metrics_address)
+        except PgDurableError as exc:
+            raise click.BadParameter(exc.message, param_hint="--metrics-address") from None
+        if not metrics_allow_remote and not is_loopback(host):
+            raise click.BadParameter(
+                f"{host} is not a loopback address; add --metrics-allow-remote to serve "
+                "metrics on it (and restrict who can reach it)",
+                param_hint="--metrics-address",
+            )
     logs.configure(log_format, getattr(logging, log_level.upper()))
     if log_format == "json":  # stderr carries JSON lines only
         target = connect_target(dsn, progress=lambda text: logs.event("startup", message=text))
@@ -83,6 +110,8 @@ def worker_command(
             lease_seconds=lease_seconds,
             grace=grace,
             install_signal_handlers=True,
+            metrics_address=metrics_address,
+            metrics_allow_remote=metrics_allow_remote,
         )
     )
     if log_format != "json":  # the JSON log already ends with worker_stopped
@@ -135,25 +164,30 @@ def _show(ctx: click.Context, target, instance_id: str) -> None:
 @click.command("status")
 @dsn_option
 @click.argument("instance_id", required=False)
+@click.option(
+    "--state",
+    help="Only instances (and workflows) in this state: "
+    + ", ".join(history.INSTANCE_STATES + history.WORKFLOW_STATES[2:]),
+)
+@click.option("--label", help="Only instances (workflows) with this label (name); * matches any.")
+@click.option(
+    "--limit", type=click.IntRange(1, 10000), default=20, show_default=True, help="Newest N."
+)
 @json_option
 @click.pass_context
-def status_command(ctx, dsn, instance_id) -> None:
-    """Show one instance (status and result), or the 20 most recent."""
+def status_command(ctx, dsn, instance_id, state, label, limit) -> None:
+    """Show one instance (status and result), or registered workflows (state,
+    last run and error, next due time) and the newest instances.
+
+    A loop sleeping until its next tick is `waiting`, not `running`.
+    """
+    if state is not None and state not in history.INSTANCE_STATES + history.WORKFLOW_STATES:
+        raise click.BadParameter(f"unknown state {state!r}", param_hint="--state")
     target = connect_target(dsn)
     if instance_id:
         _show(ctx, target, instance_id)
         return
-    rows = one_value(
-        target,
-        "SELECT coalesce(json_agg(r), '[]') FROM (SELECT id, label, status, created_at"
-        " FROM df.instances ORDER BY created_at DESC, id LIMIT 20) r",
-        [],
-    )
-    emit(
-        ctx,
-        {"connection": target.as_dict(), "instances": rows},
-        "\n".join(f"{r['id']}  {r['status']:<9}  {r['label'] or ''}" for r in rows),
-    )
+    history.status_listing(ctx, target, state, label, limit)
 
 
 @click.command("explain")

@@ -50,7 +50,7 @@ def test_jobs_that_maintain_pg_cron_are_flagged(results, name):
     r = results[unnamed[0] if name.startswith("(") else name]
     assert r.fidelity == Fidelity.MANUAL and "PGD319" in _codes(r)
     message = next(d.message for d in r.diagnostics if d.code == "PGD319")
-    assert "cron.job_run_details" in message and "df.instances" in message
+    assert "cron.job_run_details" in message and "pgdurable.run_history" in message
 
 
 def test_brace_references_the_worker_rewrites_are_reported(results):
