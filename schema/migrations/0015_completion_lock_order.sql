@@ -82,3 +82,18 @@ BEGIN
     PERFORM pgdurable.end_run(p_instance, p_status, p_output);
 END;
 $$;
+
+CREATE OR REPLACE FUNCTION pgdurable.finish_v3(p_instance text, p_epoch bigint, p_token bytea,
+                                              p_status text, p_stamps jsonb, p_output text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    closed jsonb;
+BEGIN
+    PERFORM pgdurable.hold_lease(p_instance, p_epoch, p_token);
+    PERFORM pgdurable.apply_stamps(p_instance, p_stamps);
+    closed := pgdurable.close_runs(p_instance, p_status, p_output);
+    PERFORM pgdurable.end_run(p_instance, p_status, p_output);
+    RETURN closed;
+END;
+$$;
