@@ -608,6 +608,7 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult
         start=start,
         description=tuple(description),
         cutover=_cutover(job),
+        rollback=_rollback(job),
     )
     return ItemResult(name, job.ref, tuple(diag.items), workflow)
 
@@ -626,6 +627,26 @@ def _cutover(job: CronJob) -> str:
     return (
         f"-- unnamed job from {comment(job.ref)}: find its jobid in cron.job, "
         "then cron.unschedule(jobid)"
+    )
+
+
+def _rollback(job: CronJob) -> str:
+    """The statement that re-creates ``job`` as it was read: by name, with schedule,
+    command, database, role and active flag (pg_cron 1.4+ functions; a re-created job
+    gets a new jobid, so nothing here names one)."""
+    database = "current_database()" if job.database is None else literal(job.database)
+    username = "current_user" if job.username is None else literal(job.username)
+    active = "true" if job.active else "false"
+    if job.jobname:
+        # an upsert on (jobname, username): running it twice keeps one job
+        return (
+            f"SELECT cron.schedule_in_database({literal(job.jobname)}, {literal(job.schedule)},"
+            f" {literal(job.command)}, {database}, {username}, {active});"
+        )
+    return (
+        f"-- unnamed job from {comment(job.ref)}: run this once (it adds a job each time)\n"
+        f"SELECT cron.alter_job(cron.schedule({literal(job.schedule)}, {literal(job.command)}),"
+        f" database => {database}, username => {username}, active => {active});"
     )
 
 

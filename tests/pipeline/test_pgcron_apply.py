@@ -116,6 +116,7 @@ def test_apply_sql_prints_exactly_the_files_in_transactions(database, tmp_path):
     )
     assert result.output == expected
     assert "cron.unschedule" not in result.output  # cutover.sql is never applied
+    assert "cron.schedule_in_database" not in result.output  # nor rollback.sql
     assert database.value("SELECT count(*) FROM pgdurable.workflows") == 0
 
 
@@ -133,6 +134,7 @@ def test_dry_run_diffs_against_disk_and_gates_ci(tmp_path, repo_root, monkeypatc
         "pgcron_job_1.sql",
         "pgcron_job_2.sql",
         "pgcron_job_3.sql",
+        "rollback.sql",
     ]
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"] == {"exact": 3, "approximate": 0, "manual": 0, "failed": 1}

@@ -196,6 +196,7 @@ def read(path: Path, text: str, file: str, used: dict[str, int]) -> list[Item]:
                 run_as=user,
                 notes=tuple(notes),
                 description=(f"command: {command.strip()[:80]}",),
+                source_line=line,
             )
         )
     return items
