@@ -16,7 +16,7 @@ CREATE FUNCTION pgdurable.retire(source text, workflow_name text) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     prefix text := source || '/' || workflow_name || '#';
-    fn regprocedure;
+    fn text;
     dropped text[] := ARRAY[]::text[];
     instance varchar(8);
     registered boolean;
@@ -25,14 +25,15 @@ BEGIN
     WHERE w.source = retire.source AND w.name = workflow_name;
     registered := pgdurable.retire_workflow(source, workflow_name);
     FOR fn IN
-        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        SELECT p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p
         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname IN ('pgdurable_jobs', 'airflow_dags')
           AND pg_catalog.obj_description(p.oid, 'pg_proc') IN (prefix || 'run', prefix || 'trigger')
-        ORDER BY p.oid::regprocedure::text
+        ORDER BY 1
     LOOP
+        -- the text of a regprocedure is its schema-qualified, quoted signature
         EXECUTE pg_catalog.format('DROP FUNCTION %s', fn);
-        dropped := dropped || fn::text;
+        dropped := dropped || fn;
     END LOOP;
     RETURN pg_catalog.jsonb_build_object(
         'source', source, 'name', workflow_name, 'registered', registered,

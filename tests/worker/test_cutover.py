@@ -232,3 +232,58 @@ def test_cutover_of_pg_cron_jobs_needs_the_database_pg_cron_lives_in(cron_db, da
     assert result.exit_code == 1
     assert f"database {database.name} has no cron.job" in result.output
     assert database.value("SELECT count(*) FROM pgdurable.workflows") == 0
+
+
+def test_retire_removes_the_workflows_and_their_generated_functions(database, tmp_path):
+    """Before 0013, retire_workflow left enqueue_*/trigger_* functions that still started
+    runs; `pgdurable retire DIR` (and SOURCE/NAME) drops them with the workflow."""
+    database.create_role(ROLE)
+    database.execute(f"SELECT df.grant_usage('{ROLE}')")
+    crontab = tmp_path / "jobs"
+    crontab.write_text(f"PGUSER={ROLE}\n0 1 * * * psql -d {database.name} -c 'SELECT 1'\n")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "etl.py").write_text(
+        "from airflow import DAG\n"
+        "from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator\n"
+        "with DAG('cutover_etl', schedule=None) as dag:\n"
+        "    SQLExecuteQueryOperator(task_id='load', conn_id='postgres_default', sql='SELECT 2')\n"
+    )
+    runner = CliRunner()
+    queue_out, airflow_out = tmp_path / "crontab", tmp_path / "airflow"
+    for args in (
+        ["import-queue", str(crontab), "--format", "crontab", "--out", str(queue_out)],
+        ["import-airflow", str(dags), "--default-username", ROLE, "--out", str(airflow_out)],
+        ["apply", str(queue_out), "--dsn", database.conninfo()],
+        ["apply", str(airflow_out), "--dsn", database.conninfo()],
+    ):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, result.output
+
+    def functions() -> list[str]:
+        return [
+            r[0]
+            for r in database.execute(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n"
+                " ON n.oid = p.pronamespace WHERE n.nspname IN ('pgdurable_jobs', 'airflow_dags')"
+                " ORDER BY 1"
+            )
+        ]
+
+    enqueue = [f for f in functions() if f.startswith("pgdurable_jobs.")]
+    assert len(enqueue) == 1 and len(functions()) == 2
+    started = database.value(f"SELECT {enqueue[0].replace('(jsonb)', '()')}")
+    assert database.value("SELECT status FROM df.instances WHERE id = %s", [started])
+
+    retired = runner.invoke(cli, ["retire", str(queue_out), "--dsn", database.conninfo()])
+    assert retired.exit_code == 0, retired.output
+    assert f"dropped {enqueue[0]}" in retired.output
+    assert [f for f in functions() if f.startswith("pgdurable_jobs.")] == []
+    by_name = runner.invoke(
+        cli, ["retire", "airflow/cutover_etl", "--dsn", database.conninfo(), "--json"]
+    )
+    assert by_name.exit_code == 0, by_name.output
+    assert functions() == []
+    assert database.value("SELECT count(*) FROM pgdurable.workflows") == 0
+    missing = runner.invoke(cli, ["retire", "nope", "--dsn", database.conninfo()])
+    assert missing.exit_code == 1 and "no registered workflow named 'nope'" in missing.output
