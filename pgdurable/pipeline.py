@@ -245,8 +245,10 @@ def import_airflow(
     dry_run: bool = False,
     registry_connection: Callable[[], Any] | None = None,
     default_username: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """``pgdurable import-airflow``: read DAG files statically, translate, write."""
+    """``pgdurable import-airflow``: read DAG files statically, translate, write;
+    ``progress(done, total)`` follows the files."""
     from pgdurable.translators import airflow
     from pgdurable.translators.airflow import connections
     from pgdurable.translators.base import TranslateContext
@@ -258,7 +260,7 @@ def import_airflow(
 
         raise TranslationError(str(exc)) from exc
     ctx = TranslateContext(portable=portable, default_username=default_username)
-    batch = airflow.translate(airflow.read_paths(paths), ctx, conns)
+    batch = airflow.translate(airflow.read_paths(paths), ctx, conns, progress=progress)
     report = run_import(
         airflow.SOURCE,
         batch.results,

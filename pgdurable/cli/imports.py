@@ -16,6 +16,7 @@ from pgdurable.cli.options import (
     emit,
     json_option,
     say,
+    tty_progress,
 )
 
 # -- options and output shared by the import-* commands ---------------------------
@@ -319,6 +320,7 @@ def import_airflow(
         portable=portable,
         dry_run=dry_run,
         default_username=default_username,
+        progress=tty_progress("translating DAG files"),
     )
     _finish_import(ctx, "airflow", [report], report_path, dry_run)
 

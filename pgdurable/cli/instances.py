@@ -56,7 +56,9 @@ from pgdurable.errors import PgDurableError
     help="info logs every step transition; warning keeps problems only "
     "(about 15% more throughput on short steps, see BENCHMARKS.md).",
 )
+@click.pass_context
 def worker_command(
+    ctx: click.Context,
     dsn: str | None,
     concurrency: int,
     until_idle: bool,
@@ -65,9 +67,15 @@ def worker_command(
     log_format: str,
     log_level: str,
 ) -> None:
-    """Execute started workflow instances (stops gracefully on SIGTERM)."""
+    """Execute started workflow instances (stops gracefully on SIGTERM).
+
+    Exits 3 when no database can be reached at start; once running, it rides out
+    a database restart (retrying with backoff) instead.
+    """
     import asyncio
 
+    from pgdurable import db as database
+    from pgdurable.errors import DatabaseUnavailable
     from pgdurable.worker import logs, run_worker
 
     logs.configure(log_format, getattr(logging, log_level.upper()))
@@ -75,6 +83,15 @@ def worker_command(
         target = connect_target(dsn, progress=lambda text: logs.event("startup", message=text))
     else:
         target = connect_target(dsn)
+    # One connection first: a database that cannot be reached at start is a
+    # configuration error (exit 3, one line), not an outage to retry through.
+    try:
+        database.connect(target.conninfo, autocommit=True).close()
+    except DatabaseUnavailable as exc:
+        if log_format != "json":
+            raise
+        logs.event("database_unavailable", logging.ERROR, message=exc.message)
+        ctx.exit(exc.exit_code)
     outcomes = asyncio.run(
         run_worker(
             target.conninfo,
