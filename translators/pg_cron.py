@@ -477,6 +477,8 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext) -> ItemResult
     if command is None:
         return ItemResult(name, job.ref, tuple(diag.items))
     run, multi = command
+    if run.source is None:  # the step is the job: show its name where the graph is drawn
+        run = replace(run, source=replace(job.ref, what=f"job {name}"))
     if not ctx.portable:
         run = m.Try(run, m.Sleep(0))
     start = job.active

@@ -157,7 +157,9 @@ def _translate_one(job: QueueJob, ctx: TranslateContext, tasks: TaskMap) -> Item
     if action is None:
         return ItemResult(job.name, job.ref, tuple(diag.items))
     run, multi, database, role = action
-    run = replace(_policies(job, run, ctx, diag), source=job.ref)
+    run = replace(
+        _policies(job, run, ctx, diag), source=replace(job.ref, what=f"{job.format} {job.name}")
+    )
     database = database or ctx.default_database
     role = role or ctx.default_username
     uses_args = _uses_args(run)
