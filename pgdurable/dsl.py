@@ -27,6 +27,7 @@ class DslError(ValueError):
     def __init__(self, message: str, line: int) -> None:
         super().__init__(f"line {line}: {message}")
         self.line = line
+        self.reason = message
 
 
 @dataclass
@@ -120,7 +121,9 @@ class _Parser:
         if self.at("::"):  # a cast, as render writes for jsonb headers
             self.take()
             self.take()
-        if source is not None and isinstance(value, m.Seq) and value.name is None:
+        if source is not None and isinstance(value, str):  # a SQL step with its source
+            value = m.Sql(value, source=source)
+        elif source is not None and isinstance(value, m.Seq) and value.name is None:
             # render moves the first step's comment out of the sequence's parentheses
             first = _with(value.steps[0], source=source)
             value = m.Seq((first, *value.steps[1:]))

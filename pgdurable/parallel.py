@@ -29,6 +29,7 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 def _worker_setup(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while forked
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the request took effect
@@ -43,8 +44,16 @@ def map_in_processes(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[R]:
     """``[function(i) for i in items]`` computed by a process pool."""
-    pool = multiprocessing.Pool(initializer=_worker_setup, initargs=(os.getpid(),))
+    # A Ctrl-C while the workers are being forked waits until the pool exists (a
+    # worker would otherwise get it before it ignores SIGINT), then stops it.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        pool = multiprocessing.Pool(initializer=_worker_setup, initargs=(os.getpid(),))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending Ctrl-C is raised here
         results: list[R] = []
         for result in pool.imap(function, items, chunksize=chunksize):
             results.append(result)

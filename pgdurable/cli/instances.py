@@ -240,13 +240,31 @@ def _answer(ctx: click.Context, dsn, command: str, query: str, params, **given) 
     help="mermaid (Markdown, GitHub), dot (Graphviz) or text (df.explain's tree).",
 )
 @dsn_option
-def show_command(target: str, fmt: str, dsn: str | None) -> None:
+@json_option
+@click.pass_context
+def show_command(ctx: click.Context, target: str, fmt: str, dsn: str | None) -> None:
     """Draw a workflow's graph: an instance (with each node's live status), a
     registered workflow ([SOURCE/]NAME from pgdurable.workflows) or a generated
-    .sql file (evaluated, not applied)."""
+    .sql file (read offline: no database needed)."""
     from pgdurable import db as database
     from pgdurable import show
 
-    conninfo = connect_target(dsn).conninfo
-    with database.connection(conninfo, autocommit=True) as conn:
-        click.echo(show.render(conn, target, fmt))
+    connection = None
+    if show.is_file(target) and target.endswith(".sql"):
+        graph, tree = show.build(None, target)
+    else:
+        connection = connect_target(dsn)
+        with database.connection(connection.conninfo, autocommit=True) as conn:
+            graph, tree = show.build(conn, target)
+    drawn = show.draw(graph, tree, fmt)
+    emit(
+        ctx,
+        {
+            "connection": connection.as_dict() if connection else None,
+            "target": target,
+            "format": fmt,
+            **graph.as_dict(),
+            "drawing": drawn,
+        },
+        drawn,
+    )

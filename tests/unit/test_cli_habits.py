@@ -8,6 +8,7 @@ imports and a worker with no database are run as real processes.
 from __future__ import annotations
 
 import email
+import json
 import os
 import pty
 import signal
@@ -178,3 +179,36 @@ def test_worker_without_a_database_exits_3_with_one_line(tmp_path):
         # the connection line, then one line saying what failed and what to check
         assert len(lines) == 2, lines
         assert "could not connect to" in lines[1] and "Check --dsn" in lines[1]
+
+
+def test_show_draws_a_generated_file_without_a_database(tmp_path, monkeypatch):
+    for name in ("PGDURABLE_DSN", "DATABASE_URL", "PGHOST", "PGDATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PGDURABLE_HOME", str(tmp_path / "no-cluster-here"))
+    path = REPO / "fixtures/examples/airflow/expected/events_daily.sql"
+    runner = CliRunner()
+    dot = runner.invoke(cli, ["show", str(path), "--format", "dot"])
+    assert dot.exit_code == 0, dot.output
+    assert not (tmp_path / "no-cluster-here").exists()  # nothing was started
+    # Steps carry their task ids; the wrappers are badges on the step they wrap.
+    assert 'label="task transform [retry 4x, 300s, x2.0, max 86400s] [timeout 1800s]"' in dot.output
+    assert "RETRY" not in dot.output and "SLEEP 0s" not in dot.output
+    assert "u2026" not in dot.output and "…" in dot.output  # a cut label, not an escape
+    data = json.loads(runner.invoke(cli, ["show", str(path), "--json"]).stdout)
+    assert data["connection"] is None and data["title"] == "events_daily"
+    labels = [n["label"] for n in data["nodes"]]
+    assert "task ingest" in labels and "task publish" in labels
+    cron = REPO / "fixtures/examples/pg_cron/expected/purge-sessions.sql"
+    text = runner.invoke(cli, ["show", str(cron), "--format", "text"])
+    assert text.exit_code == 0 and "job purge-sessions" in text.output
+
+
+def test_show_names_the_line_of_a_definition_it_cannot_read(tmp_path):
+    bad = tmp_path / "bad.sql"
+    bad.write_text(
+        "-- pgdurable workflow x/y\nSELECT pgdurable.deploy_workflow(\n    definition =>\n"
+        "        @> (df.sleep(1) ~> public.evil())\n);\n"
+    )
+    result = CliRunner().invoke(cli, ["show", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:4: public.evil() is not a workflow constructor" in result.output
