@@ -103,10 +103,6 @@ class DatabaseSink:
 
     def _check(self, steps: list[Step]) -> None:
         here = self.conn.execute("SELECT current_database()").fetchone()[0]
-        if self.conn.execute("SELECT to_regclass('pgdurable.workflows')").fetchone()[0] is None:
-            from pgdurable.errors import SchemaNotInstalled
-
-            raise SchemaNotInstalled()
         if (
             _uses_pg_cron(steps)
             and self.conn.execute("SELECT to_regclass('cron.job')").fetchone()[0] is None

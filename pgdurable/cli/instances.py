@@ -15,6 +15,7 @@ from pgdurable.cli.options import (
     emit,
     json_option,
     one_value,
+    require_schema,
     say,
 )
 from pgdurable.errors import PgDurableError
@@ -255,7 +256,11 @@ def show_command(ctx: click.Context, target: str, fmt: str, dsn: str | None) -> 
     else:
         connection = connect_target(dsn)
         with database.connection(connection.conninfo, autocommit=True) as conn:
-            graph, tree = show.build(conn, target)
+            require_schema(conn)
+            try:
+                graph, tree = show.build(conn, target)
+            except database.DatabaseError as exc:
+                raise PgDurableError(database.error_text(exc)) from exc
     drawn = show.draw(graph, tree, fmt)
     emit(
         ctx,

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from pgdurable.cli.options import connect_target, dsn_option, emit, json_option, say
+from pgdurable.cli.options import (
+    connect_target,
+    dsn_option,
+    emit,
+    json_option,
+    require_schema,
+    say,
+)
 
 folder_argument = click.argument(
     "directory", type=click.Path(exists=True, file_okay=False, path_type=Path)
@@ -31,6 +38,7 @@ def _run(ctx: click.Context, command: str, steps, dsn: str | None, as_sql: bool,
         return
     target = connect_target(dsn)
     with database.connection(target.conninfo) as conn:
+        require_schema(conn)
         outcomes = cutover.DatabaseSink(conn, **sink).run(steps)
     for path, outcome in outcomes:
         if outcome is not None:
@@ -124,6 +132,7 @@ def retire_command(ctx: click.Context, target: str, dsn: str | None) -> None:
     workflows = cutover.workflows_in(folder) if from_folder else []
     connection = connect_target(dsn)
     with database.connection(connection.conninfo) as conn:
+        require_schema(conn)
         if not from_folder:
             workflows = [cutover.resolve_workflow(conn, target)]
         retired = cutover.retire(conn, workflows)

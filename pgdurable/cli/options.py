@@ -139,6 +139,13 @@ def one_value(target: Any, query: str, params: list[Any]) -> Any:
 _MISSING_OBJECT = {"42P01", "42883", "3F000"}
 
 
+def require_schema(conn: Any) -> None:
+    """Raise SchemaNotInstalled (`run pgdurable schema install`) on a database
+    without the pgdurable schema, before a query names its objects."""
+    if conn.execute("SELECT pg_catalog.to_regclass('pgdurable.workflows') IS NULL").fetchone()[0]:
+        raise SchemaNotInstalled()
+
+
 def _schema_missing(conn: Any) -> bool:
     """True when the database has no df schema (rather than the query naming
     something of the user's that does not exist)."""

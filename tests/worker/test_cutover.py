@@ -19,6 +19,7 @@ from pgdurable.cli import cli
 from pgdurable.testing import spawn_worker, stop_process, wait_for
 from pgdurable.translators import pg_cron
 
+REPO = Path(__file__).resolve().parents[2]
 ROLE = "cutover_app"
 WORKER_APP = "pg_durable:worker:workflow-sql"  # the worker's application_name for steps
 
@@ -287,3 +288,47 @@ def test_retire_removes_the_workflows_and_their_generated_functions(database, tm
     assert database.value("SELECT count(*) FROM pgdurable.workflows") == 0
     missing = runner.invoke(cli, ["retire", "nope", "--dsn", database.conninfo()])
     assert missing.exit_code == 1 and "no registered workflow named 'nope'" in missing.output
+
+
+HOSTILE = [
+    "cutover-q'); SELECT pg_sleep(0); CREATE TABLE pwned_q (); --",
+    "cutover-$$); CREATE TABLE pwned_d (); --$$",
+    "cutover-line\nCREATE TABLE pwned_n ();",
+    "cutover-*/ CREATE TABLE pwned_c (); /*",
+    "cutover-back\\'); CREATE TABLE pwned_b (); --",
+    "cutover-sep\u2028CREATE TABLE pwned_s ();",
+]
+
+
+def test_rollback_of_hostile_job_texts_restores_them_and_runs_nothing_else(
+    cron_db, database, tmp_path
+):
+    role = "cutover \"evil'; CREATE TABLE pwned_r (); --"
+    database.create_role(role)
+    with db.connection(cron_db, autocommit=True) as conn:
+        conn.execute(db.sql.SQL("SELECT df.grant_usage({})").format(db.sql.Literal(role)))
+        for name in HOSTILE:
+            conn.execute(
+                "SELECT cron.schedule_in_database(%s, '0 3 1 1 *', %s, %s, %s, true)",
+                [name, f"SELECT {db.sql.Literal(name).as_string(conn)}", database.name, role],
+            )
+        before = _jobs(conn)
+        assert len(before) == len(HOSTILE)
+        out = tmp_path / "pg_cron"
+        _import(cron_db, out, lambda j: (j.jobname or "").startswith("cutover-"))
+        runner = CliRunner()
+        for command in (["cutover", "--without-worker"], ["rollback"]):
+            result = runner.invoke(cli, [command[0], str(out), "--dsn", cron_db, *command[1:]])
+            assert result.exit_code == 0, result.output
+        assert _jobs(conn) == before
+        assert conn.execute("SELECT relname FROM pg_class WHERE relname ~ 'pwned'").fetchall() == []
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE username = %s", [role])
+
+
+def test_commands_that_need_the_schema_say_so(empty_database, tmp_path):
+    runner = CliRunner()
+    folder = REPO / "fixtures" / "examples" / "pg_cron" / "expected"
+    for args in (["show", "nightly"], ["retire", "pg_cron/nightly"], ["cutover", str(folder)]):
+        result = runner.invoke(cli, [*args, "--dsn", empty_database.conninfo()])
+        assert result.exit_code == 1, result.output
+        assert "run `pgdurable schema install`" in result.output
