@@ -10,6 +10,7 @@ Progress goes to stderr (``say``) so stdout stays data (``emit``).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,7 @@ def say(message: str) -> None:
 def tty_progress(what: str) -> Callable[[int, int], None] | None:
     """A ``what done/total`` line on stderr, redrawn in place at most ten times a
     second, or None when stderr is not a terminal (logs and pipes stay clean)."""
-    stream = click.get_text_stream("stderr")
+    stream = sys.stderr
     if not stream.isatty():
         return None
     shown = [0.0]
@@ -142,7 +143,10 @@ _MISSING_OBJECT = {"42P01", "42883", "3F000"}
 def require_schema(conn: Any) -> None:
     """Raise SchemaNotInstalled (`run pgdurable schema install`) on a database
     without the pgdurable schema, before a query names its objects."""
-    if conn.execute("SELECT pg_catalog.to_regclass('pgdurable.workflows') IS NULL").fetchone()[0]:
+    with conn.transaction():  # ended here: the caller's own transaction starts clean
+        query = "SELECT pg_catalog.to_regclass('pgdurable.workflows') IS NULL"
+        missing = conn.execute(query).fetchone()[0]
+    if missing:
         raise SchemaNotInstalled()
 
 
