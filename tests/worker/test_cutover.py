@@ -332,3 +332,37 @@ def test_commands_that_need_the_schema_say_so(empty_database, tmp_path):
         result = runner.invoke(cli, [*args, "--dsn", empty_database.conninfo()])
         assert result.exit_code == 1, result.output
         assert "run `pgdurable schema install`" in result.output
+
+
+def test_cutover_of_sources_outside_the_database_prints_exactly_what_to_remove(database, tmp_path):
+    database.create_role(ROLE)
+    database.execute(f"SELECT df.grant_usage('{ROLE}')")
+    sources = tmp_path / "src"
+    sources.mkdir()
+    (sources / "cron.yaml").write_text(
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: nightly-report\n"
+        "  namespace: batch jobs\nspec:\n  schedule: '15 1 * * *'\n  jobTemplate:\n"
+        "    spec:\n      template:\n        spec:\n          containers:\n"
+        "            - name: report\n              image: postgres:16\n"
+        f"              command: [psql, -d, {database.name}, -U, {ROLE}, -c, 'SELECT 1']\n"
+    )
+    line = f"30 2 * * * psql -d {database.name} -U {ROLE} -c 'SELECT 2'  # nightly"
+    (sources / "crontab").write_text(line + "\n")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    imported = runner.invoke(cli, ["import-queue", str(sources), "--out", str(out)])
+    assert imported.exit_code == 0, imported.output
+    result = runner.invoke(
+        cli, ["cutover", str(out / "k8s"), "--dsn", database.conninfo(), "--without-worker"]
+    )
+    assert result.exit_code == 0, result.output
+    # shell-quoted: a name or namespace is never a second command
+    assert "  kubectl delete cronjob nightly-report -n 'batch jobs'" in result.stdout
+    assert database.value("SELECT started FROM pgdurable.workflows WHERE source = 'k8s'")
+    crontab = runner.invoke(
+        cli, ["cutover", str(out / "crontab"), "--dsn", database.conninfo(), "--without-worker"]
+    )
+    assert crontab.exit_code == 0, crontab.output
+    assert f"from the crontab: {line}" in crontab.stdout
+    rollback = (out / "crontab" / "rollback.sql").read_text()
+    assert f"add back to the crontab ({sources / 'crontab'}:1): {line}" in rollback
