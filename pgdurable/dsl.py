@@ -11,8 +11,9 @@ outside that language is a ``DslError`` naming the line, never a guess.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pgdurable import model as m
@@ -86,6 +87,10 @@ class _Parser:
         self.i += 1
         return tok
 
+    def kind(self) -> str | None:
+        tok = self.peek()
+        return tok.kind if tok is not None else None
+
     def at(self, text: str) -> bool:
         tok = self.peek()
         return tok is not None and tok.kind == "op" and tok.text == text
@@ -97,7 +102,7 @@ class _Parser:
             # render puts a step's source comment before the operator that joins it
             mark = self.i
             source = None
-            while self.peek() is not None and self.peek().kind == "source":  # type: ignore[union-attr]
+            while self.kind() == "source":
                 source = _source_ref(self.take().text)
             tok = self.peek()
             if tok is None or tok.kind != "op" or tok.text not in ("~>", "|=>", "&", "|"):
@@ -106,12 +111,12 @@ class _Parser:
             self.i += 1
             right = self.unary()
             if source is not None and isinstance(right, m.NodeBase) and right.source is None:
-                right = _with(right, source=source)  # type: ignore[arg-type]
+                right = _with(right, source=source)
             left = _operator(tok.text, left, right, tok.line)
 
     def unary(self) -> Any:
         source = None
-        while self.peek() is not None and self.peek().kind == "source":  # type: ignore[union-attr]
+        while self.kind() == "source":
             source = _source_ref(self.take().text)
         if self.at("@>"):
             self.take()
@@ -152,7 +157,7 @@ class _Parser:
             named: dict[str, Any] = {}
             while not self.at(")"):
                 nxt = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
-                if self.peek().kind == "ident" and nxt is not None and nxt.text == "=>":  # type: ignore[union-attr]
+                if self.kind() == "ident" and nxt is not None and nxt.text == "=>":
                     key = self.take().text.lower()
                     self.take("=>")
                     named[key] = self.expression()
@@ -173,15 +178,13 @@ def _source_ref(comment: str) -> SourceRef:
 
 
 def _with(node: m.Node, **changes: Any) -> m.Node:
-    from dataclasses import replace
-
     return replace(node, **changes)
 
 
 def _node(value: Any, line: int) -> m.Node:
     """A node argument: node values as they are, text auto-wrapped as SQL (B §1.2)."""
     if isinstance(value, m.NodeBase):
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, str):
         return m.Sql(value)
     raise DslError(f"{value!r} is not a workflow step", line)
@@ -261,8 +264,6 @@ def _call(name: str, args: list[Any], named: dict[str, Any], line: int) -> Any:
 
 
 def _http(arg: Any, line: int) -> m.Http:
-    import json
-
     headers = arg(3, "headers", None)
     pairs = tuple(json.loads(headers).items()) if headers else None
     return m.Http(
@@ -283,6 +284,7 @@ def parse(text: str) -> m.Node:
         if isinstance(exc, DslError):
             raise
         raise DslError(str(exc), p.line()) from None
-    if p.peek() is not None:
-        raise DslError(f"unexpected {p.peek().text!r} after the expression", p.line())  # type: ignore[union-attr]
+    rest = p.peek()
+    if rest is not None:
+        raise DslError(f"unexpected {rest.text!r} after the expression", rest.line)
     return _node(value, p.line())
