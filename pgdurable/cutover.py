@@ -26,7 +26,7 @@ from typing import Any, Protocol, TextIO
 from pgdurable import db
 from pgdurable.apply import execute_file, files_to_apply
 from pgdurable.errors import ApplyFailed, PgDurableError
-from pgdurable.output import CUTOVER, ROLLBACK
+from pgdurable.output import CUTOVER, NOT_WORKFLOWS, ROLLBACK
 from pgdurable.sqltext import SqlLexError, tokenize
 from pgdurable.translators.base import OUTSIDE
 
@@ -78,9 +78,12 @@ def outside_steps(steps: list[Step]) -> list[str]:
 
 
 def _uses_pg_cron(steps: list[Step]) -> bool:
+    """Whether the folder's own cutover/rollback statements call pg_cron (a job's
+    command inside a workflow file may mention cron.* too: that is not a call)."""
     return any(
         line.lstrip().upper().startswith("SELECT CRON.")
         for step in steps
+        if step.path.name in NOT_WORKFLOWS
         for line in step.text.splitlines()
     )
 
