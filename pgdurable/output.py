@@ -32,7 +32,7 @@ from pgdurable.diagnostics import Fidelity
 from pgdurable.model import PGDURABLE, encode
 from pgdurable.render import INDENT, render
 from pgdurable.sqltext import comment, literal
-from pgdurable.translators.base import ItemResult, Workflow
+from pgdurable.translators.base import OUTSIDE, ItemResult, Workflow
 
 CUTOVER = "cutover.sql"
 ROLLBACK = "rollback.sql"
@@ -148,7 +148,14 @@ def workflow_file(result: ItemResult) -> str:
 
 
 def _commented(text: str) -> list[str]:
-    return [line if line.startswith("--") else f"-- {line}" for line in text.splitlines()]
+    """``text`` as comments for later: neither run as SQL nor printed by ``pgdurable
+    cutover`` as a step to take outside the database now."""
+    later = []
+    for line in text.splitlines():
+        if line.startswith(OUTSIDE):
+            line = "-- later, " + line[len(OUTSIDE) :]
+        later.append(line if line.startswith("--") else f"-- {line}")
+    return later
 
 
 def cutover_file(source: str, results: Iterable[ItemResult]) -> str:

@@ -366,3 +366,18 @@ def test_cutover_of_sources_outside_the_database_prints_exactly_what_to_remove(d
     assert f"from the crontab: {line}" in crontab.stdout
     rollback = (out / "crontab" / "rollback.sql").read_text()
     assert f"add back to the crontab ({sources / 'crontab'}:1): {line}" in rollback
+
+
+def test_a_manual_item_keeps_its_job_at_cutover():
+    """Its workflow is registered but not started: retiring the job would leave its
+    ticks to neither system, so neither the SQL nor the outside step is given."""
+    from pgdurable import cutover
+
+    sidekiq = cutover.outside_steps(
+        cutover.cutover_steps(REPO / "fixtures/expected/queue/sidekiq/schedule")
+    )
+    assert any("'weekly_cleanup'" in step for step in sidekiq)
+    assert not any("nightly_vacuum" in step for step in sidekiq)  # manual (PGD307)
+    text = (REPO / "fixtures/expected/pg_cron/cron_job_export/cutover.sql").read_text()
+    assert "\nSELECT cron.unschedule(14);" in text  # payroll-or-friday: exact
+    assert "\n-- SELECT cron.unschedule(13);  -- warm-cache" in text  # manual
