@@ -373,11 +373,11 @@ def test_a_manual_item_keeps_its_job_at_cutover():
     ticks to neither system, so neither the SQL nor the outside step is given."""
     from pgdurable import cutover
 
-    sidekiq = cutover.outside_steps(
-        cutover.cutover_steps(REPO / "fixtures/expected/queue/sidekiq/schedule")
+    beat = cutover.outside_steps(
+        cutover.cutover_steps(REPO / "fixtures/expected/queue/celery/celeryconfig_tasks")
     )
-    assert any("'weekly_cleanup'" in step for step in sidekiq)
-    assert not any("nightly_vacuum" in step for step in sidekiq)  # manual (PGD307)
+    assert len(beat) == 4 and any("'expire-tokens'" in step for step in beat)
+    assert not any("weekday-digest" in step for step in beat)  # manual (PGD307)
     text = (REPO / "fixtures/expected/pg_cron/cron_job_export/cutover.sql").read_text()
     assert "\nSELECT cron.unschedule(14);" in text  # payroll-or-friday: exact
     assert "\n-- SELECT cron.unschedule(13);  -- warm-cache" in text  # manual
