@@ -212,3 +212,21 @@ def test_show_names_the_line_of_a_definition_it_cannot_read(tmp_path):
     result = CliRunner().invoke(cli, ["show", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:4: public.evil() is not a workflow constructor" in result.output
+
+
+def test_every_data_command_takes_json():
+    """Only the worker prints no data (its log is the output)."""
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, (*path, name))
+            else:
+                yield (*path, name), command
+
+    missing = [
+        " ".join(path)
+        for path, command in commands(cli)
+        if "--json" not in {o for p in command.params for o in getattr(p, "opts", [])}
+    ]
+    assert missing == ["worker"]

@@ -7,6 +7,7 @@ which is what lets one transaction start the workflows and retire the jobs.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,6 +195,9 @@ def test_cutover_then_rollback_restores_identical_cron_jobs(cron_db, database, t
 
         back = runner.invoke(cli, ["rollback", str(out), "--dsn", cron_db, "--json"])
         assert back.exit_code == 0, back.output
+        answer = json.loads(back.stdout)
+        assert answer["command"] == "rollback" and answer["connection"]["source"]
+        assert [Path(f["file"]).name for f in answer["files"]] == ["rollback.sql"]
         assert _jobs(conn) == before
         assert (
             conn.execute(
