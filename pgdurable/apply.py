@@ -3,9 +3,10 @@
 The same loop serves ``apply`` and ``apply --sql`` (alembic's offline mode):
 only the sink differs. ``DatabaseSink`` executes each file inside its own
 transaction; ``PrintSink`` prints exactly those statements, ``BEGIN`` and
-``COMMIT`` included, instead. ``cutover.sql`` is never applied. The first file
-that fails stops the run; files before it stay committed, the failing one is
-rolled back entirely.
+``COMMIT`` included, instead. ``cutover.sql`` and ``rollback.sql`` are never
+applied (``pgdurable cutover`` / ``rollback`` run them). The first file that
+fails stops the run; files before it stay committed, the failing one is rolled
+back entirely.
 """
 
 from __future__ import annotations
@@ -17,11 +18,40 @@ from typing import Protocol, TextIO
 
 from pgdurable import db
 from pgdurable.errors import ApplyFailed
-from pgdurable.output import CUTOVER
+from pgdurable.output import NOT_WORKFLOWS
 
 
 class Sink(Protocol):
     def run_file(self, path: Path, text: str) -> str | None: ...
+
+
+def execute_file(conn: db.Connection, path: Path, text: str) -> str | None:
+    """Run one generated file on ``conn`` in the transaction the caller holds; the
+    outcome is the first column of the last result that has rows (a file may run
+    setup statements first, e.g. an enqueue function, then deploy_workflow)."""
+    try:
+        cursor = conn.execute(text.encode())  # bytes: sent as one simple query
+        row = None
+        while True:
+            if cursor.description:
+                row = cursor.fetchone()
+            if not cursor.nextset():
+                break
+    except db.DatabaseError as exc:
+        diag = getattr(exc, "diag", None)
+        detail = getattr(diag, "message_primary", None) or " ".join(str(exc).split())
+        hint = getattr(diag, "message_hint", None)
+        if any(f"pgdurable.{n}" in detail for n in ("try", "retry", "timeout")):
+            hint = (
+                "this file uses pgdurable extension nodes (SPEC A.4), which this "
+                "database does not have: run `pgdurable schema upgrade` (migration "
+                "0007), or regenerate with --portable"
+            )
+        raise ApplyFailed(
+            f"applying {path} failed and was rolled back: {detail}"
+            + (f" Hint: {hint}" if hint else "")
+        ) from exc
+    return None if row is None else str(row[0])
 
 
 @dataclass
@@ -29,32 +59,8 @@ class DatabaseSink:
     conn: db.Connection
 
     def run_file(self, path: Path, text: str) -> str | None:
-        try:
-            with self.conn.transaction():
-                cursor = self.conn.execute(text.encode())  # bytes: sent as one simple query
-                # A file may run setup statements first (e.g. an enqueue function): the
-                # outcome is the last result that has rows, deploy_workflow's.
-                row = None
-                while True:
-                    if cursor.description:
-                        row = cursor.fetchone()
-                    if not cursor.nextset():
-                        break
-        except db.DatabaseError as exc:
-            diag = getattr(exc, "diag", None)
-            detail = getattr(diag, "message_primary", None) or " ".join(str(exc).split())
-            hint = getattr(diag, "message_hint", None)
-            if any(f"pgdurable.{n}" in detail for n in ("try", "retry", "timeout")):
-                hint = (
-                    "this file uses pgdurable extension nodes (SPEC A.4), which this "
-                    "database does not have: run `pgdurable schema upgrade` (migration "
-                    "0007), or regenerate with --portable"
-                )
-            raise ApplyFailed(
-                f"applying {path} failed and was rolled back: {detail}"
-                + (f" Hint: {hint}" if hint else "")
-            ) from exc
-        return None if row is None else str(row[0])
+        with self.conn.transaction():
+            return execute_file(self.conn, path, text)
 
 
 @dataclass
@@ -69,7 +75,7 @@ class PrintSink:
 def files_to_apply(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise ApplyFailed(f"{directory} is not a directory of generated files: run an import first")
-    return sorted(p for p in directory.glob("*.sql") if p.name != CUTOVER)
+    return sorted(p for p in directory.glob("*.sql") if p.name not in NOT_WORKFLOWS)
 
 
 def apply_directory(

@@ -55,7 +55,9 @@ def connect(conninfo: str, *, autocommit: bool = False, **overrides: object) -> 
     try:
         return psycopg.connect(conninfo, autocommit=autocommit, **overrides)
     except psycopg.OperationalError as exc:
-        reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        # libpq's message spans lines (the error, then a hint): keep them apart
+        lines = [line.strip().rstrip("?.") for line in str(exc).splitlines() if line.strip()]
+        reason = "; ".join(lines)
         raise DatabaseUnavailable(
             f"could not connect to {describe_conninfo(conninfo) or 'the libpq default'}: "
             f"{reason.rstrip('?.')}. Check --dsn, PGDURABLE_DSN, DATABASE_URL or the PG* "

@@ -49,6 +49,9 @@ class SourceRef:
     file: str
     line: int | None = None
     col: int | None = None
+    # What the source calls the item here (an Airflow task id, a job name), for
+    # people reading a graph; not part of the location, never compared.
+    what: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         text = self.file

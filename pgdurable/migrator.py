@@ -5,19 +5,24 @@ it in ``pgdurable.schema_migrations``, so a failing migration leaves the
 database as it was before that file. A transaction-scoped advisory lock
 serialises concurrent installers; each re-reads the applied versions under the
 lock, which makes ``install`` idempotent. Applied files are checksummed: a file
-edited after it was applied is reported rather than silently ignored.
+edited after it was applied is reported rather than silently ignored. With
+``sql_out`` the same loop writes the statements instead of running them
+(``pgdurable schema upgrade --sql``, alembic's offline mode).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from pgdurable.db import Connection, DatabaseError
 from pgdurable.errors import MigrationFailed, SchemaError, SchemaNotInstalled
 from pgdurable.schema import migrations_folder
+from pgdurable.sqltext import literal
 
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Arbitrary constant shared by every pgdurable installer: 'pgdm' in ASCII.
@@ -126,34 +131,77 @@ def require_current(conn: Connection) -> SchemaStatus:
     return current
 
 
+LOCK_STATEMENT = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+
+
+def _record_statement(migration: Migration) -> str:
+    return (
+        "INSERT INTO pgdurable.schema_migrations (version, name, checksum) VALUES "
+        f"({migration.version}, {literal(migration.name)}, {literal(migration.checksum)})"
+    )
+
+
+class _DatabaseSink:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def transaction(self) -> AbstractContextManager[object]:
+        return self.conn.transaction()
+
+    def execute(self, statement: str) -> None:
+        self.conn.execute(statement.encode())  # bytes: one simple query, as psql sends it
+
+
+class _PrintSink:
+    """What ``_DatabaseSink`` would run, as a script (alembic's offline mode)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.out.write("BEGIN;\n")
+        yield
+        self.out.write("COMMIT;\n\n")
+
+    def execute(self, statement: str) -> None:
+        self.out.write(statement.rstrip().rstrip(";") + ";\n")
+
+
 def apply(
     conn: Connection,
     migrations: Iterable[Migration] | None = None,
     *,
     progress: Callable[[Migration], None] = lambda migration: None,
+    sql_out: TextIO | None = None,
 ) -> list[Migration]:
     """Apply every pending migration, one transaction each; returns those applied.
 
     ``conn`` must not be inside a transaction. On failure the failing migration
     is rolled back, earlier ones stay applied, and MigrationFailed names the file.
+    With ``sql_out`` nothing is changed: the statements are written there instead
+    (``conn`` only says which migrations are pending).
     """
     migrations = available_migrations() if migrations is None else list(migrations)
+    sink = _DatabaseSink(conn) if sql_out is None else _PrintSink(sql_out)
+    applied_before = _applied(conn) if sql_out is not None else None
+    if applied_before is not None:
+        _refuse_drift(_status_from(applied_before, migrations))
     applied_now: list[Migration] = []
     for migration in migrations:
+        if applied_before is not None and migration.version in applied_before:
+            continue
         try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK_KEY])
-                applied = _applied(conn)
-                _refuse_drift(_status_from(applied, migrations))
-                if migration.version in applied:
-                    continue
+            with sink.transaction():
+                sink.execute(LOCK_STATEMENT)
+                if applied_before is None:  # re-read under the lock: another installer may
+                    applied = _applied(conn)  # have applied it meanwhile
+                    _refuse_drift(_status_from(applied, migrations))
+                    if migration.version in applied:
+                        continue
                 progress(migration)
-                conn.execute(migration.sql.encode())
-                conn.execute(
-                    "INSERT INTO pgdurable.schema_migrations (version, name, checksum) "
-                    "VALUES (%s, %s, %s)",
-                    [migration.version, migration.name, migration.checksum],
-                )
+                sink.execute(f"-- {migration.label}.sql\n{migration.sql}")
+                sink.execute(_record_statement(migration))
         except DatabaseError as exc:
             raise MigrationFailed(
                 f"migration {migration.label}.sql failed and was rolled back, the database is "

@@ -11,7 +11,9 @@ instance. The header may change (e.g. a reworded diagnostic) without touching
 the deployed workflow: only the definition, role, database and start flag
 count.
 
-``cutover.sql`` retires the source jobs; ``pgdurable apply`` never runs it.
+``cutover.sql`` retires the source jobs and ``rollback.sql`` restores them and
+retires the workflows; ``pgdurable apply`` runs neither (``pgdurable cutover`` and
+``pgdurable rollback`` do, see ``pgdurable.cutover``).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from pgdurable.diagnostics import Fidelity
 from pgdurable.model import PGDURABLE, encode
 from pgdurable.render import INDENT, render
 from pgdurable.sqltext import comment, literal
-from pgdurable.translators.base import ItemResult, Workflow
+from pgdurable.translators.base import OUTSIDE, ItemResult, Workflow
 
 CUTOVER = "cutover.sql"
+ROLLBACK = "rollback.sql"
+NOT_WORKFLOWS = frozenset({CUTOVER, ROLLBACK})  # the folder's files that deploy nothing
 MARKER = "-- pgdurable workflow"
 
 
@@ -143,11 +147,24 @@ def workflow_file(result: ItemResult) -> str:
     )
 
 
+def _commented(text: str) -> list[str]:
+    """``text`` as comments for later: neither run as SQL nor printed by ``pgdurable
+    cutover`` as a step to take outside the database now."""
+    later = []
+    for line in text.splitlines():
+        if line.startswith(OUTSIDE):
+            line = "-- later, " + line[len(OUTSIDE) :]
+        later.append(line if line.startswith("--") else f"-- {line}")
+    return later
+
+
 def cutover_file(source: str, results: Iterable[ItemResult]) -> str:
     lines = [
         f"-- Retire the {source} jobs translated into this folder.",
-        "-- `pgdurable apply` never runs this file: run it yourself, as a superuser or the",
-        "-- jobs' owners, once the workflows run on the worker (e.g. `psql -1 -f cutover.sql`).",
+        "-- `pgdurable cutover DIR` runs this file in ONE transaction with the workflow files",
+        "-- (`--sql` prints it), so a pg_cron job stops exactly when its workflow starts;",
+        "-- `pgdurable apply` never runs it. Lines `-- outside the database:` are yours to run",
+        "-- right after. Undo with rollback.sql (`pgdurable rollback DIR`).",
         "",
     ]
     for r in results:
@@ -156,8 +173,44 @@ def cutover_file(source: str, results: Iterable[ItemResult]) -> str:
                 f"-- {comment(r.name)} ({comment(r.source_ref)}) was not translated"
                 f" ({r.fidelity}): keep it."
             )
+        elif r.workflow.cutover and r.fidelity == Fidelity.MANUAL:
+            # Its workflow is registered but not started: retiring the job now would
+            # leave the ticks to neither system.
+            lines.append(
+                f"-- {comment(r.name)} is manual and its workflow not started: finish it,"
+                " regenerate, then cut over. Until then keep the job:"
+            )
+            lines += _commented(r.workflow.cutover)
         elif r.workflow.cutover:
             lines.append(r.workflow.cutover)
+    return "\n".join(lines) + "\n"
+
+
+def rollback_file(source: str, results: Iterable[ItemResult]) -> str:
+    """Undo ``cutover.sql``: restore the source jobs as they were read, then retire
+    the workflows (and the functions generated for them), in one transaction."""
+    done = [r for r in results if r.workflow is not None]
+    lines = [
+        f"-- Undo the cutover of the {source} jobs of this folder: restore them as they were",
+        "-- when imported, then retire the workflows and the functions generated for them.",
+        "-- Run with `pgdurable rollback DIR` (one transaction; `--sql` prints it) or",
+        "-- `psql -1 -f rollback.sql`, as a superuser. Data the workflows wrote stays.",
+        "",
+    ]
+    for r in done:
+        w = r.workflow
+        assert w is not None
+        if w.rollback and r.fidelity == Fidelity.MANUAL:
+            lines.append(f"-- {comment(r.name)} was kept at cutover (manual): nothing to restore")
+            lines += _commented(w.rollback)
+        elif w.rollback:
+            lines.append(w.rollback)
+    if done:
+        lines.append("")
+    for r in done:
+        w = r.workflow
+        assert w is not None
+        lines.append(f"SELECT pgdurable.retire({literal(w.source)}, {literal(w.name)});")
     return "\n".join(lines) + "\n"
 
 
@@ -174,8 +227,9 @@ def plan(
 ) -> Plan:
     files: dict[Path, str] = {out_dir / name: text for name, text in (extra or {}).items()}
     outputs: dict[str, Path] = {}
-    # Names that differ only in case share a file on macOS and Windows; cutover.sql is taken.
-    taken = {CUTOVER.lower(), *(name.lower() for name in extra or {})}
+    # Names that differ only in case share a file on macOS and Windows; cutover.sql and
+    # rollback.sql are taken.
+    taken = {*NOT_WORKFLOWS, *(name.lower() for name in extra or {})}
     for r in results:
         if r.workflow is not None:
             name = file_name(r.workflow.name)
@@ -186,6 +240,7 @@ def plan(
             files[path] = workflow_file(r)
             outputs[r.name] = path
     files[out_dir / CUTOVER] = cutover_file(source, results)
+    files[out_dir / ROLLBACK] = rollback_file(source, results)
     return Plan(files, outputs)
 
 

@@ -301,9 +301,11 @@ def import_airflow(
     registry_connection: Callable[[], Any] | None = None,
     default_username: str | None = None,
     search_path_map: Sequence[tuple[str, str]] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """``pgdurable import-airflow``: read DAG files statically, translate, write.
-    ``search_path_map``: (old, new) folder prefixes for template_searchpath."""
+    ``search_path_map``: (old, new) folder prefixes for template_searchpath;
+    ``progress(done, total)`` follows the files."""
     from pgdurable.translators import airflow
     from pgdurable.translators.airflow import connections
     from pgdurable.translators.base import TranslateContext
@@ -316,7 +318,7 @@ def import_airflow(
         raise TranslationError(str(exc)) from exc
     ctx = TranslateContext(portable=portable, default_username=default_username)
     batch = airflow.translate(
-        airflow.read_paths(paths), ctx, conns, search_path_map=search_path_map
+        airflow.read_paths(paths), ctx, conns, search_path_map=search_path_map, progress=progress
     )
     report = run_import(
         airflow.SOURCE,

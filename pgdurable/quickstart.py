@@ -32,6 +32,7 @@ from typing import Any
 
 from pgdurable import db, migrator, model, pipeline
 from pgdurable.errors import PgDurableError
+from pgdurable.output import NOT_WORKFLOWS
 
 DATABASE_COMMENT = "pgdurable quickstart example (recreated by pgdurable quickstart)"
 TERMINAL = ("completed", "failed", "cancelled")
@@ -370,7 +371,7 @@ def verify_examples(
             results += [
                 {"example": ex.name, "file": str(p), "outcome": "skipped", "error": ex.not_verified}
                 for p in sorted(folder.glob("*.sql"))
-                if p.name != "cutover.sql"
+                if p.name not in NOT_WORKFLOWS
             ]
             continue
         options = verifying.Options(fixture=examples / ex.name / "fixture")

@@ -3,7 +3,8 @@
 ``render(node)`` returns a SQL expression that, evaluated in PostgreSQL with
 the ``df`` schema (``SELECT <text>``), builds exactly ``model.encode(node)``.
 Layout: one step per line, children indented four spaces, a ``-- source:
-file:line`` comment above each node that carries a source location.
+file:line (what)`` comment above each node that carries a source location
+(``what``: the source's name for it, e.g. ``task load``).
 
 Why the parentheses: every DSL operator (``~>``, ``|=>``, ``&``, ``|``,
 ``@>``) has the same precedence in PostgreSQL and is left-associative (SPEC B
@@ -37,7 +38,8 @@ def render(node: m.Node, indent: int = 0) -> str:
 def _with_source(node: m.Node, text: str, indent: int) -> str:
     if node.source is None:
         return text
-    return f"-- source: {comment(node.source)}\n{INDENT * indent}{text}"
+    what = f" ({comment(node.source.what)})" if node.source.what else ""
+    return f"-- source: {comment(node.source)}{what}\n{INDENT * indent}{text}"
 
 
 def _is_operator_expression(node: m.Node) -> bool:

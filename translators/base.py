@@ -18,6 +18,9 @@ from pgdurable.diagnostics import Diagnostic, Fidelity, SourceRef, worst
 from pgdurable.model import PORTABLE, Node
 from pgdurable.sqltext import UnsafeText
 
+# Starts a cutover.sql / rollback.sql comment naming a step outside the database.
+OUTSIDE = "-- outside the database: "
+
 
 @dataclass(frozen=True)
 class TranslateContext:
@@ -43,7 +46,11 @@ class Workflow:
     database: str | None = None  # the database its SQL steps run in
     start: bool = True  # start the instance on apply (False: register only)
     description: tuple[str, ...] = ()  # extra header lines
-    cutover: str | None = None  # SQL that retires the source item
+    # cutover.sql / rollback.sql lines that retire / restore the source item: SQL for
+    # a source in the database (pg_cron), else a comment starting with OUTSIDE that
+    # says exactly what to run or remove outside it (`pgdurable cutover` prints those).
+    cutover: str | None = None
+    rollback: str | None = None
     # Statements the file runs before deploying, in the same transaction (e.g.
     # the queue translators' idempotent enqueue functions). Each ends with ';'.
     setup_sql: tuple[str, ...] = ()

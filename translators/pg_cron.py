@@ -499,6 +499,8 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext, roles: Roles)
     if command is None:
         return ItemResult(name, job.ref, tuple(diag.items))
     run, multi = command
+    if run.source is None:  # the step is the job: show its name where the graph is drawn
+        run = replace(run, source=replace(job.ref, what=f"job {name}"))
     if not ctx.portable:
         run = m.Try(run, m.Sleep(0))
     start = job.active
@@ -632,6 +634,7 @@ def _translate_one(job: CronJob, name: str, ctx: TranslateContext, roles: Roles)
         start=start,
         description=tuple(description),
         cutover=_cutover(job),
+        rollback=_rollback(job),
     )
     return ItemResult(name, job.ref, tuple(diag.items), workflow)
 
@@ -700,6 +703,26 @@ def _cutover(job: CronJob) -> str:
     return (
         f"-- unnamed job from {comment(job.ref)}: find its jobid in cron.job, "
         "then cron.unschedule(jobid)"
+    )
+
+
+def _rollback(job: CronJob) -> str:
+    """The statement that re-creates ``job`` as it was read: by name, with schedule,
+    command, database, role and active flag (pg_cron 1.4+ functions; a re-created job
+    gets a new jobid, so nothing here names one)."""
+    database = "current_database()" if job.database is None else literal(job.database)
+    username = "current_user" if job.username is None else literal(job.username)
+    active = "true" if job.active else "false"
+    if job.jobname:
+        # an upsert on (jobname, username): running it twice keeps one job
+        return (
+            f"SELECT cron.schedule_in_database({literal(job.jobname)}, {literal(job.schedule)},"
+            f" {literal(job.command)}, {database}, {username}, {active});"
+        )
+    return (
+        f"-- unnamed job from {comment(job.ref)}: run this once (it adds a job each time)\n"
+        f"SELECT cron.alter_job(cron.schedule({literal(job.schedule)}, {literal(job.command)}),"
+        f" database => {database}, username => {username}, active => {active});"
     )
 
 

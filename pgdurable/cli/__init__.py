@@ -1,7 +1,8 @@
 """The ``pgdurable`` command line: a thin click layer over library functions.
 
 One module per command family (``db`` for db/schema, ``imports``,
-``instances``, ``history`` for runs and status tables, ``verify``) and
+``instances``, ``history`` for runs and status tables, ``operate`` for
+cutover/rollback/retire, ``verify``) and
 ``options`` for what they share (``--dsn``, ``--json``, output, exit codes).
 This module holds the root group and registers every command on it; ``main``
 is the console-script entry point.
@@ -18,6 +19,7 @@ from pgdurable.cli import db as _db
 from pgdurable.cli import history as _history
 from pgdurable.cli import imports as _imports
 from pgdurable.cli import instances as _instances
+from pgdurable.cli import operate as _operate
 from pgdurable.cli import verify as _verify
 from pgdurable.cli.options import (
     EXIT_FAILURE,
@@ -70,6 +72,9 @@ for _command in (
     _imports.import_pgcron,
     _imports.import_queue,
     _imports.apply,
+    _operate.cutover_command,
+    _operate.rollback_command,
+    _operate.retire_command,
     _imports.import_airflow,
     _imports.quickstart_command,
     _verify.verify_command,

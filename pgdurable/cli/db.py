@@ -99,7 +99,11 @@ def schema() -> None:
     """Install, upgrade and inspect the pgdurable schema in a database."""
 
 
-def _apply_migrations(ctx: click.Context, dsn: str | None, *, require_installed: bool) -> None:
+def _apply_migrations(
+    ctx: click.Context, dsn: str | None, *, require_installed: bool, as_sql: bool
+) -> None:
+    import sys
+
     from pgdurable import db as database
     from pgdurable import migrator
     from pgdurable.errors import SchemaNotInstalled
@@ -109,8 +113,16 @@ def _apply_migrations(ctx: click.Context, dsn: str | None, *, require_installed:
         before = migrator.status(conn)
         if require_installed and before.installed_version is None:
             raise SchemaNotInstalled()
-        applied = migrator.apply(conn, progress=lambda m: say(f"applying {m.label}.sql"))
+        applied = migrator.apply(
+            conn,
+            progress=lambda m: say(f"{'pending' if as_sql else 'applying'} {m.label}.sql"),
+            sql_out=sys.stdout if as_sql else None,
+        )
         after = migrator.status(conn)
+    if as_sql:  # stdout holds the script; nothing was changed
+        if not applied:
+            say(f"schema at version {before.installed_version}: no pending migration")
+        return
     if applied:
         text = (
             f"schema installed at version {after.installed_version} "
@@ -125,22 +137,33 @@ def _apply_migrations(ctx: click.Context, dsn: str | None, *, require_installed:
     )
 
 
+sql_option = click.option(
+    "--sql",
+    "as_sql",
+    is_flag=True,
+    help="Print the pending migrations as the SQL that would run (one transaction each) "
+    "instead of running them.",
+)
+
+
 @schema.command("install")
 @dsn_option
+@sql_option
 @json_option
 @click.pass_context
-def schema_install(ctx: click.Context, dsn: str | None) -> None:
+def schema_install(ctx: click.Context, dsn: str | None, as_sql: bool) -> None:
     """Install the schema (a no-op that says so when it is already installed)."""
-    _apply_migrations(ctx, dsn, require_installed=False)
+    _apply_migrations(ctx, dsn, require_installed=False, as_sql=as_sql)
 
 
 @schema.command("upgrade")
 @dsn_option
+@sql_option
 @json_option
 @click.pass_context
-def schema_upgrade(ctx: click.Context, dsn: str | None) -> None:
+def schema_upgrade(ctx: click.Context, dsn: str | None, as_sql: bool) -> None:
     """Apply the migrations this version adds to an installed schema."""
-    _apply_migrations(ctx, dsn, require_installed=True)
+    _apply_migrations(ctx, dsn, require_installed=True, as_sql=as_sql)
 
 
 @schema.command("status")

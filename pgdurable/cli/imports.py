@@ -16,6 +16,7 @@ from pgdurable.cli.options import (
     emit,
     json_option,
     say,
+    tty_progress,
 )
 
 # -- options and output shared by the import-* commands ---------------------------
@@ -373,6 +374,7 @@ def import_airflow(
         dry_run=dry_run,
         default_username=default_username,
         search_path_map=search_path_map,
+        progress=tty_progress("translating DAG files"),
     )
     _finish_import(ctx, "airflow", [report], report_path, dry_run)
 

@@ -16,6 +16,7 @@ from pgdurable.cli.options import (
     emit,
     json_option,
     one_value,
+    require_schema,
     say,
 )
 from pgdurable.errors import PgDurableError
@@ -68,7 +69,9 @@ from pgdurable.errors import PgDurableError
     help="info logs every step transition; warning keeps problems only "
     "(about 15% more throughput on short steps, see BENCHMARKS.md).",
 )
+@click.pass_context
 def worker_command(
+    ctx: click.Context,
     dsn: str | None,
     concurrency: int,
     until_idle: bool,
@@ -79,9 +82,15 @@ def worker_command(
     log_format: str,
     log_level: str,
 ) -> None:
-    """Execute started workflow instances (stops gracefully on SIGTERM)."""
+    """Execute started workflow instances (stops gracefully on SIGTERM).
+
+    Exits 3 when no database can be reached at start; once running, it rides out
+    a database restart (retrying with backoff) instead.
+    """
     import asyncio
 
+    from pgdurable import db as database
+    from pgdurable.errors import DatabaseUnavailable
     from pgdurable.worker import logs, run_worker
 
     if metrics_address is not None:  # a bad address is a usage error, before connecting
@@ -102,6 +111,15 @@ def worker_command(
         target = connect_target(dsn, progress=lambda text: logs.event("startup", message=text))
     else:
         target = connect_target(dsn)
+    # One connection first: a database that cannot be reached at start is a
+    # configuration error (exit 3, one line), not an outage to retry through.
+    try:
+        database.connect(target.conninfo, autocommit=True).close()
+    except DatabaseUnavailable as exc:
+        if log_format != "json":
+            raise
+        logs.event("database_unavailable", logging.ERROR, message=exc.message)
+        ctx.exit(exc.exit_code)
     outcomes = asyncio.run(
         run_worker(
             target.conninfo,
@@ -257,13 +275,35 @@ def _answer(ctx: click.Context, dsn, command: str, query: str, params, **given) 
     help="mermaid (Markdown, GitHub), dot (Graphviz) or text (df.explain's tree).",
 )
 @dsn_option
-def show_command(target: str, fmt: str, dsn: str | None) -> None:
+@json_option
+@click.pass_context
+def show_command(ctx: click.Context, target: str, fmt: str, dsn: str | None) -> None:
     """Draw a workflow's graph: an instance (with each node's live status), a
     registered workflow ([SOURCE/]NAME from pgdurable.workflows) or a generated
-    .sql file (evaluated, not applied)."""
+    .sql file (read offline: no database needed)."""
     from pgdurable import db as database
     from pgdurable import show
 
-    conninfo = connect_target(dsn).conninfo
-    with database.connection(conninfo, autocommit=True) as conn:
-        click.echo(show.render(conn, target, fmt))
+    connection = None
+    if show.is_file(target) and target.endswith(".sql"):
+        graph, tree = show.build(None, target)
+    else:
+        connection = connect_target(dsn)
+        with database.connection(connection.conninfo, autocommit=True) as conn:
+            require_schema(conn)
+            try:
+                graph, tree = show.build(conn, target)
+            except database.DatabaseError as exc:
+                raise PgDurableError(database.error_text(exc)) from exc
+    drawn = show.draw(graph, tree, fmt)
+    emit(
+        ctx,
+        {
+            "connection": connection.as_dict() if connection else None,
+            "target": target,
+            "format": fmt,
+            **graph.as_dict(),
+            "drawing": drawn,
+        },
+        drawn,
+    )

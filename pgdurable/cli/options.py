@@ -1,14 +1,18 @@
 """Options, output and exit codes shared by every ``pgdurable`` command.
 
 Exit codes (documented in README.md): 0 success, 1 the job failed, 2 usage
-error, 3 no database could be reached or started. Only ``PgDurableError`` is
-caught and printed as ``error: …``; ``--traceback`` shows the full stack.
+error, 3 no database could be reached or started, 130 interrupted (Ctrl-C).
+Only ``PgDurableError`` is caught and printed as ``error: …``; ``--traceback``
+shows the full stack.
 Progress goes to stderr (``say``) so stdout stays data (``emit``).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -19,11 +23,31 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def say(message: str) -> None:
     """Progress and context go to stderr so stdout stays data."""
     click.echo(f"pgdurable: {message}", err=True)
+
+
+def tty_progress(what: str) -> Callable[[int, int], None] | None:
+    """A ``what done/total`` line on stderr, redrawn in place at most ten times a
+    second, or None when stderr is not a terminal (logs and pipes stay clean)."""
+    stream = sys.stderr
+    if not stream.isatty():
+        return None
+    shown = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - shown[0] < 0.1:
+            return
+        shown[0] = now
+        stream.write(f"\rpgdurable: {what} {done}/{total}" + ("\n" if done >= total else ""))
+        stream.flush()
+
+    return show
 
 
 def emit(ctx: click.Context, data: dict[str, Any], text: str) -> None:
@@ -64,6 +88,11 @@ class PgDurableGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # click would print "Aborted!" and exit 1; a Ctrl-C exits 130 (the import's
+            # process pool is already gone, see pgdurable.parallel)
+            click.echo("\npgdurable: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except PgDurableError as exc:
             if ctx.meta.get("traceback"):
                 raise
@@ -109,6 +138,16 @@ def one_value(target: Any, query: str, params: list[Any]) -> Any:
 # undefined_table, undefined_function, invalid_schema_name: what a query on df.*
 # raises in a database where `pgdurable schema install` never ran.
 _MISSING_OBJECT = {"42P01", "42883", "3F000"}
+
+
+def require_schema(conn: Any) -> None:
+    """Raise SchemaNotInstalled (`run pgdurable schema install`) on a database
+    without the pgdurable schema, before a query names its objects."""
+    with conn.transaction():  # ended here: the caller's own transaction starts clean
+        query = "SELECT pg_catalog.to_regclass('pgdurable.workflows') IS NULL"
+        missing = conn.execute(query).fetchone()[0]
+    if missing:
+        raise SchemaNotInstalled()
 
 
 def _schema_missing(conn: Any) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pgdurable import db, migrator
 from pgdurable.errors import PgDurableError, VerificationError
+from pgdurable.output import NOT_WORKFLOWS
 from pgdurable.verify import chaos, compare, newside, pgcron, queue, subjects
 from pgdurable.verify.airflow_builtin import (
     DagRunOutcome,
@@ -335,7 +336,7 @@ def verify_all(
     """Verify every generated workflow file of a migration folder; never raises per file."""
     if not folder.is_dir():
         raise VerificationError(f"{folder} is not a folder of generated workflow files")
-    files = sorted(p for p in folder.glob("*.sql") if p.name != "cutover.sql")
+    files = sorted(p for p in folder.glob("*.sql") if p.name not in NOT_WORKFLOWS)
     if not files:
         raise VerificationError(f"{folder} holds no generated workflow file")
     items = []

@@ -136,3 +136,32 @@ def test_template_database_holds_the_full_schema(database):
             migrator.require_current(conn).installed_version
             == migrator.available_migrations()[-1].version
         )
+
+
+def test_upgrade_sql_prints_exactly_the_pending_migrations(empty_database):
+    """`schema upgrade --sql` (alembic's offline mode): the pending migrations as the
+    script `upgrade` runs, changing nothing; running that script upgrades."""
+    from click.testing import CliRunner
+
+    from pgdurable.cli import cli
+
+    everything = migrator.available_migrations()
+    with empty_database.connect(autocommit=True) as conn:
+        migrator.apply(conn, everything[:-1])
+    result = CliRunner().invoke(
+        cli, ["schema", "upgrade", "--sql", "--dsn", empty_database.conninfo()]
+    )
+    assert result.exit_code == 0, result.output
+    script = result.stdout
+    last = everything[-1]
+    assert script.count("BEGIN;") == 1 and script.rstrip().endswith("COMMIT;")
+    assert f"-- {last.label}.sql\n" in script and last.sql.strip().rstrip(";") in script
+    assert f"pending {last.label}.sql" in result.stderr
+    with empty_database.connect(autocommit=True) as conn:
+        assert [m.version for m in migrator.status(conn).pending] == [last.version]
+        conn.execute(script.encode())  # what was printed is what upgrade would run
+        assert migrator.status(conn).up_to_date
+    again = CliRunner().invoke(
+        cli, ["schema", "upgrade", "--sql", "--dsn", empty_database.conninfo()]
+    )
+    assert again.exit_code == 0 and again.stdout == ""

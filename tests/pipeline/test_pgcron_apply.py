@@ -116,6 +116,7 @@ def test_apply_sql_prints_exactly_the_files_in_transactions(database, tmp_path):
     )
     assert result.output == expected
     assert "cron.unschedule" not in result.output  # cutover.sql is never applied
+    assert "cron.schedule_in_database" not in result.output  # nor rollback.sql
     assert database.value("SELECT count(*) FROM pgdurable.workflows") == 0
 
 
@@ -131,7 +132,7 @@ def test_dry_run_diffs_against_disk_and_gates_ci(tmp_path, repo_root, monkeypatc
     assert not out.exists()  # a dry run writes nothing
     real = CliRunner().invoke(cli, [*args, "--report", str(tmp_path / "r.json")])
     assert real.exit_code == 1  # job 4 has an invalid schedule: the batch still wrote the rest
-    assert sorted(p.name for p in out.iterdir()) == sorted(["cutover.sql", first, second, third])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["cutover.sql", "rollback.sql", first, second, third])
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"] == {"exact": 3, "approximate": 0, "manual": 0, "failed": 1}
     assert report["items"][3]["diagnostics"][0]["code"] == "PGD101"

@@ -372,7 +372,7 @@ def test_hostile_pg_cron_jobs_apply_and_cut_over_without_running_anything(
     assert names == sorted((n, ROLE) for n in ESCAPES)
     assert database.execute("SELECT relname FROM pg_class WHERE relname ~ 'pwned'") == []
     files = sorted(p.name for p in out.iterdir())
-    assert len(files) == len(ESCAPES) + 1 and all("/" not in f and "\n" not in f for f in files)
+    assert len(files) == len(ESCAPES) + 2 and all("/" not in f and "\n" not in f for f in files)
 
 
 # The commands carry the same texts, inside valid SQL (a lexically broken command is

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pgdurable.diagnostics import Collector, Diagnostic, SourceRef
+from pgdurable.parallel import map_in_processes
 from pgdurable.translators.airflow import compile as compiler
 from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.connections import Connections
@@ -70,18 +70,23 @@ def translate(
     connections: Connections | None = None,
     read_template: Callable[[str], str | None] = read_template,
     search_path_map: Sequence[tuple[str, str]] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> Batch:
     """One result per DAG (and per unreadable file), in file order. Large
     batches are spread over a process pool (each file is independent).
-    ``search_path_map``: (old, new) folder prefixes for template_searchpath."""
+    ``search_path_map``: (old, new) folder prefixes for template_searchpath;
+    ``progress(done, total)`` follows the files."""
     connections = connections or Connections()
     mapping = tuple(search_path_map)
     work = [(f, ctx, connections, read_template, mapping) for f in files]
     if len(files) >= PARALLEL_FROM and (os.cpu_count() or 1) > 1:
-        with ProcessPoolExecutor() as pool:
-            per_file = list(pool.map(_translate_file, work, chunksize=16))
+        per_file = map_in_processes(_translate_file, work, progress=progress)
     else:
-        per_file = [_translate_file(w) for w in work]
+        per_file = []
+        for w in work:
+            per_file.append(_translate_file(w))
+            if progress is not None:
+                progress(len(per_file), len(work))
     batch = Batch([])
     triggers: list[list[Trigger]] = []
     for results, skipped in per_file:

@@ -31,6 +31,7 @@ Structure: ``graph.decompose`` nests the tasks in sequences and joins.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
@@ -50,7 +51,7 @@ from pgdurable.translators.airflow.tasks import (
     stub,
     trigger_function,
 )
-from pgdurable.translators.base import Workflow
+from pgdurable.translators.base import OUTSIDE, Workflow
 
 SOURCE = "airflow"
 _XCOM = re.compile(r"xcom_pull\(\s*(?:task_ids\s*=\s*)?['\"]([\w.-]+)['\"]")
@@ -608,6 +609,9 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         "CREATE SCHEMA IF NOT EXISTS airflow_dags;\n"
         f"CREATE OR REPLACE FUNCTION {trigger_function(dag.dag_id)}(label text DEFAULT NULL)\n"
         f"RETURNS varchar LANGUAGE sql AS {dollar_quote(start_run, 'trigger')};\n"
+        # whose function it is: `pgdurable retire` drops it with the workflow
+        f"COMMENT ON FUNCTION {trigger_function(dag.dag_id)}(text) IS "
+        f"{literal(SOURCE + '/' + name + '#trigger')};\n"
     )
     return Workflow(
         name=name,
@@ -619,7 +623,8 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         database=target,
         start=start,
         description=tuple(description),
-        cutover=f"-- pause the Airflow DAG: airflow dags pause {comment(dag.dag_id)}",
+        cutover=f"{OUTSIDE}airflow dags pause {comment(shlex.quote(dag.dag_id))}",
+        rollback=f"{OUTSIDE}airflow dags unpause {comment(shlex.quote(dag.dag_id))}",
         epilogue=epilogue,
     )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -631,7 +631,7 @@ class Reader:
             cls,
             kind,
             kwargs,
-            self.ref(node),
+            replace(self.ref(node), what=f"task {task_id}"),
             callable=callable_ if isinstance(callable_, Function) else None,
             removed_in=removed,
             replacement=replacement,
@@ -654,7 +654,7 @@ class Reader:
             f"@{flavour}",
             kind,
             task_args,
-            self.ref(node),
+            replace(self.ref(node), what=f"task {task_id}"),
             callable=fn,
             call_args=list(args),
             call_kwargs=dict(kwargs),

@@ -18,13 +18,14 @@ Fidelity is the worst diagnostic; a manual item is registered with
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import replace
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity
 from pgdurable.sqltext import comment, dollar_quote, literal
-from pgdurable.translators.base import ItemResult, TranslateContext, Workflow, crash
+from pgdurable.translators.base import OUTSIDE, ItemResult, TranslateContext, Workflow, crash
 from pgdurable.translators.queue import enqueue, psql, schedules
 from pgdurable.translators.queue.jobs import Item, Psql, QueueJob, Task, Unreadable
 from pgdurable.translators.queue.tasks import EMPTY, TaskMap
@@ -158,7 +159,9 @@ def _translate_one(job: QueueJob, ctx: TranslateContext, tasks: TaskMap) -> Item
     if action is None:
         return ItemResult(job.name, job.ref, tuple(diag.items))
     run, multi, database, role = action
-    run = replace(_policies(job, run, ctx, diag), source=job.ref)
+    run = replace(
+        _policies(job, run, ctx, diag), source=replace(job.ref, what=f"{job.format} {job.name}")
+    )
     database = database or ctx.default_database
     role = role or ctx.default_username
     uses_args = _uses_args(run)
@@ -229,20 +232,51 @@ def _translate_one(job: QueueJob, ctx: TranslateContext, tasks: TaskMap) -> Item
         start=start,
         description=tuple(description),
         cutover=_cutover(job),
+        rollback=_rollback(job),
         setup_sql=(setup,),
     )
     return ItemResult(job.name, job.ref, tuple(diag.items), workflow)
 
 
+def _where(job: QueueJob) -> str:
+    return f"{comment(job.name)} ({comment(job.ref)})"
+
+
 def _cutover(job: QueueJob) -> str:
-    how = {
-        "celery": "delete the entry from beat_schedule and restart celery beat",
-        "sidekiq": "delete the entry from the schedule file (or Sidekiq::Cron::Job.destroy)",
-        "k8s": "kubectl delete cronjob (or set spec.suspend: true)",
-        "crontab": "remove or comment out the line",
-        "graphile": "remove the line from the Graphile Worker crontab",
-    }[job.format]
-    return f"-- {comment(job.name)} ({comment(job.ref)}): {how}"
+    """What retires ``job`` at its source: one line a person runs or does, exactly."""
+    name = comment(shlex.quote(job.name))
+    if job.format == "k8s":
+        if job.namespace:
+            how = f"kubectl delete cronjob {name} -n {comment(shlex.quote(job.namespace))}"
+        else:
+            how = f"kubectl delete cronjob {name}  (the manifest names no namespace: yours)"
+    elif job.format == "celery":
+        how = (
+            f"delete the entry {comment(repr(job.name))} from beat_schedule in "
+            f"{comment(job.ref)}, then restart celery beat"
+        )
+    elif job.format == "sidekiq":
+        how = (
+            f"delete the entry {comment(repr(job.name))} from {comment(job.ref)} "
+            f"(sidekiq-cron: Sidekiq::Cron::Job.destroy({comment(repr(job.name))}))"
+        )
+    else:  # crontab, graphile: the line itself
+        line = comment(job.source_line) if job.source_line is not None else "(see the file)"
+        how = f"remove line {comment(job.ref)} from the crontab: {line}"
+    return f"{OUTSIDE}{how}"
+
+
+def _rollback(job: QueueJob) -> str:
+    """What restores ``job`` at its source after a cutover."""
+    if job.format == "k8s":
+        ns = f" -n {comment(shlex.quote(job.namespace))}" if job.namespace else ""
+        manifest = comment(shlex.quote(job.ref.file))
+        how = f"kubectl apply -f {manifest}{ns}  (re-creates {_where(job)})"
+    elif job.format in ("crontab", "graphile") and job.source_line is not None:
+        how = f"add back to the crontab ({comment(job.ref)}): {comment(job.source_line)}"
+    else:
+        how = f"put {_where(job)} back (e.g. from version control) and restart the scheduler"
+    return f"{OUTSIDE}{how}"
 
 
 def translate(

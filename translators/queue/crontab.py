@@ -243,6 +243,7 @@ def read(path: Path, text: str, file: str, used: dict[str, int], kind: str = "au
                     *((f"cron user: {user}",) if user else ()),
                     f"command: {command.strip()[:80]}",
                 ),
+                source_line=line,
             )
         )
     return items

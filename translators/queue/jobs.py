@@ -141,6 +141,10 @@ class QueueJob:
     starting_deadline: int | None = None
     notes: tuple[Diagnostic, ...] = ()
     description: tuple[str, ...] = ()  # extra header lines ("key: value")
+    # Where the entry lives at its source, so cutover can say exactly what to remove:
+    # a Kubernetes namespace, or a crontab's own line.
+    namespace: str | None = None
+    source_line: str | None = None
 
 
 @dataclass(frozen=True)

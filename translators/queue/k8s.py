@@ -271,6 +271,7 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
         starting_deadline=spec.get("startingDeadlineSeconds"),
         notes=tuple(notes),
         description=tuple(description),
+        namespace=str(namespace) if namespace else None,
     )
 
 
