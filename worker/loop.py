@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pgdurable import db
 from pgdurable.worker import liveness
 from pgdurable.worker.claims import drive
+from pgdurable.worker.code_roots import CodeConfig
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.logs import event
 from pgdurable.worker.steps import Services
@@ -55,6 +56,7 @@ class WorkerOptions:
     lease_seconds: float = 30.0
     poll_interval: float = 2.0
     grace: float = 10.0
+    code: CodeConfig = field(default_factory=CodeConfig)  # code steps' roots and limits
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -74,7 +76,9 @@ class Worker:
             autocommit=True,
         )
         self.user_pools: dict[tuple[str, str | None], db.AsyncPool] = {}
-        self.services = Services(self._user_pool, asyncio.Semaphore(self.options.concurrency))
+        self.services = Services(
+            self._user_pool, asyncio.Semaphore(self.options.concurrency), code=self.options.code
+        )
         self.outcomes: dict[str, int] = {}
 
     # -- pools ----------------------------------------------------------------
@@ -300,6 +304,7 @@ async def run_worker(
     lease_seconds: float = 30.0,
     poll_interval: float = 2.0,
     grace: float = 10.0,
+    code: CodeConfig | None = None,
     install_signal_handlers: bool = False,
 ) -> dict[str, int]:
     """Run a worker until stopped (or, with ``until_idle``, until nothing is
@@ -312,6 +317,7 @@ async def run_worker(
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
             grace=grace,
+            code=code or CodeConfig(),
         ),
     )
     if install_signal_handlers:

@@ -60,9 +60,7 @@ def test_constructors_build_leaf_nodes(database):
         "cwd": "out",
     }
     # they compose with df.* and the other extension nodes
-    composed = database.value(
-        "SELECT pgdurable.timeout(pgdurable.python('m:f'), 5) ~> 'SELECT 1'"
-    )
+    composed = database.value("SELECT pgdurable.timeout(pgdurable.python('m:f'), 5) ~> 'SELECT 1'")
     assert json.loads(composed)["left_node"]["left_node"]["node_type"] == "PYTHON"
 
 
