@@ -335,6 +335,41 @@ END;
 $$;
 REVOKE EXECUTE ON FUNCTION pgdurable.code_step_refusal_v1(text, bigint, bytea, text) FROM PUBLIC;
 
+-- For generated files that start their instances later (a queue job's
+-- enqueue function): refuse at apply time, with the error df.start would
+-- give then, when `role` may not run one of the graph's code nodes. Answers
+-- only for the caller itself, a role it is a member of, or an administrator.
+CREATE FUNCTION pgdurable.check_code_grants(graph text, role_name text) RETURNS void
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    node jsonb;
+    refusal text;
+    grantee regrole := pg_catalog.quote_ident(role_name)::pg_catalog.regrole;
+BEGIN
+    IF NOT pg_catalog.pg_has_role(session_user, grantee, 'MEMBER')
+       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+       AND NOT pg_catalog.pg_has_role(session_user,
+                                      (SELECT n.nspowner FROM pg_catalog.pg_namespace n
+                                       WHERE n.nspname = 'pgdurable'), 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to check the code grants of role "%"', role_name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    FOR node IN
+        SELECT v FROM jsonb_path_query(graph::jsonb,
+            'strict $.** ? (@.type() == "object" && (@.node_type == "PYTHON" || @.node_type == "COMMAND"))') v
+    LOOP
+        refusal := pgdurable.code_refusal(grantee, node ->> 'node_type', node ->> 'query');
+        IF refusal IS NOT NULL THEN
+            RAISE EXCEPTION '%', refusal
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('An administrator allows it with SELECT pgdurable.grant_code(%L, %L); the worker must also have it under a --code-path root.',
+                                    role_name, (pgdurable.code_target(node ->> 'node_type', node ->> 'query')).kind
+                                    || ':' || (pgdurable.code_target(node ->> 'node_type', node ->> 'query')).target);
+        END IF;
+    END LOOP;
+END;
+$$;
+
 -- ---------------------------------------------------------------------------
 -- df.explain labels
 -- ---------------------------------------------------------------------------

@@ -12,6 +12,9 @@ import json
 import psycopg
 import pytest
 
+from pgdurable import model as m
+from pgdurable.render import render
+
 PY = "pgdurable.python('etl.jobs:load', '[1]', '{\"day\": \"2024-01-01\"}')"
 
 
@@ -248,4 +251,47 @@ def test_traversal_and_absolute_paths_need_their_own_grant(database, carol):
     )
     assert database.value(
         "SELECT df.start(pgdurable.command(ARRAY['bin/sub/tool', '../x']))", user=carol
+    )
+
+
+# -- the model renders what the constructors build -------------------------------
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        m.Python("etl.jobs:load"),
+        m.Python(
+            "etl.jobs:load", (1, "two", None, True, [3]), (("day", "x"), ("b", {"z": 1, "aa": 2}))
+        ),
+        m.Command(("bin/x.sh",)),
+        m.Command(
+            ("/bin/sh", "-c", "echo 'it''s' \"$HOME\"\n"), (("LANG", "C"), ("A", "é")), "out"
+        ),
+        m.Seq((m.Sql("SELECT 1"), m.Command(("bin/x",), name="x"))),
+    ],
+)
+def test_model_encoding_is_what_the_constructors_build(database, node):
+    assert database.value(f"SELECT {render(node)}") == m.encode(node)
+
+
+def test_generated_files_check_the_grants_of_the_role_they_start_as(database, carol):
+    graph = database.value(f"SELECT {PY}")
+    refused(
+        database,
+        f"SELECT pgdurable.check_code_grants($${graph}$$, 'carol')",
+        "postgres",
+        'role "carol" is not allowed to run Python callable "etl.jobs:load"',
+        "pgdurable.grant_code('carol', 'python:etl.jobs:load')",
+    )
+    grant(database, carol, "python:etl.*")
+    database.execute(f"SELECT pgdurable.check_code_grants($${graph}$$, 'carol')")
+    # nobody learns another role's grants this way
+    database.create_role("mallory")
+    database.execute("SELECT df.grant_usage('mallory')")
+    refused(
+        database,
+        f"SELECT pgdurable.check_code_grants($${graph}$$, 'carol')",
+        "mallory",
+        'permission denied to check the code grants of role "carol"',
     )

@@ -424,3 +424,94 @@ def test_rows_written_past_the_trigger_are_refused_at_run_time(wf, database, gra
     wf.run(code=code(code_root))
     wf.wait_status(instance, "failed")
     assert 'not allowed to run Python callable "other.mod:f"' in wf.output(instance)
+
+
+# -- a translated crontab line -------------------------------------------------------
+
+
+def test_a_crontab_command_runs_as_a_command_step(
+    database, wf, code_root, tmp_path, background_worker
+):
+    """import-queue turns a non-psql crontab line into a command step; apply is
+    refused until the administrator grants it, then the worker runs it."""
+    from pgdurable import apply as applying
+    from pgdurable import pipeline
+    from pgdurable.errors import ApplyFailed
+
+    role = "cron_ops"
+    database.create_role(role)
+    database.execute(f"SELECT df.grant_usage('{role}')")
+    marker = tmp_path / "marker"
+    cron_d = tmp_path / "cron.d" / "mark"
+    cron_d.parent.mkdir()
+    cron_d.write_text(f"GREETING=hello\n0 3 * * * {role} bin/ok.sh {marker.name}\n")
+    out = tmp_path / "out"
+    (report,) = pipeline.import_queue([cron_d], out_dir=out)
+    assert report.summary["approximate"] == 1, report.text()
+    assert "PGD270" in report.text() and "not as 'cron_ops'" in report.text()
+    with pytest.raises(ApplyFailed, match='role "cron_ops" is not allowed to run program'):
+        with database.connect() as conn:
+            applying.apply_directory(out, applying.DatabaseSink(conn))
+    database.execute(f"SELECT pgdurable.grant_code('{role}', 'command:bin/ok.sh')")
+    with database.connect() as conn:
+        applying.apply_directory(out, applying.DatabaseSink(conn))
+    (name,) = [p.stem for p in out.glob("*.sql") if p.stem != "cutover"]
+    run = database.value(f"SELECT pgdurable_jobs.enqueue_{name.replace('-', '_')}()", user=role)
+    background_worker(code=code(code_root))
+    wf.wait_status(run, "completed", timeout=30)
+    status, result, _ = code_node(database, run, "COMMAND")
+    assert result["stdout"].startswith(f"hi {marker.name} hello\n")
+    scheduler = database.value(
+        "SELECT instance_id FROM pgdurable.workflows WHERE source = 'crontab' AND name = %s",
+        [name],
+    )
+    database.execute("SELECT df.cancel(%s)", [scheduler])
+
+
+# -- a translated Airflow BashOperator ----------------------------------------------
+
+DAG = """
+from airflow import DAG
+from airflow.operators.bash import BashOperator
+import pendulum
+
+with DAG("shell_dag", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
+    nap = BashOperator(task_id="nap", bash_command="sleep 0")
+    say = BashOperator(
+        task_id="say",
+        bash_command='echo "day {{ ds }} in $AIRFLOW_CTX_DAG_ID/$AIRFLOW_CTX_TASK_ID $WHO"',
+        env={"WHO": "{{ params.who }}"},
+        params={"who": "ops"},
+    )
+    nap >> say
+"""
+
+
+def test_an_airflow_bash_command_runs_as_a_command_step(wf, database, alice, code_root, tmp_path):
+    from pgdurable.model import encode
+    from pgdurable.translators import airflow
+    from pgdurable.translators.base import TranslateContext
+
+    dag = tmp_path / "shell_dag.py"
+    dag.write_text(DAG)
+    (result,) = airflow.translate(airflow.read_paths([dag]), TranslateContext()).results
+    codes = [d.code for d in result.diagnostics]
+    assert codes.count("PGD271") == 2 and str(result.fidelity) == "approximate", codes
+    graph = encode(result.workflow.body)
+    with pytest.raises(Exception, match='role "alice" is not allowed to run program "sleep"'):
+        wf.start(graph)
+    database.execute("SELECT pgdurable.grant_code('alice', 'command:sleep')")
+    database.execute("SELECT pgdurable.grant_code('alice', 'command:bash')")
+    instance = wf.start(graph)
+    allowed = [os.path.realpath("/usr/bin/sleep"), os.path.realpath("/bin/bash")]
+    wf.run(code=code(code_root, allow_programs=allowed))
+    wf.wait_status(instance)
+    outputs = sorted(
+        r[0]["stdout"]
+        for r in database.execute(
+            "SELECT result FROM df.nodes WHERE instance_id = %s AND node_type = 'COMMAND'",
+            [instance],
+        )
+    )
+    day = database.value("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+    assert outputs == ["", f"day {day} in shell_dag/say ops\n"]

@@ -22,7 +22,7 @@ from typing import Any
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, SourceRef
 from pgdurable.sqltext import SqlLexError, derived_identifier, dollar_quote, split_statements
-from pgdurable.translators.airflow import templates
+from pgdurable.translators.airflow import bash, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
@@ -777,6 +777,9 @@ def _bash(task: Task, ctx: Context) -> Work:
         return stub(task, "bash_command is not a literal", ctx)
     work = _psql(command.strip(), task, ctx)
     if work is None:
+        step = bash.command_step(task, ctx, command.strip(), _env_for(task, ctx))
+        if step is not None:
+            return Work(step)
         return stub(task, f"the shell command {command.strip()[:60]!r} is not a psql call", ctx)
     return work
 
