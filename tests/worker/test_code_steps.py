@@ -515,3 +515,28 @@ def test_an_airflow_bash_command_runs_as_a_command_step(wf, database, alice, cod
     )
     day = database.value("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
     assert outputs == ["", f"day {day} in shell_dag/say ops\n"]
+
+
+# -- the worker's options ---------------------------------------------------------
+
+
+def test_worker_options_are_checked_before_anything_runs(tmp_path):
+    from click.testing import CliRunner
+
+    from pgdurable.cli import cli
+
+    runner = CliRunner()
+    missing = tmp_path / "missing"
+    result = runner.invoke(cli, ["worker", "--code-path", str(missing)])
+    assert result.exit_code == 2 and f"code path {missing} is not a directory" in result.output
+    result = runner.invoke(
+        cli, ["worker"], env={"PGDURABLE_CODE_PATH": f"{tmp_path}{os.pathsep}{missing}"}
+    )
+    assert result.exit_code == 2 and f"code path {missing} is not a directory" in result.output
+    result = runner.invoke(cli, ["worker", "--allow-program", "psql"])
+    assert result.exit_code == 2 and "must be an absolute path" in result.output
+    # a root is kept as its real path, which the symlink checks compare with
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    roots = CodeConfig.build([str(tmp_path / "link")]).roots
+    assert roots == (os.path.realpath(tmp_path / "real"),)
