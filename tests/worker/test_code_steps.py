@@ -472,8 +472,15 @@ def test_a_crontab_command_runs_as_a_command_step(
 
 DAG = """
 from airflow import DAG
+from airflow.decorators import task
 from airflow.operators.bash import BashOperator
 import pendulum
+
+
+@task.bash
+def stamp():
+    return "echo stamped {{ ds_nodash }}"
+
 
 with DAG("shell_dag", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
     nap = BashOperator(task_id="nap", bash_command="sleep 0")
@@ -483,7 +490,7 @@ with DAG("shell_dag", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) a
         env={"WHO": "{{ params.who }}"},
         params={"who": "ops"},
     )
-    nap >> say
+    nap >> say >> stamp()
 """
 
 
@@ -496,7 +503,7 @@ def test_an_airflow_bash_command_runs_as_a_command_step(wf, database, alice, cod
     dag.write_text(DAG)
     (result,) = airflow.translate(airflow.read_paths([dag]), TranslateContext()).results
     codes = [d.code for d in result.diagnostics]
-    assert codes.count("PGD271") == 2 and str(result.fidelity) == "approximate", codes
+    assert codes.count("PGD271") == 3 and str(result.fidelity) == "approximate", codes
     graph = encode(result.workflow.body)
     with pytest.raises(Exception, match='role "alice" is not allowed to run program "sleep"'):
         wf.start(graph)
@@ -514,7 +521,7 @@ def test_an_airflow_bash_command_runs_as_a_command_step(wf, database, alice, cod
         )
     )
     day = database.value("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
-    assert outputs == ["", f"day {day} in shell_dag/say ops\n"]
+    assert outputs == ["", f"day {day} in shell_dag/say ops\n", f"stamped {day.replace('-', '')}\n"]
 
 
 # -- the worker's options ---------------------------------------------------------

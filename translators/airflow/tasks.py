@@ -880,6 +880,10 @@ def _bash_decorated(task: Task, ctx: Context) -> Work:
     fn = task.callable
     value = getattr(fn, "static_return", None) if fn is not None else None
     work = _psql(value.strip(), task, ctx) if isinstance(value, str) else None
+    if work is None and isinstance(value, str) and value.strip():
+        step = bash.command_step(task, ctx, value.strip(), _env_for(task, ctx))
+        if step is not None:
+            return Work(step)
     if work is None:
         return stub(task, "@task.bash does not return a literal psql command", ctx)
     return work
