@@ -137,6 +137,8 @@ CODES: dict[str, Code] = {
     "PGD255": Code(Severity.WARNING, Fidelity.APPROXIMATE, "start_date/end_date not enforced"),
     "PGD256": Code(Severity.INFO, Fidelity.EXACT, "start_date/end_date checked by SQL"),
     "PGD257": Code(Severity.WARNING, Fidelity.EXACT, "runs as another role: grant it access"),
+    "PGD270": Code(Severity.WARNING, Fidelity.APPROXIMATE, "command runs on a worker host"),
+    "PGD271": Code(Severity.WARNING, Fidelity.APPROXIMATE, "bash command runs on a worker host"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),

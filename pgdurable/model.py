@@ -19,8 +19,10 @@ Extension nodes (``Retry``, ``Timeout``, ``Try``) encode with node types
 ``RETRY``, ``TIMEOUT`` and ``TRY``: the child is ``left_node``, ``Try``'s
 fallback is ``right_node`` and parameters are a JSON config in ``query``,
 byte for byte what the ``pgdurable.retry/timeout/try`` constructors
-(migration 0007) build; they validate their arguments the same way. A model
-that uses one has profile ``pgdurable`` (SPEC A.5).
+(migration 0007) build; they validate their arguments the same way. Code
+steps (``Python``, ``Command``, migration 0014) are leaves whose config is
+jsonb's text form, as their constructors build it. A model that uses one has
+profile ``pgdurable`` (SPEC A.5).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from pgdurable.diagnostics import SourceRef
 
@@ -207,6 +209,29 @@ class Try(NodeBase):
     on_failure: Node
 
 
+@dataclass(frozen=True)
+class Python(NodeBase):
+    """``pgdurable.python(callable, args, kwargs)``: a function under the worker's code roots.
+    ``args`` and ``kwargs`` hold JSON values (str, int, bool, None, lists, dicts)."""
+
+    callable: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Command(NodeBase):
+    """``pgdurable.command(argv, env, cwd)``: a program under the worker's code roots."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] | None = None
+    cwd: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.argv or not self.argv[0]:
+            raise ValueError("pgdurable.command: argv must be a non-empty array of strings")
+
+
 Node = Union[  # noqa: UP007 - a runtime alias used by singledispatch users
     Sql,
     Seq,
@@ -223,8 +248,10 @@ Node = Union[  # noqa: UP007 - a runtime alias used by singledispatch users
     Retry,
     Timeout,
     Try,
+    Python,
+    Command,
 ]
-EXTENSION_NODES = (Retry, Timeout, Try)
+EXTENSION_NODES = (Retry, Timeout, Try, Python, Command)
 
 
 # -- JSON encoding ------------------------------------------------------------
@@ -275,6 +302,23 @@ def _jsonb_headers(headers: tuple[tuple[str, str], ...]) -> str:
     merged = dict(headers)
     keys = sorted(merged, key=lambda k: (len(k.encode()), k.encode()))
     return _config([(k, json_string(merged[k])) for k in keys])
+
+
+def jsonb_text(value: Any) -> str:
+    """``value`` as PostgreSQL prints it as jsonb: keys by byte length then
+    bytes (the last duplicate wins), ``", "`` and ``": "`` separators."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(f"{json_string(k)}: {jsonb_text(value[k])}" for k in keys) + "}"
+    raise TypeError(f"a code step argument must be JSON text, numbers or null, not {value!r}")
 
 
 def _float_text(value: float) -> str:
@@ -357,6 +401,12 @@ def encode(node: Node) -> str:
             return _envelope("TIMEOUT", left=encode(c), query=query, result_name=n)
         case Try(node=c, on_failure=f):
             return _envelope("TRY", left=encode(c), right=encode(f), result_name=n)
+        case Python(callable=c, args=a, kwargs=k):
+            config = {"callable": c, "args": list(a), "kwargs": dict(k)}
+            return _envelope("PYTHON", query=jsonb_text(config), result_name=n)
+        case Command(argv=a, env=e, cwd=d):
+            config = {"argv": list(a), "env": None if e is None else dict(e), "cwd": d}
+            return _envelope("COMMAND", query=jsonb_text(config), result_name=n)
     raise TypeError(f"not a workflow node: {node!r}")
 
 

@@ -193,3 +193,18 @@ def _(node: m.Timeout, indent: int) -> str:
 def _(node: m.Try, indent: int) -> str:
     args = [_child(node.node, indent + 1), _child(node.on_failure, indent + 1)]
     return _call("pgdurable.try", args, indent)
+
+
+@_render.register
+def _(node: m.Python, indent: int) -> str:
+    args = m.jsonb_text(list(node.args))
+    kwargs = m.jsonb_text(dict(node.kwargs))
+    return f"pgdurable.python({literal(node.callable)}, {literal(args)}, {literal(kwargs)})"
+
+
+@_render.register
+def _(node: m.Command, indent: int) -> str:
+    argv = ", ".join(literal(a) for a in node.argv)
+    env = "NULL" if node.env is None else f"{literal(m.jsonb_text(dict(node.env)))}::jsonb"
+    cwd = "NULL" if node.cwd is None else literal(node.cwd)
+    return f"pgdurable.command(ARRAY[{argv}]::text[], {env}, {cwd})"

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pgdurable import db
 from pgdurable.worker import housekeeping, liveness
 from pgdurable.worker.claims import drive
+from pgdurable.worker.code_roots import CodeConfig
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.logs import event
 from pgdurable.worker.metrics import Metrics
@@ -61,6 +62,7 @@ class WorkerOptions:
     # non-loopback host needs metrics_allow_remote.
     metrics_address: str | None = None
     metrics_allow_remote: bool = False
+    code: CodeConfig = field(default_factory=CodeConfig)  # code steps' roots and limits
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -80,7 +82,9 @@ class Worker:
             autocommit=True,
         )
         self.user_pools: dict[tuple[str, str | None], db.AsyncPool] = {}
-        self.services = Services(self._user_pool, asyncio.Semaphore(self.options.concurrency))
+        self.services = Services(
+            self._user_pool, asyncio.Semaphore(self.options.concurrency), code=self.options.code
+        )
         self.outcomes: dict[str, int] = {}
         self.metrics = Metrics()
         self.metrics.count_claimed(lambda: len(self.active))
@@ -324,6 +328,7 @@ async def run_worker(
     lease_seconds: float = 30.0,
     poll_interval: float = 2.0,
     grace: float = 10.0,
+    code: CodeConfig | None = None,
     install_signal_handlers: bool = False,
     metrics_address: str | None = None,
     metrics_allow_remote: bool = False,
@@ -340,6 +345,7 @@ async def run_worker(
             grace=grace,
             metrics_address=metrics_address,
             metrics_allow_remote=metrics_allow_remote,
+            code=code or CodeConfig(),
         ),
     )
     if install_signal_handlers:

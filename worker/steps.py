@@ -1,5 +1,5 @@
 """Executors for the leaf node types: SQL, SLEEP, WAIT_SCHEDULE, SIGNAL, BREAK
-(HTTP and HTTP_MULTIPART live in ``http_step``).
+(HTTP and HTTP_MULTIPART live in ``http_step``, PYTHON and COMMAND in ``code_steps``).
 
 Each executor first looks for the node's journaled outcome in this
 generation and replays it; otherwise it executes and journals the outcome
@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from pgdurable import db
 from pgdurable.worker import deadlines
+from pgdurable.worker.code_roots import CodeConfig
+from pgdurable.worker.code_steps import run_code
 from pgdurable.worker.http_step import run_http
 from pgdurable.worker.logs import event
 from pgdurable.worker.outcomes import Broke, Cancelled, Failed, LeaseLost, ShuttingDown, Suspended
@@ -40,12 +42,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """What executors share across instances: user pools, the step bound, and
-    the shutdown flag (set on SIGTERM: no new step starts after it)."""
+    """What executors share across instances: user pools, the step bound, the
+    shutdown flag (set on SIGTERM: no new step starts after it) and the code
+    roots of code steps."""
 
     user_pool: Callable[[str, str | None], Awaitable[db.AsyncPool]]  # (role, database) -> pool
     step_slots: asyncio.Semaphore
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    code: CodeConfig = field(default_factory=CodeConfig)
 
 
 def _replayed(ex: Execution, node: Node, scope: Scope) -> str | None:
@@ -249,4 +253,6 @@ EXECUTORS: dict[str, Callable[[Execution, Node, Scope], Awaitable[str]]] = {
     "SIGNAL": _signal,
     "HTTP": run_http,
     "HTTP_MULTIPART": run_http,
+    "PYTHON": run_code,
+    "COMMAND": run_code,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import click
 
@@ -55,6 +56,34 @@ from pgdurable.errors import PgDurableError
     help="Allow a --metrics-address that is not loopback (metrics name your workflows).",
 )
 @click.option(
+    "--code-path",
+    "code_paths",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    envvar="PGDURABLE_CODE_PATH",
+    metavar="DIR",
+    help="A code root: code steps (pgdurable.python, pgdurable.command) run only modules and "
+    "programs under these directories (repeatable; $PGDURABLE_CODE_PATH holds a "
+    f"{os.pathsep!r}-separated list).",
+)
+@click.option(
+    "--allow-program",
+    "allow_programs",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    envvar="PGDURABLE_ALLOW_PROGRAMS",
+    metavar="PATH",
+    help="An absolute program outside the code roots that command steps may run, "
+    "e.g. /usr/bin/psql (repeatable).",
+)
+@click.option(
+    "--code-memory-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MIB",
+    help="Address-space limit of each code step's child process (RLIMIT_AS).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -79,6 +108,9 @@ def worker_command(
     grace: float,
     metrics_address: str | None,
     metrics_allow_remote: bool,
+    code_paths: tuple[str, ...],
+    allow_programs: tuple[str, ...],
+    code_memory_limit: int | None,
     log_format: str,
     log_level: str,
 ) -> None:
@@ -92,6 +124,7 @@ def worker_command(
     from pgdurable import db as database
     from pgdurable.errors import DatabaseUnavailable
     from pgdurable.worker import logs, run_worker
+    from pgdurable.worker.code_roots import CodeConfig
 
     if metrics_address is not None:  # a bad address is a usage error, before connecting
         from pgdurable.worker.metrics import is_loopback, parse_address
@@ -106,6 +139,10 @@ def worker_command(
                 "metrics on it (and restrict who can reach it)",
                 param_hint="--metrics-address",
             )
+    try:
+        code = CodeConfig.build(code_paths, allow_programs, code_memory_limit)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     logs.configure(log_format, getattr(logging, log_level.upper()))
     if log_format == "json":  # stderr carries JSON lines only
         target = connect_target(dsn, progress=lambda text: logs.event("startup", message=text))
@@ -127,6 +164,7 @@ def worker_command(
             until_idle=until_idle,
             lease_seconds=lease_seconds,
             grace=grace,
+            code=code,
             install_signal_handlers=True,
             metrics_address=metrics_address,
             metrics_allow_remote=metrics_allow_remote,

@@ -132,7 +132,9 @@ def test_dry_run_diffs_against_disk_and_gates_ci(tmp_path, repo_root, monkeypatc
     assert not out.exists()  # a dry run writes nothing
     real = CliRunner().invoke(cli, [*args, "--report", str(tmp_path / "r.json")])
     assert real.exit_code == 1  # job 4 has an invalid schedule: the batch still wrote the rest
-    assert sorted(p.name for p in out.iterdir()) == sorted(["cutover.sql", "rollback.sql", first, second, third])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["cutover.sql", "rollback.sql", first, second, third]
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"] == {"exact": 3, "approximate": 0, "manual": 0, "failed": 1}
     assert report["items"][3]["diagnostics"][0]["code"] == "PGD101"

@@ -23,7 +23,7 @@ from pgdurable import model as m
 from pgdurable.diagnostics import Collector, SourceRef
 from pgdurable.sqltext import SqlLexError, derived_identifier, dollar_quote, split_statements
 from pgdurable.sqltext import literal as sql_literal
-from pgdurable.translators.airflow import templates
+from pgdurable.translators.airflow import bash, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
@@ -1025,6 +1025,9 @@ def _bash(task: Task, ctx: Context) -> Work:
         return stub(task, "bash_command is not a literal", ctx)
     work = _psql(command.strip(), task, ctx)
     if work is None:
+        step = bash.command_step(task, ctx, command.strip(), _env_for(task, ctx))
+        if step is not None:
+            return Work(step)
         return stub(task, f"the shell command {command.strip()[:60]!r} is not a psql call", ctx)
     return work
 
@@ -1125,6 +1128,10 @@ def _bash_decorated(task: Task, ctx: Context) -> Work:
     fn = task.callable
     value = getattr(fn, "static_return", None) if fn is not None else None
     work = _psql(value.strip(), task, ctx) if isinstance(value, str) else None
+    if work is None and isinstance(value, str) and value.strip():
+        step = bash.command_step(task, ctx, value.strip(), _env_for(task, ctx))
+        if step is not None:
+            return Work(step)
     if work is None:
         return stub(task, "@task.bash does not return a literal psql command", ctx)
     return work

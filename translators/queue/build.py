@@ -26,7 +26,7 @@ from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity
 from pgdurable.sqltext import comment, dollar_quote, literal
 from pgdurable.translators.base import OUTSIDE, ItemResult, TranslateContext, Workflow, crash
-from pgdurable.translators.queue import enqueue, psql, schedules
+from pgdurable.translators.queue import commands, crontab, enqueue, psql, schedules
 from pgdurable.translators.queue.jobs import Item, Psql, QueueJob, Task, Unreadable
 from pgdurable.translators.queue.tasks import EMPTY, TaskMap
 from pgdurable.translators.sqlcommand import Runner, command_steps
@@ -43,6 +43,10 @@ def _stub(message: str) -> m.Sql:
 
 def _task_action(job: QueueJob, task: Task, tasks: TaskMap, diag: Collector, portable: bool):
     mapping = tasks.lookup(task)
+    if mapping is None and job.format == crontab.FORMAT and not portable:
+        command = commands.step(job, task, diag)
+        if command is not None:
+            return command, False
     if mapping is None or mapping.kind == "manual":
         how = "is marked manual in --tasks" if mapping else "is not mapped"
         diag.add(

@@ -228,7 +228,12 @@ def read(path: Path, text: str, file: str, used: dict[str, int], kind: str = "au
                 raise psql.NotPsql("the line chains several psql commands; map it in --tasks")
             action = found[0][0]
         except psql.NotPsql:
-            action = Task(" ".join(psql.strip_redirections(command).split()), "command")
+            action = Task(
+                " ".join(psql.strip_redirections(command).split()),
+                "command",
+                shell=command.strip() if stdin is None else None,
+                env=tuple(env.items()),
+            )
         name = _unique(_name_for(action), used)
         items.append(
             QueueJob(

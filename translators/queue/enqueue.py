@@ -118,6 +118,10 @@ def function_sql(
         "END $check$;"
         for name in needed
     ]
+    if run_as and any(isinstance(n, m.Python | m.Command) for n in m.walk(run)):
+        # Code steps: the run's role must be granted them (migration 0014);
+        # refused now rather than at the first run.
+        checks.append(f"SELECT pgdurable.check_code_grants({graph_json}, {literal(run_as)});")
     db = "NULL" if database is None else literal(database)
     body = [
         "",

@@ -101,6 +101,8 @@ class Task:
 
     name: str
     kind: str  # "celery task", "sidekiq class", "command", "graphile task"
+    shell: str | None = None  # a command's line as the shell gets it (crontab)
+    env: tuple[tuple[str, str], ...] = ()  # the environment the source gives it
 
 
 Action = Psql | Task
