@@ -123,9 +123,12 @@ class _Parser:
             value: Any = m.Loop(_node(self.unary(), self.line()))
         else:
             value = self.primary()
-        if self.at("::"):  # a cast, as render writes for jsonb headers
+        if self.at("::"):  # a cast, as render writes for jsonb headers and text[] argv
             self.take()
             self.take()
+            if self.at("["):
+                self.take("[")
+                self.take("]")
         if source is not None and isinstance(value, str):  # a SQL step with its source
             value = m.Sql(value, source=source)
         elif source is not None and isinstance(value, m.Seq) and value.name is None:
@@ -149,6 +152,15 @@ class _Parser:
             return value
         if tok.kind == "ident" and tok.text.lower() == "null":
             return None
+        if tok.kind == "ident" and tok.text.lower() == "array" and self.at("["):
+            self.take("[")
+            items: list[Any] = []
+            while not self.at("]"):
+                items.append(self.expression())
+                if not self.at("]"):
+                    self.take(",")
+            self.take("]")
+            return tuple(items)
         if tok.kind == "ident" and self.at("."):
             self.take(".")
             name = f"{tok.text.lower()}.{self.take().text.lower()}"
@@ -260,6 +272,20 @@ def _call(name: str, args: list[Any], named: dict[str, Any], line: int) -> Any:
         return m.Try(node(0, "node"), node(1, "on_failure"))
     if name == "df.http":
         return _http(arg, line)
+    if name == "pgdurable.python":
+        args_json, kwargs_json = arg(1, "args", None), arg(2, "kwargs", None)
+        return m.Python(
+            arg(0, "callable"),
+            tuple(json.loads(args_json)) if args_json else (),
+            tuple(json.loads(kwargs_json).items()) if kwargs_json else (),
+        )
+    if name == "pgdurable.command":
+        env = arg(1, "env", None)
+        return m.Command(
+            tuple(arg(0, "argv")),
+            tuple(json.loads(env).items()) if env else None,
+            arg(2, "cwd", None),
+        )
     raise DslError(f"{name}() is not a workflow constructor pgdurable can read offline", line)
 
 
