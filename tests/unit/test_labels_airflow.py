@@ -165,7 +165,7 @@ def test_same_dag_id_in_two_folders_gets_two_outputs(tmp_path):
     for r in batch.results:
         assert _diags(r, "PGD254") and r.fidelity == Fidelity.EXACT
     plan = output.plan("airflow", batch.results, tmp_path)
-    bodies = [t for p, t in plan.files.items() if p.name != output.CUTOVER]
+    bodies = [t for p, t in plan.files.items() if p.name not in (output.CUTOVER, output.ROLLBACK)]
     assert len(bodies) == 2
     assert any("finance.load" in t for t in bodies) and any("marketing.load" in t for t in bodies)
 
