@@ -455,7 +455,7 @@ def test_a_crontab_command_runs_as_a_command_step(
     database.execute(f"SELECT pgdurable.grant_code('{role}', 'command:bin/ok.sh')")
     with database.connect() as conn:
         applying.apply_directory(out, applying.DatabaseSink(conn))
-    (name,) = [p.stem for p in out.glob("*.sql") if p.stem != "cutover"]
+    (name,) = [p.stem for p in out.glob("*.sql") if p.stem not in ("cutover", "rollback")]
     run = database.value(f"SELECT pgdurable_jobs.enqueue_{name.replace('-', '_')}()", user=role)
     background_worker(code=code(code_root))
     wf.wait_status(run, "completed", timeout=30)
