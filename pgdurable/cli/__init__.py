@@ -16,6 +16,7 @@ from pgdurable import __version__
 from pgdurable.cli import db as _db
 from pgdurable.cli import imports as _imports
 from pgdurable.cli import instances as _instances
+from pgdurable.cli import ui as _ui
 from pgdurable.cli import verify as _verify
 from pgdurable.cli.options import (
     EXIT_FAILURE,
@@ -70,6 +71,7 @@ for _command in (
     _imports.import_airflow,
     _imports.quickstart_command,
     _verify.verify_command,
+    _ui.ui_command,
 ):
     cli.add_command(_command)
 
