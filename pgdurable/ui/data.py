@@ -130,7 +130,7 @@ def workflows(conn: db.Connection, query: str = "", fidelity: str = "") -> Workf
         for row in rows.values():
             row.next_due = due.get(row.instance_id)
             row.overdue = row.next_due is not None and row.next_due < now - OVERDUE_AFTER
-    everything = list(rows.values())
+    everything = sorted(rows.values(), key=lambda r: r.workflow)
     counts = {f: sum(1 for r in everything if r.fidelity == f) for f in FIDELITIES}
     needle = query.strip().lower()
     shown = [
