@@ -32,7 +32,7 @@ class Settings:
     conninfo: str  # the resolved target; with login, user and password are replaced
     login: bool = False  # ask for database credentials
     secure_cookie: bool = False  # served over TLS
-    allowed_hosts: frozenset[str] | None = None  # None: any Host header
+    loopback_only: bool = False  # answer only requests whose Host names loopback
     reports: tuple[Path, ...] = field(default_factory=tuple)
 
 
@@ -43,7 +43,7 @@ def create_app(settings: Settings) -> Flask:
 
     @app.before_request
     def _guard():
-        if settings.allowed_hosts is not None and request.host not in settings.allowed_hosts:
+        if settings.loopback_only and not security.loopback_host(request.host):
             abort(400, "unexpected Host header (the dashboard answers on its own address only)")
         if request.endpoint == "static":
             return None

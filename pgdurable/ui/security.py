@@ -79,5 +79,12 @@ def same_origin(origin: str | None, referer: str | None, host_url: str) -> bool:
     return (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc)
 
 
-def loopback_hosts(port: int) -> set[str]:
-    return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def loopback_host(host: str) -> bool:
+    """True when a Host header names the loopback interface (any port)."""
+    name, _, port = host.rpartition(":")
+    if not port.isdigit():  # no port given
+        name = host
+    return name.lower() in LOOPBACK_NAMES

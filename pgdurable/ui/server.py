@@ -16,7 +16,6 @@ from pathlib import Path
 
 from pgdurable.errors import PgDurableError
 from pgdurable.ui.app import Settings, create_app
-from pgdurable.ui.security import loopback_hosts
 
 DEFAULT_ADDRESS = "127.0.0.1:8765"
 
@@ -47,9 +46,9 @@ class Address:
 
 
 def parse_address(text: str) -> Address:
-    """``host:port``, ``[v6]:port`` or ``:port`` (loopback)."""
+    """``host:port``, ``[v6]:port`` or ``:port`` (loopback); port 0 picks a free one."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise AddressError(f"--address {text!r}: give HOST:PORT, e.g. {DEFAULT_ADDRESS}")
     host = host.strip("[]") or "127.0.0.1"
     return Address(host, int(port))
@@ -75,7 +74,7 @@ def settings_for(
         conninfo=conninfo,
         login=login or not address.loopback,
         secure_cookie=tls is not None,
-        allowed_hosts=frozenset(loopback_hosts(address.port)) if address.loopback else None,
+        loopback_only=address.loopback,
         reports=reports,
     )
 
@@ -94,7 +93,8 @@ def serve(settings: Settings, address: Address, tls: tuple[Path, Path] | None = 
     except OSError as exc:
         raise PgDurableError(f"cannot listen on {address.host}:{address.port}: {exc}") from exc
     if ready is not None:
-        ready(address.url(tls is not None))
+        bound = Address(address.host, server.bind_addr[1])  # the port chosen for port 0
+        ready(bound.url(tls is not None))
     try:
         server.serve()
     finally:

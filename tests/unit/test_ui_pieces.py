@@ -63,12 +63,14 @@ def test_address_policy(tmp_path):
     loop = server.parse_address("127.0.0.1:8765")
     assert loop.loopback and server.parse_address(":9000") == server.Address("127.0.0.1", 9000)
     settings = server.settings_for("", loop, login=False, tls=None, insecure=False, reports=())
-    assert not settings.login and "localhost:8765" in settings.allowed_hosts
+    assert not settings.login and settings.loopback_only
+    assert security.loopback_host("localhost:8765") and security.loopback_host("[::1]:1")
+    assert not security.loopback_host("attacker.example:8765")
     exposed = server.parse_address("0.0.0.0:8765")
     with pytest.raises(server.AddressError, match="--tls-cert FILE --tls-key FILE, or --insecure"):
         server.settings_for("", exposed, login=False, tls=None, insecure=False, reports=())
     insecure = server.settings_for("", exposed, login=False, tls=None, insecure=True, reports=())
-    assert insecure.login and insecure.allowed_hosts is None and not insecure.secure_cookie
+    assert insecure.login and not insecure.loopback_only and not insecure.secure_cookie
     cert = (tmp_path / "c.pem", tmp_path / "k.pem")
     tls = server.settings_for("", exposed, login=False, tls=cert, insecure=False, reports=())
     assert tls.login and tls.secure_cookie

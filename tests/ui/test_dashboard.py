@@ -1,0 +1,93 @@
+"""``pgdurable ui`` in a real browser: what a person sees and can do.
+
+One dashboard process, one database (real instances, a real worker) and one
+headless Chromium serve every test of the module (fixtures in conftest.py).
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from pgdurable.testing import wait_for
+
+
+def test_a_failed_run_shows_its_error(browser, instances):
+    browser.sign_in("alice")
+    assert [r.get_attribute("data-workflow") for r in browser.all("#workflows tbody tr")] == [
+        "demo/nightly",
+        "demo/waiter",
+    ]
+    browser.click('a[href="/workflows/demo/nightly"]')
+    rows = browser.all("#grid tbody tr")
+    assert [r.get_attribute("data-instance") for r in rows] == [instances["bad"], instances["ok"]]
+    failed = browser.all(f'tr[data-instance="{instances["bad"]}"] a.cell.failed')
+    assert len(failed) == 1 and "division by zero" in failed[0].get_attribute("title")
+    assert len(browser.all(f'tr[data-instance="{instances["ok"]}"] a.cell.completed')) == 2
+    failed[0].click()
+    browser.remember()
+    assert browser.text("#instance-status") == "failed"
+    node = browser.driver.current_url.rsplit("#node-", 1)[1]
+    assert "division by zero" in browser.text(f"#node-{node} pre.error")
+    # the graph: one SVG box per step, coloured by status, linked to its row
+    boxes = browser.all("svg.graph a.node")
+    assert {b.get_attribute("data-status") for b in boxes} == {"completed", "failed"}
+    assert node in [b.get_attribute("data-node") for b in boxes]
+
+
+def test_the_cancel_button_cancels(browser, instances, ui_database):
+    browser.sign_in("alice")
+    browser.open(f"/instances/{instances['waiter']}")
+    assert browser.text("#instance-status") == "running"
+    # a running instance refreshes itself
+    assert browser.all('meta[http-equiv="refresh"]')
+    browser.click("#cancel")
+    assert "cancel" in browser.text(".notice.ok")
+    status = "SELECT status FROM df.instances WHERE id = %s"
+    wait_for(lambda: ui_database.value(status, [instances["waiter"]]) == "cancelled", timeout=10)
+    browser.open(f"/instances/{instances['waiter']}")
+    assert browser.text("#instance-status") == "cancelled" and not browser.all("#cancel")
+
+
+def test_another_roles_workflows_are_not_visible(browser, instances):
+    browser.sign_in("bob")
+    assert [r.get_attribute("data-workflow") for r in browser.all("#workflows tbody tr")] == [
+        "bobs/secret"
+    ]
+    browser.open(f"/instances/{instances['bad']}")
+    assert "not found, or not yours to see" in browser.text("#error")
+    browser.open("/workflows/demo/nightly")
+    assert "No run of demo/nightly" in browser.text("main")
+    browser.sign_in("alice")
+    assert "bobs/secret" not in browser.text("#workflows")
+
+
+def test_the_migration_report_lists_items_diagnostics_and_files(browser):
+    browser.sign_in("alice")
+    browser.open("/report")
+    item = browser.all('tr[data-item="warehouse-sync"]')[0]
+    assert "exact" in item.text and "PGD205" in item.text
+    failed = browser.all('tr[data-item="line_13"]')[0]
+    assert "failed" in failed.text and "PGD102" in failed.text
+    item.find_element("css selector", "a").click()
+    browser.remember()
+    assert "SELECT pgdurable.deploy_workflow(" in browser.text("body")
+
+
+def test_posts_need_the_csrf_token_and_our_origin(dashboard, instances, ui_database):
+    url = f"{dashboard.rstrip('/')}/instances/{instances['ok']}/cancel"
+
+    def post(headers: dict[str, str], body: bytes = b"csrf=forged") -> int:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert post({"Origin": "http://evil.example"}) == 403
+    assert post({}) == 403  # neither Origin nor Referer
+    assert post({"Origin": dashboard.rstrip("/")}) == 403  # our origin, but no valid token
+    assert post({"Host": "attacker.example", "Origin": "http://attacker.example"}) == 400
+    status = "SELECT status FROM df.instances WHERE id = %s"
+    assert ui_database.value(status, [instances["ok"]]) == "completed"
