@@ -31,6 +31,8 @@ class Settings:
 
     conninfo: str  # the resolved target; with login, user and password are replaced
     login: bool = False  # ask for database credentials
+    # Sign in only when PostgreSQL checked the password (not under trust auth).
+    require_password: bool = False
     secure_cookie: bool = False  # served over TLS
     loopback_only: bool = False  # answer only requests whose Host names loopback
     reports: tuple[Path, ...] = field(default_factory=tuple)
@@ -62,7 +64,7 @@ def create_app(settings: Settings) -> Flask:
             if not security.token_matches(g.session, request.form.get("csrf")):
                 abort(403, "missing or wrong CSRF token: reload the page and try again")
         if g.session.conninfo is None and request.endpoint not in ("login", "login_post"):
-            return redirect(url_for("login", next=request.full_path))
+            return redirect(url_for("login", next=request.full_path.rstrip("?")))
         return None
 
     @app.after_request
@@ -133,10 +135,20 @@ def create_app(settings: Settings) -> Flask:
             return back(url_for("login", next=target), "error", "give a database role to sign in")
         conninfo = db.conninfo_with(settings.conninfo, user=user, password=password or None)
         try:
-            db.connect(conninfo).close()
+            with db.connection(conninfo) as probe:
+                checked = db.used_password(probe)
         except DatabaseUnavailable as exc:
             log.info("sign-in as %s refused: %s", user, exc.message)
             return back(url_for("login", next=target), "error", f"could not sign in as {user}")
+        if settings.require_password and not checked:
+            # Under trust authentication any password would do: on an exposed
+            # address that would let anyone in as any role.
+            return back(
+                url_for("login", next=target),
+                "error",
+                "the database did not check the password (trust authentication): "
+                "configure password authentication for the dashboard's connections",
+            )
         # A new session (and cookie) on sign-in: a token planted before it is worthless.
         sessions.drop(g.token)
         g.token, g.session = sessions.new(security.Session(conninfo=conninfo, user=user))

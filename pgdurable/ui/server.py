@@ -3,8 +3,10 @@
 Loopback (the default, ``127.0.0.1:8765``): no sign-in, the resolved
 connection's role is the viewer, and only loopback Host headers are answered.
 Any other address exposes it: every visitor signs in with a database role and
-its password, and it refuses to start without TLS (``--tls-cert``/``--tls-key``)
-unless ``--insecure`` says plain HTTP is wanted (e.g. behind a TLS proxy).
+its password (a connection the server let in without checking the password,
+under trust authentication, is refused), and it refuses to start without TLS
+(``--tls-cert``/``--tls-key``) unless ``--insecure`` says plain HTTP is wanted
+(e.g. behind a TLS proxy).
 cheroot (CherryPy's server) serves it: threaded, production-grade, TLS built in.
 """
 
@@ -73,6 +75,7 @@ def settings_for(
     return Settings(
         conninfo=conninfo,
         login=login or not address.loopback,
+        require_password=not address.loopback,
         secure_cookie=tls is not None,
         loopback_only=address.loopback,
         reports=reports,

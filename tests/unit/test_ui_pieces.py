@@ -71,6 +71,7 @@ def test_address_policy(tmp_path):
         server.settings_for("", exposed, login=False, tls=None, insecure=False, reports=())
     insecure = server.settings_for("", exposed, login=False, tls=None, insecure=True, reports=())
     assert insecure.login and not insecure.loopback_only and not insecure.secure_cookie
+    assert insecure.require_password and not settings.require_password
     cert = (tmp_path / "c.pem", tmp_path / "k.pem")
     tls = server.settings_for("", exposed, login=False, tls=cert, insecure=False, reports=())
     assert tls.login and tls.secure_cookie
