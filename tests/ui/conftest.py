@@ -117,8 +117,9 @@ def _start(database: TestDatabase, user: str, graph: dict, label: str) -> str:
 
 @pytest.fixture(scope="module")
 def instances(ui_database) -> Iterator[dict[str, str]]:
-    """alice: a completed and a failed run of demo/nightly and an instance waiting
-    for a signal (demo/waiter); bob: a run of bobs/secret. A worker runs them."""
+    """alice: a completed and a failed run of demo/nightly and two instances waiting
+    for a signal (demo/waiter, demo/approval); bob: a run of bobs/secret. A worker
+    runs them."""
     for role in ("alice", "bob"):
         ui_database.create_role(role)
         ui_database.execute("SELECT df.grant_usage(%s)", [role])
@@ -143,6 +144,9 @@ def instances(ui_database) -> Iterator[dict[str, str]]:
         "waiter": _start(
             ui_database, "alice", then(wait, sql("SELECT 'signalled'")), "demo/waiter"
         ),
+        "approval": _start(
+            ui_database, "alice", then(wait, sql("SELECT 'signalled'")), "demo/approval"
+        ),
         "secret": _start(ui_database, "bob", sql("SELECT 4"), "bobs/secret"),
     }
     worker = ThreadWorker(ui_database.conninfo())
@@ -150,8 +154,9 @@ def instances(ui_database) -> Iterator[dict[str, str]]:
     def settled() -> bool:
         rows = dict(ui_database.execute("SELECT id, status FROM df.instances"))
         waiting = ui_database.value(
-            "SELECT 'go' = ANY(waiting_signals) FROM pgdurable.runs WHERE instance_id = %s",
-            [ids["waiter"]],
+            "SELECT count(*) = 2 FROM pgdurable.runs"
+            " WHERE instance_id = ANY(%s) AND 'go' = ANY(waiting_signals)",
+            [[ids["waiter"], ids["approval"]]],
         )
         return (
             all(rows[ids[k]] in ("completed", "failed") for k in ("ok", "bad", "secret"))

@@ -15,6 +15,7 @@ from pgdurable.testing import wait_for
 def test_a_failed_run_shows_its_error(browser, instances):
     browser.sign_in("alice")
     assert [r.get_attribute("data-workflow") for r in browser.all("#workflows tbody tr")] == [
+        "demo/approval",
         "demo/nightly",
         "demo/waiter",
     ]
@@ -39,14 +40,34 @@ def test_the_cancel_button_cancels(browser, instances, ui_database):
     browser.sign_in("alice")
     browser.open(f"/instances/{instances['waiter']}")
     assert browser.text("#instance-status") == "running"
-    # a running instance refreshes itself
-    assert browser.all('meta[http-equiv="refresh"]')
+    # a running instance refreshes itself (while nobody types into its forms)
+    assert browser.all("script#refresh")
     browser.click("#cancel")
     assert "cancel" in browser.text(".notice.ok")
     status = "SELECT status FROM df.instances WHERE id = %s"
     wait_for(lambda: ui_database.value(status, [instances["waiter"]]) == "cancelled", timeout=10)
     browser.open(f"/instances/{instances['waiter']}")
     assert browser.text("#instance-status") == "cancelled" and not browser.all("#cancel")
+
+
+def test_a_signal_releases_a_waiting_instance_and_the_page_follows(browser, instances):
+    browser.sign_in("alice")
+    browser.open(f"/instances/{instances['approval']}")
+    assert browser.driver.find_element("id", "signal-name").get_attribute("value") == "go"
+    browser.driver.find_element("id", "signal-data").send_keys('{"ok": true}')
+    browser.click("#send-signal")
+    assert "signal go" in browser.text(".notice.ok")
+
+    def shown_status() -> str | None:
+        try:
+            return browser.text("#instance-status")
+        except Exception:  # the page is reloading itself
+            return None
+
+    # nobody reloads: the page refreshes itself until the instance has finished
+    wait_for(lambda: shown_status() == "completed", timeout=20, what="the page to follow")
+    browser.remember()
+    assert '"signalled"' in browser.text("#nodes")
 
 
 def test_another_roles_workflows_are_not_visible(browser, instances):
