@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> Flask:
             "default-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
         )
         response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     @app.teardown_request
@@ -115,6 +116,8 @@ def create_app(settings: Settings) -> Flask:
 
     @app.get("/login")
     def login():
+        if not settings.login:
+            abort(404, "no sign-in here: the dashboard uses the role it was started with")
         notices, g.session.notices = g.session.notices, []
         return render_template(
             "login.html",
@@ -128,6 +131,8 @@ def create_app(settings: Settings) -> Flask:
 
     @app.post("/login")
     def login_post():
+        if not settings.login:
+            abort(404, "no sign-in here: the dashboard uses the role it was started with")
         user = request.form.get("user", "").strip()
         password = request.form.get("password", "")
         target = _local(request.form.get("next"))
@@ -202,7 +207,7 @@ def create_app(settings: Settings) -> Flask:
 
     @app.get("/report/file")
     def report_file():
-        # Only a file an import report names: never an arbitrary path.
+        # Only a generated .sql file an import report names: never an arbitrary path.
         wanted = request.args.get("path", "")
         known = {
             str(i.output): i.output
@@ -211,7 +216,7 @@ def create_app(settings: Settings) -> Flask:
             if i.output is not None
         }
         path = known.get(wanted)
-        if path is None or not path.is_file():
+        if path is None or path.suffix != ".sql" or not path.is_file():
             abort(404, "not a generated file of the reports this dashboard shows")
         response = make_response(path.read_text(encoding="utf-8"))
         response.headers["Content-Type"] = "text/plain; charset=utf-8"

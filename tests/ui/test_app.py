@@ -1,9 +1,12 @@
-"""Sign-in of the dashboard against a real database, through Flask's test
-client (no browser needed): the role's connection is what pages use, and an
-exposed dashboard refuses a sign-in the server did not check the password of."""
+"""The dashboard's application on a real database through Flask's test client
+(no browser needed): sign-in opens the role's connection, an exposed dashboard
+refuses a sign-in whose password the server did not check, database refusals
+are messages, loopback answers only loopback Host names, and only the reports'
+generated files are served."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from pgdurable.ui import Settings, create_app
@@ -53,3 +56,28 @@ def test_a_database_refusal_is_a_message_not_a_traceback(database):
     assert response.status_code == 400
     text = response.get_data(as_text=True)
     assert "permission denied" in text and "Traceback" not in text
+
+
+def test_without_login_the_started_role_is_used_and_sign_in_is_off(database):
+    app = create_app(Settings(conninfo=database.conninfo(), loopback_only=True))
+    client = app.test_client()
+    page = client.get("/", base_url=ORIGIN)
+    assert page.status_code == 200 and '<strong id="role">postgres</strong>' in page.get_data(
+        as_text=True
+    )
+    assert client.get("/login", base_url=ORIGIN).status_code == 404
+    # DNS rebinding: a page of another name that resolves to 127.0.0.1
+    assert client.get("/", base_url="http://attacker.example:8765").status_code == 400
+
+
+def test_only_generated_files_of_the_reports_are_served(database, tmp_path):
+    (tmp_path / "job.sql").write_text("SELECT 1;\n")
+    report = tmp_path / "report.json"
+    item = {"name": "job", "source_ref": "x", "fidelity": "exact", "output": "job.sql"}
+    report.write_text(json.dumps({"source": "pg_cron", "items": [item]}))
+    app = create_app(Settings(conninfo=database.conninfo(), reports=(report,)))
+    client = app.test_client()
+    wanted = str(tmp_path / "job.sql")
+    assert client.get("/report/file", query_string={"path": wanted}).get_data() == b"SELECT 1;\n"
+    for other in (str(report), "/etc/passwd"):
+        assert client.get("/report/file", query_string={"path": other}).status_code == 404
