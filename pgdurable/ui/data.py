@@ -397,8 +397,8 @@ class Report:
 
 def read_reports(paths: list[Path]) -> list[Report]:
     """The import reports (``pgdurable import-* --report FILE``; a folder stands for
-    the ``*.json`` files in it) with, when a ``verify --json`` answer lies beside
-    them, each item's verify outcome. A file that is not a report raises."""
+    the ``*.json`` files in it) with, when a ``verify --all DIR --json`` answer is
+    among them, each item's verify outcome. A file that is neither raises."""
     files: list[Path] = []
     for path in paths:
         files += sorted(path.glob("*.json")) if path.is_dir() else [path]
@@ -415,7 +415,7 @@ def read_reports(paths: list[Path]) -> list[Report]:
                 continue
             for item in data["items"]:  # a verify --json answer: one item per file
                 if isinstance(item, dict) and item.get("file"):
-                    verified[str(Path(item["file"]).resolve())] = item
+                    verified[str(_beside(path, item["file"]))] = item
             continue
         raise PgDurableError(
             f"{path}: neither an import report (--report) nor a verify --json answer"
@@ -424,9 +424,7 @@ def read_reports(paths: list[Path]) -> list[Report]:
     for path, data in reports:
         items = []
         for i in data["items"]:
-            output = Path(i["output"]) if i.get("output") else None
-            if output is not None and not output.is_absolute():
-                output = (path.parent / output) if not output.exists() else output.resolve()
+            output = _beside(path, i["output"]) if i.get("output") else None
             items.append(
                 ReportItem(
                     str(i.get("name", "")),
@@ -435,12 +433,23 @@ def read_reports(paths: list[Path]) -> list[Report]:
                     i.get("profile"),
                     output,
                     [d for d in i.get("diagnostics") or [] if isinstance(d, dict)],
-                    verified.get(str(output.resolve())) if output else None,
+                    verified.get(str(output)) if output else None,
                 )
             )
         summary = {k: int(v) for k, v in (data.get("summary") or {}).items()}
         out.append(Report(path, str(data.get("source", "")), summary, items))
     return out
+
+
+def _beside(json_file: Path, named: str) -> Path:
+    """A path a report names, absolute. The commands write them relative to the
+    folder they ran in, which is usually where the JSON was saved: that folder
+    first, then the dashboard's own working folder."""
+    given = Path(named)
+    if given.is_absolute():
+        return given
+    candidate = json_file.parent / given
+    return candidate.resolve() if candidate.exists() else given.resolve()
 
 
 # -- actions (the CLI's SQL functions) ----------------------------------------------------

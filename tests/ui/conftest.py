@@ -169,38 +169,66 @@ def instances(ui_database) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def import_report(tmp_path_factory) -> Path:
-    """A real import's report (pgdurable import-pgcron --report) and generated files."""
+def import_reports(ui_database, tmp_path_factory) -> Path:
+    """A folder of real import reports (``import-pgcron --report``): the bundled
+    pg_cron example, with its ``verify --all --json`` answer, and a script with
+    an untranslatable statement."""
     folder = tmp_path_factory.mktemp("import")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pgdurable",
-            "import-pgcron",
-            "--from-file",
-            str(REPO / "fixtures/pg_cron/schedule_script.sql"),
-            "--out",
-            "out",
-            "--report",
-            "report.json",
-        ],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # exits 1: one statement of the script fails to translate, on purpose
-    assert (folder / "report.json").is_file()
-    return folder / "report.json"
+    example = REPO / "fixtures/examples/pg_cron"
+    ui_database.create_role("shop_app")
+
+    def pgdurable(*args: str, stdout=None) -> int:
+        command = [sys.executable, "-m", "pgdurable", *args]
+        return subprocess.run(
+            command, cwd=folder, stdout=stdout, stderr=subprocess.DEVNULL
+        ).returncode
+
+    pgdurable(
+        "import-pgcron",
+        "--from-file",
+        str(example / "jobs.sql"),
+        "--out",
+        "shop",
+        "--default-username",
+        "shop_app",
+        "--default-database",
+        "example_shop",
+        "--report",
+        "shop.json",
+    )
+    with (folder / "verify.json").open("w") as answer:
+        verified = pgdurable(
+            "verify",
+            "--all",
+            "shop",
+            "--fixture",
+            str(example / "fixture"),
+            "--dsn",
+            ui_database.conninfo(),
+            "--json",
+            stdout=answer,
+        )
+    assert verified == 0, "the bundled example no longer verifies equal"
+    # exits 1: one statement of the script fails to translate, on purpose
+    pgdurable(
+        "import-pgcron",
+        "--from-file",
+        str(REPO / "fixtures/pg_cron/schedule_script.sql"),
+        "--out",
+        "script",
+        "--report",
+        "script.json",
+    )
+    return folder
 
 
 @pytest.fixture(scope="module")
-def dashboard(ui_database, instances, import_report, tmp_path_factory) -> Iterator[str]:
+def dashboard(ui_database, instances, import_reports, tmp_path_factory) -> Iterator[str]:
     """``pgdurable ui --login`` on loopback, as a separate process; its URL."""
     log = tmp_path_factory.mktemp("dashboard") / "ui.log"
     command = [sys.executable, "-m", "pgdurable", "ui", "--json", "--login"]
     command += ["--dsn", ui_database.conninfo(), "--address", "127.0.0.1:0"]
-    command += ["--report", str(import_report)]
+    command += ["--report", str(import_reports)]
     with log.open("w") as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
     try:

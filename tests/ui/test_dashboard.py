@@ -86,7 +86,10 @@ def test_another_roles_workflows_are_not_visible(browser, instances):
 def test_the_migration_report_lists_items_diagnostics_and_files(browser):
     browser.sign_in("alice")
     browser.open("/report")
+    verified = browser.all('tr[data-item="daily-revenue"]')[0]
+    assert "exact" in verified.text and "equal" in verified.text  # pgdurable verify's answer
     item = browser.all('tr[data-item="warehouse-sync"]')[0]
+    assert "equal" not in item.text  # not verified
     assert "exact" in item.text and "PGD205" in item.text
     failed = browser.all('tr[data-item="line_13"]')[0]
     assert "failed" in failed.text and "PGD102" in failed.text
