@@ -30,6 +30,9 @@ OVERDUE_AFTER = timedelta(minutes=1)
 # "prefix:source/name" (quickstart's one-off runs), "source/name#suffix" (queue runs).
 _LABEL = re.compile(r"^(?:[A-Za-z0-9_.-]+:)?([A-Za-z0-9_.-]+)/([^#]+)(?:#.*)?$")
 _INSTANCE_ID = re.compile(r"^[0-9a-f]{8}$")
+# When an instance ended: df.instances.completed_at is set for completed ones only
+# (as in the reference); a failed or cancelled one ended at its last update.
+_ENDED = "coalesce(completed_at, CASE WHEN status IN ('failed', 'cancelled') THEN updated_at END)"
 
 
 class ActionError(PgDurableError):
@@ -101,7 +104,7 @@ def workflows(conn: db.Connection, query: str = "", fidelity: str = "") -> Workf
             key = f"{r[0]}/{r[1]}"
             rows[key] = WorkflowRow(key, r[0], r[1], r[2], r[3], r[4], r[5], r[6], registered=True)
     for label, instance_id, status, created, ended in conn.execute(
-        "SELECT label, id, status, created_at, completed_at FROM df.instances"
+        f"SELECT label, id, status, created_at, {_ENDED} FROM df.instances"
         " WHERE label IS NOT NULL ORDER BY created_at DESC, id"
     ).fetchall():
         key = workflow_of_label(label)
@@ -115,8 +118,18 @@ def workflows(conn: db.Connection, query: str = "", fidelity: str = "") -> Workf
             row = rows[key] = WorkflowRow(key, source, name)
         if instance_id == row.instance_id or (row.instance_id is None and label == key):
             row.instance_id, row.instance_status = instance_id, status
-        elif status in TERMINAL and row.last_outcome is None:
-            row.last_outcome, row.last_run_at = status, ended or created
+        if status in TERMINAL:
+            _last_run(row, status, ended or created)
+    # A scheduled workflow's own instance is a root loop: each finished iteration
+    # (an execution continued as new) is a completed run.
+    for instance_id, ended in conn.execute(
+        "SELECT instance_id, max(completed_at) FROM pgdurable.executions"
+        " WHERE instance_id = ANY(%s) AND status = 'ContinuedAsNew' GROUP BY instance_id",
+        [[r.instance_id for r in rows.values() if r.instance_id]],
+    ).fetchall():
+        for row in rows.values():
+            if row.instance_id == instance_id:
+                _last_run(row, "completed", ended)
     if timers:
         ids = [r.instance_id for r in rows.values() if r.instance_id]
         due = dict(
@@ -145,6 +158,11 @@ def workflows(conn: db.Connection, query: str = "", fidelity: str = "") -> Workf
     return WorkflowList(shown, counts, registry, timers)
 
 
+def _last_run(row: WorkflowRow, outcome: str, at: datetime) -> None:
+    if row.last_run_at is None or at > row.last_run_at:
+        row.last_outcome, row.last_run_at = outcome, at
+
+
 # -- page 2: a workflow's runs ---------------------------------------------------------
 
 
@@ -163,12 +181,12 @@ class Run:
     label: str | None
     status: str
     created_at: datetime
-    completed_at: datetime | None
+    ended_at: datetime | None
     steps: dict[str, Step] = field(default_factory=dict)  # column key -> step
 
     @property
     def duration(self) -> timedelta | None:
-        return self.completed_at - self.created_at if self.completed_at else None
+        return self.ended_at - self.created_at if self.ended_at else None
 
 
 @dataclass
@@ -181,11 +199,11 @@ class RunGrid:
 
 def runs_of(conn: db.Connection, workflow: str, limit: int = 25) -> list[tuple[str, Any]]:
     """The runs of ``workflow`` (``source/name``), newest first, as
-    ``(instance_id, label, status, created_at, completed_at)`` rows: today the
+    ``(instance_id, label, status, created_at, ended_at)`` rows: today the
     instances the role sees whose label names the workflow (its registered
     instance, one-off runs such as quickstart's, queue runs)."""
     return conn.execute(
-        "SELECT id, label, status, created_at, completed_at FROM df.instances"
+        f"SELECT id, label, status, created_at, {_ENDED} FROM df.instances"
         " WHERE label = %(w)s OR label LIKE %(prefixed)s OR label LIKE %(suffixed)s"
         " ORDER BY created_at DESC, id LIMIT %(limit)s",
         {
@@ -305,7 +323,7 @@ class InstanceView:
     label: str | None
     status: str
     created_at: datetime
-    completed_at: datetime | None
+    ended_at: datetime | None
     workflow: str | None
     graph: show.Graph
     nodes: list[NodeFact]
@@ -322,7 +340,7 @@ def instance(conn: db.Connection, instance_id: str) -> InstanceView | None:
     if not _INSTANCE_ID.match(instance_id):
         return None
     row = conn.execute(
-        "SELECT label, status, created_at, completed_at FROM df.instances WHERE id = %s",
+        f"SELECT label, status, created_at, {_ENDED} FROM df.instances WHERE id = %s",
         [instance_id],
     ).fetchone()
     flat = _flat(conn, instance_id)

@@ -83,10 +83,36 @@ def test_each_role_sees_its_own_workflows(database, runs):
         nightly = listing.rows[0]
         # the instance labelled exactly "demo/nightly" is the workflow's own one
         assert nightly.instance_id == runs["ok"] and nightly.instance_status == "completed"
-        assert nightly.last_outcome == "failed"
+        latest = database.value(
+            "SELECT status FROM df.instances WHERE id = ANY(%s)"
+            " ORDER BY coalesce(completed_at, updated_at) DESC LIMIT 1",
+            [[runs["ok"], runs["bad"]]],
+        )
+        assert nightly.last_outcome == latest
         assert [r.workflow for r in data.workflows(conn, query="OTHER").rows] == ["demo/other"]
     with database.connect("bob") as conn:
         assert [r.workflow for r in data.workflows(conn).rows] == ["bobs/secret"]
+
+
+def test_a_loops_finished_iterations_are_its_runs(database):
+    alice = _role(database, "alice")
+    database.execute("CREATE TABLE ticks (at timestamptz DEFAULT now())")
+    database.execute("GRANT ALL ON ticks TO alice")
+    # iteration 1 records a tick; iteration 2 waits for a signal that never comes
+    body = {
+        "node_type": "IF",
+        "condition_node": _sql("SELECT count(*) > 0 FROM ticks"),
+        "left_node": {"node_type": "SIGNAL", "query": json.dumps({"signal_name": "never"})},
+        "right_node": _sql("INSERT INTO ticks DEFAULT VALUES"),
+    }
+    looping = _start(database, alice, {"node_type": "LOOP", "left_node": body}, "demo/looped")
+    waiting = "SELECT 'never' = ANY(waiting_signals) FROM pgdurable.runs WHERE instance_id = %s"
+    _run_until(database, lambda: database.value(waiting, [looping]))
+    with database.connect(alice) as conn:
+        (row,) = data.workflows(conn).rows
+    assert row.instance_id == looping and row.instance_status == "running"
+    assert row.last_outcome == "completed"
+    assert row.last_run_at > database.value("SELECT max(at) FROM ticks")
 
 
 def test_the_registry_with_fidelity_counts_and_next_due(database):
@@ -132,7 +158,7 @@ def test_the_runs_grid_lines_steps_up_and_shows_the_error(database, runs):
     failing = bad.steps[grid.columns[1]]
     assert failing.status == "failed" and "division by zero" in failing.error
     assert ok.steps[grid.columns[0]].status == "completed" and grid.columns[1] not in ok.steps
-    assert ok.duration is not None
+    assert ok.duration is not None and bad.duration is not None  # a failed run ended too
 
 
 def test_the_instance_view_links_boxes_to_nodes(database, runs):
