@@ -115,3 +115,32 @@ def test_posts_need_the_csrf_token_and_our_origin(dashboard, instances, ui_datab
     assert post({"Host": "attacker.example", "Origin": "http://attacker.example"}) == 400
     status = "SELECT status FROM df.instances WHERE id = %s"
     assert ui_database.value(status, [instances["ok"]]) == "completed"
+
+
+def test_retire_needs_the_registrys_privileges(browser, ui_database):
+    ui_database.create_role("carol")
+    ui_database.execute(
+        "SELECT pgdurable.deploy_workflow('demo', 'registered', 'SELECT 1', NULL, 'portable',"
+        " 'manual', 'carol', NULL, false)"
+    )
+    # alice may not: the page shows the database's refusal
+    browser.sign_in("alice")
+    browser.driver.execute_script(
+        """const form = document.createElement('form');
+        form.method = 'post'; form.action = '/workflows/demo/registered/retire';
+        const csrf = document.querySelector('input[name=csrf]').cloneNode();
+        form.appendChild(csrf); document.body.appendChild(form); form.submit();"""
+    )
+    wait_for(lambda: browser.all(".notice.error"), timeout=10, what="the refusal")
+    browser.remember()
+    assert "permission denied" in browser.text(".notice.error")
+    assert "Traceback" not in browser.text("body")
+    registered = "SELECT count(*) FROM pgdurable.workflows WHERE name = 'registered'"
+    assert ui_database.value(registered) == 1
+    # the administrator sees the registry, with its fidelity counts, and retires it
+    browser.sign_in("postgres")
+    assert browser.text("#count-manual") == "1"
+    browser.click('tr[data-workflow="demo/registered"] button')
+    assert "retired demo/registered" in browser.text(".notice.ok")
+    assert ui_database.value(registered) == 0
+    assert not browser.all('tr[data-workflow="demo/registered"]')
