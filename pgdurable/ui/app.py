@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, abort, g, make_response, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -249,7 +250,9 @@ def create_app(settings: Settings) -> Flask:
 
     @app.errorhandler(data.ActionError)
     def _refused(exc: data.ActionError):
-        return back(request.referrer or url_for("workflows"), "error", exc.message)
+        came_from = urlsplit(request.referrer or "")
+        target = came_from.path + (f"?{came_from.query}" if came_from.query else "")
+        return back(_local(target), "error", exc.message)
 
     @app.errorhandler(PgDurableError)
     def _failed(exc: PgDurableError):

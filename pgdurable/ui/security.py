@@ -24,6 +24,9 @@ from urllib.parse import urlsplit
 
 COOKIE = "pgdurable_ui"
 IDLE_SECONDS = 8 * 3600
+# Every cookie-less request gets a session (it needs a CSRF token): a bound
+# keeps a flood of them from growing the process without limit.
+MAX_SESSIONS = 10_000
 
 
 @dataclass
@@ -56,6 +59,9 @@ class Sessions:
         token = secrets.token_urlsafe(32)
         session = session or Session()
         with self._lock:
+            if len(self._by_token) >= MAX_SESSIONS:  # forget the longest unused
+                oldest = min(self._by_token, key=lambda k: self._by_token[k].seen)
+                del self._by_token[oldest]
             self._by_token[token] = session
         return token, session
 

@@ -77,3 +77,13 @@ def test_address_policy(tmp_path):
     assert tls.login and tls.secure_cookie
     with pytest.raises(server.AddressError, match="HOST:PORT"):
         server.parse_address("8765")
+
+
+def test_sessions_are_bounded(monkeypatch):
+    monkeypatch.setattr(security, "MAX_SESSIONS", 3)
+    sessions = security.Sessions()
+    tokens = [sessions.new()[0] for _ in range(3)]
+    assert sessions.get(tokens[0]) is not None  # used: now the most recent
+    fourth, _ = sessions.new()
+    assert sessions.get(tokens[1]) is None  # the longest unused was forgotten
+    assert all(sessions.get(t) is not None for t in (tokens[0], tokens[2], fourth))
