@@ -16,12 +16,21 @@ from pgdurable.cli.options import connect_target, dsn_option, emit, json_option,
     "--address",
     default="127.0.0.1:8765",
     show_default=True,
-    help="HOST:PORT to listen on. A non-loopback address asks every visitor for a "
-    "database role and password, and needs TLS (or --insecure).",
+    metavar="HOST:PORT",
+    help="Where to listen (port 0: any free one). A non-loopback address asks every "
+    "visitor for a database role and password, and needs TLS (or --insecure).",
 )
 @click.option("--login", is_flag=True, help="Ask for database credentials on loopback too.")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM certificate (chain): serve HTTPS.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM private key of --tls-cert.",
+)
 @click.option(
     "--insecure",
     is_flag=True,
@@ -32,14 +41,16 @@ from pgdurable.cli.options import connect_target, dsn_option, emit, json_option,
     "reports",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="An import report (import-* --report FILE) or a folder of them, for the "
-    "migration report page; repeatable.",
+    help="An import report (import-* --report FILE), a verify --all --json answer, or "
+    "a folder of them, for the migration report page; repeatable.",
 )
 @json_option
 @click.pass_context
 def ui_command(ctx, dsn, address, login, tls_cert, tls_key, insecure, reports) -> None:
     """Serve the dashboard: workflows, runs, instances (with their graph) and the
-    migration report, as your database role. Stop it with Ctrl-C."""
+    migration report, as your database role. Stop it with Ctrl-C.
+
+    With --json, prints {"url", "login", "connection"} once it listens."""
     from pgdurable.ui import server
 
     if (tls_cert is None) != (tls_key is None):
