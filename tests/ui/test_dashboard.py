@@ -55,8 +55,7 @@ def test_a_signal_releases_a_waiting_instance_and_the_page_follows(browser, inst
     browser.open(f"/instances/{instances['approval']}")
     assert browser.driver.find_element("id", "signal-name").get_attribute("value") == "go"
     browser.driver.find_element("id", "signal-data").send_keys('{"ok": true}')
-    browser.click("#send-signal")
-    assert "signal go" in browser.text(".notice.ok")
+    browser.click("#send-signal")  # its notice may already be gone: the page reloads itself
 
     def shown_status() -> str | None:
         try:
