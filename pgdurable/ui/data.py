@@ -130,19 +130,24 @@ def workflows(conn: db.Connection, query: str = "", fidelity: str = "") -> Workf
         for row in rows.values():
             if row.instance_id == instance_id:
                 _last_run(row, "completed", ended)
-    if timers:
-        ids = [r.instance_id for r in rows.values() if r.instance_id]
-        due = dict(
-            conn.execute(
-                "SELECT instance_id, wake_at FROM pgdurable.runs WHERE instance_id = ANY(%s)"
-                " AND wake_at > '-infinity' AND wake_at < 'infinity'",
-                [ids],
-            ).fetchall()
+    ids = [r.instance_id for r in rows.values() if r.instance_id]
+    if timers:  # when the worker will next look at the instance, whatever it waits for
+        due_sql = (
+            "SELECT instance_id, wake_at FROM pgdurable.runs WHERE instance_id = ANY(%s)"
+            " AND wake_at > '-infinity' AND wake_at < 'infinity'"
         )
-        now = conn.execute("SELECT now()").fetchone()[0]
-        for row in rows.values():
-            row.next_due = due.get(row.instance_id)
-            row.overdue = row.next_due is not None and row.next_due < now - OVERDUE_AFTER
+    else:  # the schedule a running wait is on, from when it started waiting (its timer)
+        due_sql = (
+            "SELECT instance_id, min(pgdurable.cron_next("
+            "pgdurable.jsonb_or_null(query) ->> 'cron_expr', updated_at)) FROM df.nodes"
+            " WHERE instance_id = ANY(%s) AND node_type = 'WAIT_SCHEDULE'"
+            " AND status = 'running' GROUP BY instance_id"
+        )
+    due = dict(conn.execute(due_sql, [ids]).fetchall())
+    now = conn.execute("SELECT now()").fetchone()[0]
+    for row in rows.values():
+        row.next_due = due.get(row.instance_id)
+        row.overdue = row.next_due is not None and row.next_due < now - OVERDUE_AFTER
     everything = sorted(rows.values(), key=lambda r: r.workflow)
     counts = {f: sum(1 for r in everything if r.fidelity == f) for f in FIDELITIES}
     needle = query.strip().lower()

@@ -115,6 +115,23 @@ def test_a_loops_finished_iterations_are_its_runs(database):
     assert row.last_run_at > database.value("SELECT max(at) FROM ticks")
 
 
+def test_next_due_without_access_to_the_timers(database):
+    alice = _role(database, "alice")
+    wait = {"node_type": "WAIT_SCHEDULE", "query": json.dumps({"cron_expr": "*/5 * * * *"})}
+    graph = {
+        "node_type": "LOOP",
+        "left_node": {"node_type": "THEN", "left_node": wait, "right_node": _sql("SELECT 1")},
+    }
+    cron = _start(database, alice, graph, "demo/cron")
+    timer = "SELECT due_at FROM pgdurable.timers WHERE instance_id = %s"
+    _run_until(database, lambda: database.value(timer, [cron]))
+    with database.connect(alice) as conn:
+        listing = data.workflows(conn)
+    assert not listing.timers_readable
+    (row,) = listing.rows
+    assert row.next_due == database.value(timer, [cron]) and not row.overdue
+
+
 def test_the_registry_with_fidelity_counts_and_next_due(database):
     role = _role(database, "alice")
     for name, fidelity in (("a", "exact"), ("b", "exact"), ("c", "manual")):
