@@ -24,6 +24,9 @@ for package, folder in FOLDERS.items():
 setup(
     packages=packages,
     package_dir=FOLDERS,
-    package_data={"pgdurable.schema": ["*.sql", "migrations/*.sql"]},
+    package_data={
+        "pgdurable.schema": ["*.sql", "migrations/*.sql"],
+        "pgdurable.ui": ["templates/*.html", "static/*"],
+    },
     include_package_data=False,
 )

@@ -36,6 +36,7 @@ __all__ = [
     "is_connection_error",
     "sqlstate",
     "type_name",
+    "used_password",
     "connect",
     "create_database_if_missing",
     "describe_conninfo",
@@ -238,6 +239,12 @@ def error_text(exc: BaseException) -> str:
 def in_transaction(conn: psycopg.AsyncConnection | psycopg.Connection) -> bool:
     """True while the connection is inside an open, healthy transaction block."""
     return conn.info.transaction_status == TransactionStatus.INTRANS
+
+
+def used_password(conn: psycopg.Connection) -> bool:
+    """True when the server asked for the password to authenticate this
+    connection (False under trust or peer authentication)."""
+    return bool(conn.pgconn.used_password)
 
 
 def type_name(oid: int) -> str:

@@ -38,16 +38,22 @@ _INSTANCE_ID = re.compile(r"^[0-9a-f]{8}$")
 
 @dataclass
 class Graph:
-    """Boxes and arrows. ``shape``: box, decision, fork, point, loop."""
+    """Boxes and arrows. ``shape``: box, decision, fork, point, loop. ``node_ids``
+    maps a box to the instance node it draws (the dashboard links them)."""
 
     title: str
     nodes: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
     edges: list[tuple[str, str, str | None, bool]] = field(default_factory=list)
     badges: dict[str, list[str]] = field(default_factory=dict)
+    node_ids: dict[str, str] = field(default_factory=dict)
 
-    def add(self, label: str, shape: str = "box", status: str | None = None) -> str:
+    def add(
+        self, label: str, shape: str = "box", status: str | None = None, node_id: str | None = None
+    ) -> str:
         key = f"n{len(self.nodes) + 1}"
         self.nodes[key] = (label, shape, status)
+        if node_id is not None:
+            self.node_ids[key] = node_id
         return key
 
     def badge(self, key: str, text: str) -> None:
@@ -302,7 +308,7 @@ def _flow(g: Graph, node_id: str, nodes: dict[str, Any]) -> tuple[str, str]:
         g.edge(x1, e2)
         return e1, x2
     if kind in ("JOIN", "RACE"):
-        fork = g.add(label, "fork", status)
+        fork = g.add(label, "fork", status, node_id)
         meet = g.add("all done" if kind == "JOIN" else "first wins", "point")
         for child in [left, right, *(node.get("extras") or [])]:
             entry, exit_ = _flow(g, child, nodes)
@@ -312,10 +318,10 @@ def _flow(g: Graph, node_id: str, nodes: dict[str, Any]) -> tuple[str, str]:
     if kind == "IF":
         if cond:
             ce, cx = _flow(g, cond, nodes)
-            decision = g.add("true?", "decision", status)
+            decision = g.add("true?", "decision", status, node_id)
             g.edge(cx, decision)
         else:
-            ce = decision = g.add(label, "decision", status)
+            ce = decision = g.add(label, "decision", status, node_id)
         meet = g.add("", "point")
         for child, answer in ((left, "yes"), (right, "no")):
             if _nothing(nodes, child):  # an empty branch: straight on
@@ -326,7 +332,7 @@ def _flow(g: Graph, node_id: str, nodes: dict[str, Any]) -> tuple[str, str]:
             g.edge(exit_, meet)
         return ce, meet
     if kind == "LOOP":
-        head = g.add(label, "loop", status)
+        head = g.add(label, "loop", status, node_id)
         entry, exit_ = _flow(g, left, nodes)
         g.edge(head, entry)
         if cond:
@@ -341,7 +347,7 @@ def _flow(g: Graph, node_id: str, nodes: dict[str, Any]) -> tuple[str, str]:
         if _leaf(g, entry, exit_):  # one step: the wrapper is a badge on it
             g.badge(entry, _badge(label))
             return entry, exit_
-        head = g.add(label, "box", status)
+        head = g.add(label, "box", status, node_id)
         g.edge(head, entry)
         return head, exit_
     if kind == "TRY" and left and right:
@@ -350,10 +356,10 @@ def _flow(g: Graph, node_id: str, nodes: dict[str, Any]) -> tuple[str, str]:
             if _leaf(g, entry, exit_):
                 g.badge(entry, "failure goes on")
                 return entry, exit_
-            head = g.add("TRY (a failure goes on)", "box", status)
+            head = g.add("TRY (a failure goes on)", "box", status, node_id)
             g.edge(head, entry)
             return head, exit_
-        head = g.add(label, "box", status)
+        head = g.add(label, "box", status, node_id)
         meet = g.add("", "point")
         g.edge(head, entry)
         g.edge(exit_, meet)
@@ -361,7 +367,7 @@ def _flow(g: Graph, node_id: str, nodes: dict[str, Any]) -> tuple[str, str]:
         g.edge(head, fe, "on failure", dashed=True)
         g.edge(fx, meet)
         return head, meet
-    box = g.add(label, "box", status)
+    box = g.add(label, "box", status, node_id)
     return box, box
 
 

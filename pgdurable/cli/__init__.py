@@ -2,7 +2,7 @@
 
 One module per command family (``db`` for db/schema, ``imports``,
 ``instances``, ``history`` for runs and status tables, ``operate`` for
-cutover/rollback/retire, ``verify``) and
+cutover/rollback/retire, ``ui`` for the dashboard, ``verify``) and
 ``options`` for what they share (``--dsn``, ``--json``, output, exit codes).
 This module holds the root group and registers every command on it; ``main``
 is the console-script entry point.
@@ -20,6 +20,7 @@ from pgdurable.cli import history as _history
 from pgdurable.cli import imports as _imports
 from pgdurable.cli import instances as _instances
 from pgdurable.cli import operate as _operate
+from pgdurable.cli import ui as _ui
 from pgdurable.cli import verify as _verify
 from pgdurable.cli.options import (
     EXIT_FAILURE,
@@ -78,6 +79,7 @@ for _command in (
     _imports.import_airflow,
     _imports.quickstart_command,
     _verify.verify_command,
+    _ui.ui_command,
 ):
     cli.add_command(_command)
 

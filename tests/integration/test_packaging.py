@@ -49,6 +49,8 @@ def test_wheel_in_a_fresh_venv(repo_root, tmp_path):
     }
     assert top_level == {"pgdurable"}
     assert "pgdurable/schema/migrations/0001_pgdurable_bookkeeping.sql" in names
+    # the dashboard's templates and static files ship as package data
+    assert {"pgdurable/ui/templates/base.html", "pgdurable/ui/static/style.css"} <= set(names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
