@@ -116,10 +116,13 @@ def test_a_maintenance_line_is_exact_only_when_its_flags_map(tmp_path):
         Fidelity.EXACT,
         Fidelity.MANUAL,
         Fidelity.APPROXIMATE,
-        Fidelity.MANUAL,
+        Fidelity.APPROXIMATE,
     ]
     assert results[0].workflow.run_as == "postgres"
     assert not results[1].workflow.start  # manual: registered, not started
+    # An option with no SQL equivalent: the line itself runs as a command step
+    # on a worker host, which is approximate and says so.
+    assert any(d.code == "PGD270" for d in results[3].diagnostics)
 
 
 @pytest.mark.parametrize(
