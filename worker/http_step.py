@@ -363,7 +363,7 @@ async def run_http(ex: Execution, node: Node, scope: Scope) -> str:
             raise Failed(str(exc)) from exc
         await ex.flush()  # our 'running' stamp, and a cancel check, before the request
         policy = await _policy(ex, signature)
-        async with ex.services.step_slots:
+        async with ex.services.step_slots.hold(ex.instance.role):
             result = await perform(request, policy, signature, ex.instance.role or "")
     except Failed as failure:
         raise await record_failure(ex, node, scope, failure.error) from failure
