@@ -363,8 +363,15 @@ async def run_http(ex: Execution, node: Node, scope: Scope) -> str:
             raise Failed(str(exc)) from exc
         await ex.flush()  # our 'running' stamp, and a cancel check, before the request
         policy = await _policy(ex, signature)
-        async with ex.services.step_slots.hold(ex.instance.role):
-            result = await perform(request, policy, signature, ex.instance.role or "")
+        limit = ex.services.step_timeout  # bounds the node's own timeout_seconds too
+        try:
+            async with ex.services.step_slots.hold(ex.instance.role):
+                async with asyncio.timeout(limit):  # the wait for a slot does not count
+                    result = await perform(request, policy, signature, ex.instance.role or "")
+        except TimeoutError as exc:
+            raise Failed(
+                f"HTTP step exceeded the step time limit, pgdurable.step_timeout ({limit:g} s)"
+            ) from exc
     except Failed as failure:
         raise await record_failure(ex, node, scope, failure.error) from failure
     await ex.journal.record(

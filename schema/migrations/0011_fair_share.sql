@@ -15,8 +15,9 @@
 --   pgdurable.step_timeout ['1h']  how long one SQL step may run; an
 --       interval ('90s', '2h') or seconds; 0 = no limit
 --   pg_durable.max_new_transaction_starts ['2'], pg_durable.new_transaction_start_timeout ['5'],
---   pg_durable.list_instances_max_limit ['1000']  (as in the reference, which
---       makes them postmaster/superuser settings)
+--   pg_durable.list_instances_max_limit ['1000']  (postmaster and superuser
+--       settings in the reference; a superuser session may still SET the
+--       last one for itself, as there)
 
 -- ---------------------------------------------------------------------------
 -- Fair shares: the role of each run, and a claim that spreads slots
@@ -181,12 +182,17 @@ REVOKE EXECUTE ON FUNCTION pgdurable.worker_limits_v1() FROM PUBLIC;
 -- Limits enforced in the caller's session
 -- ---------------------------------------------------------------------------
 
--- The df.list_instances cap, as 0004's, from the administrator's files
--- (SECURITY DEFINER: callers may not run pgdurable.admin_setting).
+-- The df.list_instances cap, as 0004's, from the administrator's files; as
+-- the reference's superuser-only (SUSET) setting, a superuser session's own
+-- value counts too. SECURITY DEFINER: callers may not run admin_setting.
 CREATE OR REPLACE FUNCTION pgdurable.check_list_limit(limit_count integer) RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    setting text := btrim(pgdurable.admin_setting('pg_durable.list_instances_max_limit', '1000'));
+    setting text := btrim(CASE
+        WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+            THEN coalesce(nullif(current_setting('pg_durable.list_instances_max_limit', true), ''),
+                          pgdurable.admin_setting('pg_durable.list_instances_max_limit', '1000'))
+        ELSE pgdurable.admin_setting('pg_durable.list_instances_max_limit', '1000') END);
     max_limit integer := 1000;
 BEGIN
     IF setting ~ '^[0-9]{1,9}$' AND setting::integer >= 1 THEN

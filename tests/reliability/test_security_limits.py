@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
 
 from pgdurable.testing import spawn_worker, stop_process, wait_for
+from pgdurable.worker.step_text import transaction_control
 
 STEP_BACKENDS = (
     "SELECT pid, state FROM pg_stat_activity"
@@ -89,6 +92,32 @@ def step_timeout(database):
     configure(None)
 
 
+class _Hanging(BaseHTTPRequestHandler):
+    """Answers nothing until the test ends; tells the test it was reached."""
+
+    reached = threading.Event()
+    release = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).reached.set()
+        type(self).release.wait(60)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def hanging_url():
+    _Hanging.reached.clear()
+    _Hanging.release.clear()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Hanging)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/hang"
+    _Hanging.release.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
 # -- 4. fair shares and the step time limit ----------------------------------------
 
 
@@ -135,8 +164,12 @@ def test_one_role_alone_uses_every_slot(database, tmp_path):
         end_backends(database, "%pg_sleep(100000)%")
 
 
-def test_a_step_longer_than_the_time_limit_is_cancelled_and_fails(database, tmp_path, step_timeout):
+def test_a_step_longer_than_the_time_limit_is_cancelled_and_fails(
+    database, tmp_path, step_timeout, hanging_url
+):
     users(database, "slow")
+    database.execute("SELECT df.grant_usage('slow', true)")
+    database.execute(f"ALTER DATABASE {database.name} SET pg_durable.http_policy = 'allow-all'")
     step_timeout("2s")
     # A session's or a role's value is not the administrator's.
     database.execute("ALTER ROLE slow SET pgdurable.step_timeout = '0'")
@@ -152,6 +185,12 @@ def test_a_step_longer_than_the_time_limit_is_cancelled_and_fails(database, tmp_
         user="slow",
     )
     quick = database.value("SELECT df.start(%s)", [sql("SELECT pg_sleep(0.5)")], user="slow")
+    config = {"url": hanging_url, "method": "GET", "timeout_seconds": 100000}
+    http = database.value(
+        "SELECT df.start(%s)",
+        [json.dumps({"node_type": "HTTP", "query": json.dumps(config)})],
+        user="slow",
+    )
     worker = spawn_worker(database.conninfo(), "--until-idle", log=tmp_path / "w.log")
     try:
         worker.wait(90)
@@ -162,39 +201,53 @@ def test_a_step_longer_than_the_time_limit_is_cancelled_and_fails(database, tmp_
         assert status(database, instance) == "failed"
         assert "pgdurable.step_timeout (2 s)" in output(database, instance)
     assert status(database, quick) == "completed"
+    assert status(database, http) == "failed"
+    assert "pgdurable.step_timeout (2 s)" in output(database, http)
     assert not database.execute(STEP_BACKENDS, ["%pg_sleep(100000)%"])
 
 
 # -- 6. a cancelled run is never claimed again -------------------------------------
 
 
-def test_a_run_cancelled_during_its_step_is_not_claimed_again(database, tmp_path):
-    users(database, "canceller", "bystander")
+@pytest.mark.parametrize("kind", ["sql", "http"])
+def test_a_run_cancelled_during_its_step_is_not_claimed_again(
+    database, tmp_path, hanging_url, kind
+):
+    users(database, "bystander")
+    database.create_role("canceller")
+    database.execute("SELECT df.grant_usage('canceller', true)")
+    database.execute(f"ALTER DATABASE {database.name} SET pg_durable.http_policy = 'allow-all'")
     database.execute(
         "CREATE TABLE claims_seen (instance_id text, epoch bigint);"
-        " CREATE FUNCTION note_claim() RETURNS trigger LANGUAGE plpgsql AS $$"
-        " BEGIN INSERT INTO public.claims_seen VALUES (NEW.instance_id, NEW.epoch); RETURN NULL; END $$;"
+        " CREATE FUNCTION note_claim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " INSERT INTO public.claims_seen VALUES (NEW.instance_id, NEW.epoch); RETURN NULL; END $$;"
         " CREATE TRIGGER note_claim AFTER UPDATE OF epoch ON pgdurable.runs"
         " FOR EACH ROW EXECUTE FUNCTION note_claim()"
     )
-    victim = database.value(
-        "SELECT df.start(%s)", [sql("SELECT pg_sleep(60) AS cancelled_step")], user="canceller"
-    )
+    if kind == "sql":
+        step = sql("SELECT pg_sleep(60) AS cancelled_step")
+    else:
+        config = {"url": hanging_url, "method": "GET", "timeout_seconds": 60}
+        step = json.dumps({"node_type": "HTTP", "query": json.dumps(config)})
+    victim = database.value("SELECT df.start(%s)", [step], user="canceller")
     others = [
         database.value("SELECT df.start(%s)", [sql("SELECT pg_sleep(4)")], user="bystander")
         for _ in range(2)
     ]
     worker = spawn_worker(database.conninfo(), "--lease-seconds", "2", log=tmp_path / "w.log")
     try:
-        wait_for(
-            lambda: database.execute(STEP_BACKENDS, ["%cancelled_step%"]),
-            what="the step to run",
-        )
+        if kind == "sql":
+            wait_for(
+                lambda: database.execute(STEP_BACKENDS, ["%cancelled_step%"]),
+                what="the step to run",
+            )
+        else:
+            assert _Hanging.reached.wait(10), "the request never arrived"
         database.execute("SELECT df.cancel(%s)", [victim], user="canceller")
         wait_for(
             lambda: (
-                not database.execute(
-                    "SELECT 1 FROM pgdurable.runs WHERE instance_id = %s", [victim]
+                not database.value(
+                    "SELECT count(*) FROM pgdurable.runs WHERE instance_id = %s", [victim]
                 )
             ),
             what="the cancelled run to end",
@@ -245,6 +298,30 @@ def test_top_level_transaction_control_is_refused_at_start(database):
             database.value("SELECT df.start(%s)", [sql(text)], user="writer")
         assert "~>" in str(raised.value), name  # the error says how to split the step
     assert database.value("SELECT count(*) FROM df.instances") == 0
+
+
+EDGE_CASES = [
+    "SELECT E'\\'; COMMIT; '",  # an escape string hides it
+    "SELECT 'a\\'; COMMIT; SELECT 'b'",  # standard strings: a backslash is a character
+    "SELECT $1; COMMIT",  # a parameter is no dollar quote
+    "SELECT 1 AS a$b$; COMMIT",  # nor is a $ inside an identifier
+    "SELECT $x$ ; COMMIT $x$",
+    "SELECT 'unterminated; COMMIT",
+    "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1"
+    " END; END; COMMIT",
+    "SELECT 1; commit\n",
+    "ROLLBACK TO s",
+    "ROLLBACK PREPARED 'x'",
+    "select 1 /* unterminated; COMMIT",
+    "SELECT 'é'; COMMIT",
+]
+
+
+def test_df_start_and_the_worker_read_transaction_control_alike(database):
+    texts = [*TRANSACTION_CONTROL.values(), *NOT_TRANSACTION_CONTROL.values(), *EDGE_CASES]
+    for text in texts:
+        in_sql = database.value("SELECT pgdurable.transaction_control_in(%s)", [text])
+        assert in_sql == transaction_control(text), text
 
 
 def test_transaction_control_never_runs_as_an_exactly_once_step(database, tmp_path):
