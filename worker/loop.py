@@ -254,6 +254,8 @@ class Worker:
                 ],
             )
             rows = await cursor.fetchall()
+        if not rows and free <= 0:
+            return None  # full, and no role could borrow: wait for a slot or a wake-up
         for instance_id, epoch, role_oid, instance in rows:
             if instance and instance.get("role"):
                 self._note_role(instance["role"], role_oid)

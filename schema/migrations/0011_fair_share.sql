@@ -45,14 +45,15 @@ CREATE TRIGGER runs_role BEFORE INSERT ON pgdurable.runs
 
 -- claim_v2 with fair shares. held is what the calling worker holds now, per
 -- role oid ({"16384": 3}); slots its concurrency. With R roles that hold or
--- wait for slots, a role's share is ceil(slots / R): a role alone may use
--- every slot, and none is claimed beyond its share while others have work.
--- A role below its share may also take the slots other roles hold beyond
--- theirs (the worker then holds more than slots, at most twice as many):
--- slots are not taken back from a running step, and without this a role
--- arriving while another fills the worker would wait for those steps to end.
--- Roles go round-robin (each role's first run, then each one's second...),
--- each in wake order. Returns the role of each claimed run.
+-- wait for slots, a role's share is ceil(slots / R). Free slots go first to
+-- claims that keep a role within its share, round-robin (each role's first
+-- run, then each one's second...) and in wake order within a role; free
+-- slots nobody below their share wants go to the others, so a role alone
+-- uses every slot. A role below its share may also take the slots other
+-- roles hold beyond theirs (the worker then holds more than slots, at most
+-- twice as many): slots are not taken back from a running step, and without
+-- this a role arriving while another fills the worker would wait for those
+-- steps to end. Returns the role of each claimed run.
 CREATE FUNCTION pgdurable.claim_v3(worker_name text, token_hash bytea, slots integer,
                                    held jsonb, lease_seconds double precision)
 RETURNS TABLE (instance_id varchar(8), epoch bigint, role_oid oid, instance json)
@@ -64,7 +65,7 @@ DECLARE
     share integer;
     held_total integer;
     beyond integer;
-    capacity integer;
+    free integer;
     ids text[];
     epochs bigint[];
     roles oid[];
@@ -92,14 +93,15 @@ BEGIN
     SELECT coalesce(sum(v::int), 0), coalesce(sum(greatest(v::int - share, 0)), 0)
     INTO held_total, beyond
     FROM jsonb_each_text(held) AS h(k, v);
-    capacity := slots + beyond - held_total;
-    IF capacity <= 0 THEN
+    free := greatest(slots - held_total, 0);
+    IF free + beyond <= 0 THEN
         RETURN;
     END IF;
 
     WITH picked AS (
         SELECT p.instance_id, p.wake_at, p.submitted_by,
-               row_number() OVER (PARTITION BY p.submitted_by ORDER BY p.wake_at, p.instance_id) AS turn
+               row_number() OVER (PARTITION BY p.submitted_by ORDER BY p.wake_at, p.instance_id) AS turn,
+               coalesce((held ->> w.role::text)::int, 0) AS had
         FROM unnest(waiting) AS w(role)
         CROSS JOIN LATERAL (
             SELECT r.instance_id, r.wake_at, r.submitted_by
@@ -111,11 +113,20 @@ BEGIN
                            SELECT 1 FROM pgdurable.signals s
                            WHERE s.instance_id = r.instance_id AND s.name = ANY (r.waiting_signals))))
             ORDER BY r.wake_at, r.instance_id
-            LIMIT greatest(share - coalesce((held ->> w.role::text)::int, 0), 0)
+            LIMIT greatest(share - coalesce((held ->> w.role::text)::int, 0), 0) + free
             FOR UPDATE OF r SKIP LOCKED
         ) AS p
+    ), within_share AS (
+        SELECT p.instance_id FROM picked p WHERE p.had + p.turn <= share
+        ORDER BY p.turn, p.wake_at, p.instance_id LIMIT free + beyond
+    ), beyond_share AS (  -- only free slots, once the claims within shares have theirs
+        SELECT p.instance_id FROM picked p WHERE p.had + p.turn > share
+        ORDER BY p.turn, p.wake_at, p.instance_id
+        LIMIT greatest(free - (SELECT count(*) FROM within_share), 0)
     ), candidates AS (
-        SELECT p.instance_id FROM picked p ORDER BY p.turn, p.wake_at, p.instance_id LIMIT capacity
+        SELECT w.instance_id FROM within_share w
+        UNION ALL
+        SELECT b.instance_id FROM beyond_share b
     ), claimed AS (
         UPDATE pgdurable.runs r
         SET epoch = r.epoch + 1, token_hash = claim_v3.token_hash, worker = worker_name,
