@@ -12,8 +12,9 @@
 --     never from SET, PGOPTIONS or ALTER ROLE/DATABASE … SET.
 --
 -- Administrator-only settings (read with pgdurable.admin_setting):
---   pgdurable.step_timeout ['1h']  how long one SQL step may run; an
---       interval ('90s', '2h') or seconds; 0 = no limit
+--   pgdurable.step_timeout ['1h']  how long one SQL or HTTP step may run; an
+--       interval ('90s', '2h') or seconds; 0 = no limit. A database's own
+--       value (ALTER DATABASE … SET) may only lower it.
 --   pg_durable.max_new_transaction_starts ['2'], pg_durable.new_transaction_start_timeout ['5'],
 --   pg_durable.list_instances_max_limit ['1000']  (postmaster and superuser
 --       settings in the reference; a superuser session may still SET the
@@ -169,23 +170,33 @@ FROM PUBLIC;
 -- The limits the worker enforces
 -- ---------------------------------------------------------------------------
 
--- In seconds (NULL: no limit). A value that is not an interval raises, so
--- a typo stops the worker at start instead of silently lifting the limit.
-CREATE FUNCTION pgdurable.worker_limits_v1(OUT step_timeout double precision)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+-- In seconds (NULL: no limit): the administrator's value, or a lower one
+-- set for the database (ALTER DATABASE … SET pgdurable.step_timeout, read
+-- on the worker's own connection): a database may tighten the limit, never
+-- lift it. A value that is not an interval raises, so a typo stops the
+-- worker at start instead of silently lifting the limit.
+CREATE FUNCTION pgdurable.step_seconds(name text, configured text) RETURNS double precision
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    configured text := btrim(pgdurable.admin_setting('pgdurable.step_timeout', '1h'));
+    seconds double precision;
 BEGIN
-    BEGIN
-        step_timeout := extract(epoch FROM configured::interval);
-    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
-        RAISE EXCEPTION 'pgdurable.step_timeout must be an interval such as ''1h'' or ''90s'', not %', quote_literal(configured)
-            USING HINT = 'Fix it in postgresql.conf (or ALTER SYSTEM SET pgdurable.step_timeout = ''1h''), then SELECT pg_reload_conf().';
-    END;
-    IF step_timeout <= 0 THEN
-        step_timeout := NULL;
+    IF coalesce(btrim(configured), '') = '' THEN
+        RETURN NULL;
     END IF;
+    seconds := extract(epoch FROM btrim(configured)::interval);
+    RETURN CASE WHEN seconds > 0 THEN seconds END;  -- 0: no limit
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+    RAISE EXCEPTION '% must be an interval such as ''1h'' or ''90s'', not %', name, quote_literal(configured)
+        USING HINT = 'Fix it in postgresql.conf (or ALTER SYSTEM SET pgdurable.step_timeout = ''1h''), then SELECT pg_reload_conf().';
 END;
+$$;
+
+CREATE FUNCTION pgdurable.worker_limits_v1(OUT step_timeout double precision)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT least(pgdurable.step_seconds('pgdurable.step_timeout',
+                                        pgdurable.admin_setting('pgdurable.step_timeout', '1h')),
+                 pgdurable.step_seconds('pgdurable.step_timeout (database)',
+                                        current_setting('pgdurable.step_timeout', true)))
 $$;
 REVOKE EXECUTE ON FUNCTION pgdurable.worker_limits_v1() FROM PUBLIC;
 

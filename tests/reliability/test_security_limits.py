@@ -171,8 +171,9 @@ def test_a_step_longer_than_the_time_limit_is_cancelled_and_fails(
     database.execute("SELECT df.grant_usage('slow', true)")
     database.execute(f"ALTER DATABASE {database.name} SET pg_durable.http_policy = 'allow-all'")
     step_timeout("2s")
-    # A session's or a role's value is not the administrator's.
+    # A role's value is not the administrator's; a database's may not lift it.
     database.execute("ALTER ROLE slow SET pgdurable.step_timeout = '0'")
+    database.execute(f"ALTER DATABASE {database.name} SET pgdurable.step_timeout = '0'")
     sleeper = database.value("SELECT df.start(%s)", [sql("SELECT pg_sleep(100000)")], user="slow")
     stubborn = database.value(  # catches the cancel and sleeps on: its session is ended
         "SELECT df.start(%s)",
@@ -204,6 +205,20 @@ def test_a_step_longer_than_the_time_limit_is_cancelled_and_fails(
     assert status(database, http) == "failed"
     assert "pgdurable.step_timeout (2 s)" in output(database, http)
     assert not database.execute(STEP_BACKENDS, ["%pg_sleep(100000)%"])
+
+
+def test_a_database_may_lower_the_step_time_limit(database, tmp_path):
+    users(database, "slow")
+    database.execute(f"ALTER DATABASE {database.name} SET pgdurable.step_timeout = '1s'")
+    sleeper = database.value("SELECT df.start(%s)", [sql("SELECT pg_sleep(100000)")], user="slow")
+    worker = spawn_worker(database.conninfo(), "--until-idle", log=tmp_path / "w.log")
+    try:
+        worker.wait(60)
+    finally:
+        stop_process(worker)
+        end_backends(database, "%pg_sleep(100000)%")
+    assert status(database, sleeper) == "failed"
+    assert "pgdurable.step_timeout (1 s)" in output(database, sleeper)
 
 
 # -- 6. a cancelled run is never claimed again -------------------------------------
