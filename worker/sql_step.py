@@ -23,7 +23,9 @@ Exceptions to exactly-once, marked ``"delivery":"at_least_once"``:
 - statements PostgreSQL refuses in a transaction block (VACUUM, CREATE INDEX
   CONCURRENTLY, procedures that COMMIT…, SQLSTATE 25001/2D000) are re-run in
   autocommit and completed afterwards;
-- text that ends the transaction itself (COMMIT inside the step);
+- text that ends the transaction itself (COMMIT inside the step), a safeguard
+  only: df.start and the worker refuse top-level transaction control
+  (``step_text``);
 - steps that target another database than the one holding the journal.
 """
 
