@@ -130,8 +130,8 @@ async def drive(services: Services, journal: Journal, loaded: dict | None) -> st
 
 async def _end_cancelled(journal: Journal) -> None:
     """Remove the run of an instance df.cancel stopped mid-step. Its status
-    is already ``cancelled``; a step still running on the server is rolled
-    back when its session notices the closed connection."""
+    is already ``cancelled``; the step's transaction, which would have carried
+    its completion, never commits."""
     try:
         await journal.finish("cancelled", [], None)
         event("instance_cancelled", instance=journal.instance_id)
