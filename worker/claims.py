@@ -5,7 +5,9 @@
 
 - finished: root stamped, instance ``completed``/``failed``, run row removed;
 - suspended: the run is released with its wake time and awaited signals;
-- cancelled (df.cancel): the run row is removed, status stays ``cancelled``;
+- cancelled (df.cancel): the run row is removed, status stays ``cancelled``,
+  also when the cancel interrupted a running step (the task is cancelled with
+  ``CANCELLED_BY_USER``): such a run is never claimed again;
 - lease lost: nothing is written (another worker owns the instance);
 - shutting down (SIGTERM): released at a step boundary, claimable at once;
 - retry (connection trouble) or task cancellation (shutdown, lost lease):
@@ -36,6 +38,9 @@ from pgdurable.worker.runs import may_be_run
 from pgdurable.worker.steps import Services
 
 log = logging.getLogger("pgdurable.worker")
+
+# The message of a task cancellation caused by df.cancel (see Worker._listen).
+CANCELLED_BY_USER = "df.cancel"
 
 
 def _role_gone(instance) -> str | None:
@@ -120,11 +125,25 @@ async def drive(services: Services, journal: Journal, loaded: dict | None) -> st
         log.warning("instance %s: connection problem, will retry: %s", journal.instance_id, exc)
         await _release_soon(journal, seconds=1)
         return "retry"
-    except asyncio.CancelledError:
-        await asyncio.shield(_release_soon(journal, seconds=0))
+    except asyncio.CancelledError as exc:
+        if exc.args == (CANCELLED_BY_USER,):
+            await asyncio.shield(_end_cancelled(journal))
+        else:
+            await asyncio.shield(_release_soon(journal, seconds=0))
         raise
     finally:
         journal.runs.claim_ended(journal.instance_id)
+
+
+async def _end_cancelled(journal: Journal) -> None:
+    """Remove the run of an instance df.cancel stopped mid-step. Its status
+    is already ``cancelled``; the step's transaction, which would have carried
+    its completion, never commits."""
+    try:
+        await journal.finish("cancelled", [], None)
+        event("instance_cancelled", instance=journal.instance_id)
+    except Exception:  # e.g. the lease was lost meanwhile: the next owner removes it
+        log.debug("ending cancelled %s failed", journal.instance_id, exc_info=True)
 
 
 async def _release_soon(journal: Journal, *, seconds: float) -> None:

@@ -344,9 +344,17 @@ async def run_code(ex: Execution, node: Node, scope: Scope) -> str:
             refusal = await _refusal(ex, node)
             if refusal is not None:
                 raise Failed(f"code step refused: {refusal}")
-            async with ex.services.step_slots:
-                run = _python if node.type == "PYTHON" else _command
-                result, outcome = await run(ex, node, scope, code)
+            run = _python if node.type == "PYTHON" else _command
+            limit = ex.services.step_timeout
+            try:
+                async with ex.services.step_slots.hold(ex.instance.role):
+                    async with asyncio.timeout(limit):  # the wait for a slot does not count
+                        result, outcome = await run(ex, node, scope, code)
+            except TimeoutError as exc:  # the child's process group was killed with it
+                raise Failed(
+                    "code step exceeded the step time limit, pgdurable.step_timeout "
+                    f"({limit:g} s), and was killed"
+                ) from exc
         except SubstitutionError as exc:
             raise Failed(str(exc)) from exc
         except _StepFailed as exc:

@@ -75,7 +75,8 @@ class Policy:
 POLICY_QUERY = (
     "SELECT pgdurable.http_policy(),"
     " current_setting('pgdurable.http_allowed_hosts', true),"
-    " pgdurable.setting('pgdurable.http_max_response_bytes', %s),"
+    " pgdurable.admin_setting('pgdurable.http_max_response_bytes', %s),"
+    " current_setting('pgdurable.http_max_response_bytes', true),"
     " coalesce((SELECT has_function_privilege(r.oid, to_regprocedure(%s), 'EXECUTE')"
     "           FROM pg_catalog.pg_roles r WHERE r.rolname = %s), false)"
 )
@@ -90,16 +91,18 @@ async def _policy(ex: Execution, signature: str) -> Policy:
                 POLICY_QUERY,
                 [str(http_client.DEFAULT_MAX_BODY), signature, ex.instance.role or ""],
             )
-            tier, hosts, max_body, privileged = await cursor.fetchone()
+            tier, hosts, max_body, database_max_body, privileged = await cursor.fetchone()
     except db.DatabaseError as exc:
         if db.is_connection_error(exc):
             raise
         raise Failed(db.error_text(exc)) from exc
+    # The administrator's cap; a database's own value may only lower it.
     try:
-        limit = int(max_body)
+        limit = min(int(value) for value in (max_body, database_max_body or max_body))
     except ValueError as exc:
         raise Failed(
-            f"pgdurable.http_max_response_bytes must be a number of bytes: {max_body!r}"
+            "pgdurable.http_max_response_bytes must be a number of bytes:"
+            f" {max_body!r} / {database_max_body!r}"
         ) from exc
     return Policy(tier, http_policy.parse_allowed_hosts(hosts), bool(privileged), limit)
 
@@ -363,8 +366,15 @@ async def run_http(ex: Execution, node: Node, scope: Scope) -> str:
             raise Failed(str(exc)) from exc
         await ex.flush()  # our 'running' stamp, and a cancel check, before the request
         policy = await _policy(ex, signature)
-        async with ex.services.step_slots:
-            result = await perform(request, policy, signature, ex.instance.role or "")
+        limit = ex.services.step_timeout  # bounds the node's own timeout_seconds too
+        try:
+            async with ex.services.step_slots.hold(ex.instance.role):
+                async with asyncio.timeout(limit):  # the wait for a slot does not count
+                    result = await perform(request, policy, signature, ex.instance.role or "")
+        except TimeoutError as exc:
+            raise Failed(
+                f"HTTP step exceeded the step time limit, pgdurable.step_timeout ({limit:g} s)"
+            ) from exc
     except Failed as failure:
         raise await record_failure(ex, node, scope, failure.error) from failure
     await ex.journal.record(

@@ -20,8 +20,18 @@ happens only in PostgreSQL (SPEC A.2.4):
   interrupted claims resume from the journal once their leases expire.
 
 Bounds: at most ``concurrency`` instances claimed and at most ``concurrency``
-SQL steps in flight (JOIN/RACE branches share the step bound). Waiting
+SQL steps in flight (JOIN/RACE branches share the step bound), both shared
+fairly by roles (``fairness``: a role below its share may borrow the slots
+others hold beyond theirs, so up to twice as many while that lasts). Waiting
 instances are rows, not tasks: 10 000 sleeping instances cost nothing here.
+
+Step sessions: logged in as the instance's role, started with the guard
+setting, ``standard_conforming_strings`` on (``step_text`` reads quotes that
+way) and ``idle_in_transaction_session_timeout`` of one lease, so a frozen
+worker's open step transaction ends on the server about when another worker
+may take its lease over. A role dropped and created again under its name
+gets new pools: a claim tells the role's oid, and pools of an older oid are
+closed.
 """
 
 from __future__ import annotations
@@ -33,11 +43,12 @@ import logging
 import os
 import secrets
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 
 from pgdurable import db
-from pgdurable.worker import housekeeping, liveness
-from pgdurable.worker.claims import drive
+from pgdurable.worker import fairness, housekeeping, liveness
+from pgdurable.worker.claims import CANCELLED_BY_USER, drive
 from pgdurable.worker.code_roots import CodeConfig
 from pgdurable.worker.journal import Journal
 from pgdurable.worker.logs import event
@@ -82,8 +93,11 @@ class Worker:
             autocommit=True,
         )
         self.user_pools: dict[tuple[str, str | None], db.AsyncPool] = {}
+        self.role_oids: dict[str, int] = {}  # role name -> oid its pools log in as
+        self.claimed_roles: dict[str, int] = {}  # instance id -> role oid, for fair claims
+        self.closing: set[asyncio.Task] = set()
         self.services = Services(
-            self._user_pool, asyncio.Semaphore(self.options.concurrency), code=self.options.code
+            self._user_pool, fairness.FairSlots(self.options.concurrency), code=self.options.code
         )
         self.outcomes: dict[str, int] = {}
         self.metrics = Metrics()
@@ -102,7 +116,8 @@ class Worker:
                 user=role,
                 dbname=database,
                 application_name=WORKFLOW_APPLICATION_NAME,
-                options="-c df.in_workflow=true",
+                options="-c df.in_workflow=true -c standard_conforming_strings=on"
+                f" -c idle_in_transaction_session_timeout={self._idle_limit_ms()}",
             )
             pool = db.async_pool(
                 conninfo,
@@ -115,6 +130,21 @@ class Worker:
             self.user_pools[key] = pool
             await pool.open()
         return pool
+
+    def _idle_limit_ms(self) -> int:
+        return max(int(self.options.lease_seconds * 1000), 1000)
+
+    def _note_role(self, name: str, oid: int) -> None:
+        """Close the pools of a role that was dropped and created again: their
+        sessions belong to the old role (its oid), not to this one."""
+        known = self.role_oids.get(name)
+        self.role_oids[name] = oid
+        if known is None or known == oid:
+            return
+        for key in [key for key in self.user_pools if key[0] == name]:
+            closing = asyncio.create_task(self.user_pools.pop(key).close())
+            self.closing.add(closing)
+            closing.add_done_callback(self.closing.discard)
 
     async def _register_step_session(self, conn: db.AsyncConnection) -> None:
         """Mark a new step connection's backend as a workflow session, from our
@@ -132,7 +162,15 @@ class Worker:
         if address is not None:  # refused addresses fail before anything starts
             server = self.metrics.serve(address, allow_remote=self.options.metrics_allow_remote)
         await self.pool.open()
-        event("worker_started", worker=self.options.name, concurrency=self.options.concurrency)
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute("SELECT step_timeout FROM pgdurable.worker_limits_v1()")
+            self.services.step_timeout = (await cursor.fetchone())[0]
+        event(
+            "worker_started",
+            worker=self.options.name,
+            concurrency=self.options.concurrency,
+            step_timeout=self.services.step_timeout,
+        )
         if address is not None:
             event("metrics_serving", address=address)
         listener = asyncio.create_task(self._listen())
@@ -153,6 +191,7 @@ class Worker:
                 server.server_close()
             for pool in self.user_pools.values():
                 await pool.close()
+            await asyncio.gather(*self.closing, return_exceptions=True)
             await self.pool.close()
             event("worker_stopped", worker=self.options.name, outcomes=self.outcomes)
         return self.outcomes
@@ -217,19 +256,35 @@ class Worker:
     async def _claim(self) -> int | None:
         """Claim runnable instances into free slots: how many, or None when the
         slots were too busy to try."""
-        free = self.options.concurrency - len(self.active)
+        slots = self.options.concurrency
+        free = slots - len(self.active)
+        held = Counter(self.claimed_roles.values())
         # Claim in batches of at least a quarter of the slots while work is
         # running: a claim is a round trip and a commit, and refilling one
-        # slot at a time made it one per instance. An idle worker claims at once.
-        if free <= 0 or (self.active and free < max(1, self.options.concurrency // 4)):
-            return None
+        # slot at a time made it one per instance. An idle worker claims at
+        # once; a full one only when another role could borrow a slot.
+        if free <= 0 or (self.active and free < max(1, slots // 4)):
+            if free > 0 or not fairness.borrowable(slots, held):
+                return None
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT instance_id, epoch, instance FROM pgdurable.claim_v2(%s, %s, %s, %s)",
-                [self.options.name, self.token_hash, free, self.options.lease_seconds],
+                "SELECT instance_id, epoch, role_oid, instance"
+                " FROM pgdurable.claim_v3(%s, %s, %s, %s::jsonb, %s)",
+                [
+                    self.options.name,
+                    self.token_hash,
+                    slots,
+                    json_text({str(oid): n for oid, n in held.items()}),
+                    self.options.lease_seconds,
+                ],
             )
             rows = await cursor.fetchall()
-        for instance_id, epoch, instance in rows:
+        if not rows and free <= 0:
+            return None  # full, and no role could borrow: wait for a slot or a wake-up
+        for instance_id, epoch, role_oid, instance in rows:
+            if instance and instance.get("role"):
+                self._note_role(instance["role"], role_oid)
+            self.claimed_roles[instance_id] = role_oid
             journal = Journal(self.pool, instance_id, epoch, self.token, self.runs)
             task = asyncio.create_task(self._drive(journal, instance))
             self.active[instance_id] = (task, journal)
@@ -253,6 +308,7 @@ class Worker:
             await asyncio.sleep(1)  # a bug should not spin; the lease expires and it is retried
         finally:
             self.active.pop(journal.instance_id, None)
+            self.claimed_roles.pop(journal.instance_id, None)
             self.wake.set()
 
     async def _next_wake(self) -> tuple[float | None, int]:
@@ -281,7 +337,8 @@ class Worker:
                     async for notice in conn.notifies():
                         kind, _, instance_id = notice.payload.partition(":")
                         if kind == "cancel" and instance_id in self.active:
-                            self.active[instance_id][0].cancel()
+                            # The claim ends the run instead of releasing it.
+                            self.active[instance_id][0].cancel(CANCELLED_BY_USER)
                         self.wake.set()
             except asyncio.CancelledError:
                 raise

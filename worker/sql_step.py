@@ -23,7 +23,9 @@ Exceptions to exactly-once, marked ``"delivery":"at_least_once"``:
 - statements PostgreSQL refuses in a transaction block (VACUUM, CREATE INDEX
   CONCURRENTLY, procedures that COMMIT…, SQLSTATE 25001/2D000) are re-run in
   autocommit and completed afterwards;
-- text that ends the transaction itself (COMMIT inside the step);
+- text that ends the transaction itself (COMMIT inside the step), a safeguard
+  only: df.start and the worker refuse top-level transaction control
+  (``step_text``);
 - steps that target another database than the one holding the journal.
 """
 
@@ -36,6 +38,7 @@ from typing import Any
 
 from pgdurable import db
 from pgdurable.errors import DatabaseUnavailable
+from pgdurable.worker import step_limits
 from pgdurable.worker.journal import COMPLETION_SETTINGS, Journal, lease_error
 from pgdurable.worker.outcomes import Failed, LeaseLost, Retry
 from pgdurable.worker.results import UnsupportedType, sql_result
@@ -43,6 +46,7 @@ from pgdurable.worker.results import UnsupportedType, sql_result
 STEP_PREFIX = db.STEP_SESSION_RESET + ";\nBEGIN;\n"
 NEEDS_AUTOCOMMIT = {"25001", "2D000"}  # active_sql_transaction, invalid_transaction_termination
 UNIQUE_VIOLATION = "23505"
+SCS_ON = "SET standard_conforming_strings = on"
 ACQUIRE_SECONDS = 10  # the step pool's own connection attempts, before it gives up
 
 
@@ -101,6 +105,7 @@ async def run_sql_step(
     same_database: bool,
     stamps: StampQueue,
     final: tuple[str, ...] | None = None,
+    time_limit: float | None = None,
 ) -> Completion:
     """Run ``text`` and record its completion.
 
@@ -108,11 +113,12 @@ async def run_sql_step(
     completion is sent and given back if it fails, so they are written with
     the step or by a later flush. ``final`` names the ancestors of a step
     after which nothing runs: its completion then finishes the instance (its
-    status comes back 'completed'). Raises Failed (the statement failed),
-    LeaseLost or Retry.
+    status comes back 'completed'). ``time_limit`` is the step time limit in
+    seconds (``step_limits``). Raises Failed (the statement failed, or ran
+    out of time), LeaseLost or Retry.
     """
     try:
-        return await _run(pool, journal, key, text, same_database, stamps, final)
+        return await _run(pool, journal, key, text, same_database, stamps, final, time_limit)
     except db.PoolTimeout as exc:
         raise await _unconnectable(pool) from exc
 
@@ -144,23 +150,32 @@ PERMANENT_REFUSALS = (
 )
 
 
-async def _run(pool, journal, key, text, same_database, stamps, final) -> Completion:
+async def _run(pool, journal, key, text, same_database, stamps, final, time_limit) -> Completion:
     if not same_database:
-        return await _autocommit(pool, journal, key, text)
+        return await _autocommit(pool, journal, key, text, time_limit)
     async with pool.connection(timeout=ACQUIRE_SECONDS) as conn:
-        try:
-            cursor = await conn.execute(STEP_PREFIX + text)
-            result = await _last_result(cursor)
-        except UnsupportedType as exc:
+        needs_autocommit = False
+        async with step_limits.limited(conn, journal.pool, time_limit) as watch:
+            try:
+                cursor = await conn.execute(STEP_PREFIX + text)
+                result = await _last_result(cursor)
+            except UnsupportedType as exc:
+                await _rollback(conn)
+                raise Failed(str(exc)) from exc
+            except db.DatabaseError as exc:
+                await _rollback(conn)
+                if watch and watch.fired:
+                    raise Failed(watch.error) from exc
+                needs_autocommit = db.sqlstate(exc) in NEEDS_AUTOCOMMIT
+                if not needs_autocommit:
+                    if db.connection_lost(exc, conn):
+                        raise Retry(str(exc)) from exc
+                    raise _failure(exc) from exc
+        if needs_autocommit:
+            return await _autocommit(pool, journal, key, text, time_limit)
+        if watch and watch.fired:  # the step caught the cancel and ended on its own
             await _rollback(conn)
-            raise Failed(str(exc)) from exc
-        except db.DatabaseError as exc:
-            await _rollback(conn)
-            if db.sqlstate(exc) in NEEDS_AUTOCOMMIT:
-                return await _autocommit(pool, journal, key, text)
-            if db.connection_lost(exc, conn):
-                raise Retry(str(exc)) from exc
-            raise _failure(exc) from exc
+            raise Failed(watch.error)
         if not db.in_transaction(conn):
             # The text ended our transaction (COMMIT): its effects are already
             # durable, so the completion can only follow at least once.
@@ -187,32 +202,49 @@ async def _run(pool, journal, key, text, same_database, stamps, final) -> Comple
                 await conn.execute(COMPLETION_SETTINGS)
                 completion = await conn.execute(statement, params)
                 await conn.execute("COMMIT")
+                # The next step's text is lexed before its session reset runs:
+                # with the server's reading of quotes, as step_text checked it.
+                await conn.execute(SCS_ON)
             status = (await completion.fetchone())[0]
         except db.DatabaseError as exc:
             give_back(batch)
             await _rollback(conn)
+            if watch and watch.fired:  # the cancel reached the completion instead
+                raise Failed(watch.error) from exc
             mapped = lease_error(exc)
             if isinstance(mapped, LeaseLost) or (mapped and db.connection_lost(exc, conn)):
                 raise mapped from exc
             if db.sqlstate(exc) == UNIQUE_VIOLATION and "journal" in db.error_text(exc):
                 raise LeaseLost("step already completed by another worker") from exc
+            if (db.sqlstate(exc) or "").startswith("40"):
+                # A deadlock with the worker's own 'running' flush (both hold the
+                # run row FOR SHARE; the last completion deletes it): the step
+                # rolled back with its completion, so running it again is safe.
+                raise Retry(str(exc)) from exc
             raise _failure(exc) from exc  # e.g. the user's deferred constraint at COMMIT
     return Completion(result, status)
 
 
-async def _autocommit(pool: db.AsyncPool, journal: Journal, key: StepKey, text: str):
+async def _autocommit(
+    pool: db.AsyncPool, journal: Journal, key: StepKey, text: str, time_limit: float | None
+):
     async with pool.connection(timeout=ACQUIRE_SECONDS) as conn:
-        try:
-            # On its own: text such as VACUUM must be a message of its own.
-            await conn.execute(db.STEP_SESSION_RESET)
-            result = await _last_result(await conn.execute(text))
-        except UnsupportedType as exc:
-            raise Failed(str(exc)) from exc
-        except db.DatabaseError as exc:
-            await _rollback(conn)
-            if db.connection_lost(exc, conn):
-                raise Retry(str(exc)) from exc
-            raise _failure(exc) from exc
+        async with step_limits.limited(conn, journal.pool, time_limit) as watch:
+            try:
+                # On its own: text such as VACUUM must be a message of its own.
+                await conn.execute(db.STEP_SESSION_RESET)
+                result = await _last_result(await conn.execute(text))
+            except UnsupportedType as exc:
+                raise Failed(str(exc)) from exc
+            except db.DatabaseError as exc:
+                await _rollback(conn)
+                if watch and watch.fired:
+                    raise Failed(watch.error) from exc
+                if db.connection_lost(exc, conn):
+                    raise Retry(str(exc)) from exc
+                raise _failure(exc) from exc
+        if watch and watch.fired:
+            raise Failed(watch.error)
     await journal.record(
         key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
     )

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgdurable import db
-from pgdurable.worker import deadlines
+from pgdurable.worker import deadlines, step_text
 from pgdurable.worker.code_roots import CodeConfig
 from pgdurable.worker.code_steps import run_code
+from pgdurable.worker.fairness import FairSlots
 from pgdurable.worker.http_step import run_http
 from pgdurable.worker.logs import event
 from pgdurable.worker.outcomes import Broke, Cancelled, Failed, LeaseLost, ShuttingDown, Suspended
@@ -42,14 +43,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """What executors share across instances: user pools, the step bound, the
+    """What executors share across instances: user pools, the step bound
+    (shared fairly by roles), the step time limit (seconds, None for none), the
     shutdown flag (set on SIGTERM: no new step starts after it) and the code
     roots of code steps."""
 
     user_pool: Callable[[str, str | None], Awaitable[db.AsyncPool]]  # (role, database) -> pool
-    step_slots: asyncio.Semaphore
+    step_slots: FairSlots
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     code: CodeConfig = field(default_factory=CodeConfig)
+    step_timeout: float | None = None
 
 
 def _replayed(ex: Execution, node: Node, scope: Scope) -> str | None:
@@ -142,6 +145,9 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
         )
     except SubstitutionError as exc:
         raise await _fail(ex, node, scope, str(exc)) from exc
+    control = step_text.transaction_control(text)
+    if control is not None:  # df.start refuses it; a raw {var} or a forged row brings it back
+        raise await _fail(ex, node, scope, step_text.refusal(control))
     # Queued stamps (the parents' and this node's 'running') are written by
     # the step's own completion, in its transaction. Only a step still running
     # after RUNNING_STAMP_DELAY gets them written earlier, by a separate flush,
@@ -166,7 +172,7 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
         same_database = instance.database in (None, instance.control_database)
         root_scope = scope.name == instance.id and scope.gen == 1
         final = ex.final_steps.get(node.id) if root_scope else None
-        async with ex.services.step_slots:
+        async with ex.services.step_slots.hold(instance.role):
             try:
                 completion = await run_sql_step(
                     pool,
@@ -176,6 +182,7 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
                     same_database=same_database,
                     stamps=(take, ex.give_back),
                     final=final,
+                    time_limit=ex.services.step_timeout,
                 )
             except Failed as failure:
                 raise await _fail(ex, node, scope, failure.error) from failure

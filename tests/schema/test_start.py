@@ -315,19 +315,41 @@ def test_new_mode_reports_graph_errors_like_caller_mode(database, alice):
         start(database, '{"node_type":"NOPE"}', None, None, "new")
 
 
+def _admission_settings(database, value: dict[str, str] | None) -> None:
+    """The administrator's way (ALTER SYSTEM): the only one the admission reads."""
+    names = ("pg_durable.max_new_transaction_starts", "pg_durable.new_transaction_start_timeout")
+    with database.connect() as conn:
+        for name in names:
+            # ALTER SYSTEM knows a custom setting once the session has it.
+            conn.execute("SELECT set_config(%s, '', false)", [name])
+            if value is None:
+                conn.execute(f"ALTER SYSTEM RESET {name}")
+            else:
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value[name]}'")
+        conn.execute("SELECT pg_reload_conf()")
+
+
 def test_new_mode_admission_limit(database, alice):
+    # A database's value is not the administrator's: it is ignored.
     database.execute(
-        f"ALTER DATABASE {database.name} SET pg_durable.max_new_transaction_starts = 1"
+        f"ALTER DATABASE {database.name} SET pg_durable.max_new_transaction_starts = 0"
     )
-    database.execute(
-        f"ALTER DATABASE {database.name} SET pg_durable.new_transaction_start_timeout = 1"
+    _admission_settings(
+        database,
+        {
+            "pg_durable.max_new_transaction_starts": "1",
+            "pg_durable.new_transaction_start_timeout": "1",
+        },
     )
-    with database.connect() as holder:
-        # Occupy the only launch slot the way a concurrent 'new' start would.
-        holder.execute("SELECT pg_advisory_lock(1346847814, 0)")
-        with pytest.raises(psycopg.errors.RaiseException) as caught:
-            start(database, "SELECT 1", None, None, "new")
-        holder.execute("SELECT pg_advisory_unlock(1346847814, 0)")
+    try:
+        with database.connect() as holder:
+            # Occupy the only launch slot the way a concurrent 'new' start would.
+            holder.execute("SELECT pg_advisory_lock(1346847814, 0)")
+            with pytest.raises(psycopg.errors.RaiseException) as caught:
+                start(database, "SELECT 1", None, None, "new")
+            holder.execute("SELECT pg_advisory_unlock(1346847814, 0)")
+    finally:
+        _admission_settings(database, None)
     assert (
         "launch limit reached (max_new_transaction_starts=1). Timed out after 1s waiting for a "
         "launch slot"

@@ -21,12 +21,19 @@ from typing import Any
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, SourceRef
-from pgdurable.sqltext import SqlLexError, derived_identifier, dollar_quote, split_statements
+from pgdurable.sqltext import (
+    SqlLexError,
+    derived_identifier,
+    dollar_quote,
+    is_transaction_control,
+    split_statements,
+)
 from pgdurable.sqltext import literal as sql_literal
 from pgdurable.translators.airflow import bash, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
+from pgdurable.translators.sqlcommand import transaction_groups
 
 
 @dataclass(frozen=True)
@@ -357,6 +364,43 @@ def sql_steps(task: Task, ctx: Context, texts: list[str], *, autocommit: bool, s
     statements = [_bind(s, ctx.dag.task_arg(task, "parameters"), task, ctx) for s in statements]
     if not statements:
         return stub(task, "the SQL is empty", ctx)
+    groups = _between_transaction_control(task, ctx, statements)
+    if groups is not None:
+        if not groups:
+            return stub(task, "the SQL holds only transaction control statements", ctx)
+        parts = [_group_steps(task, ctx, g, autocommit) for g in groups]
+        if len(parts) == 1:
+            return parts[0]
+        return Work(m.Seq(tuple(p.node for p in parts if p.node is not None)))
+    return _group_steps(task, ctx, statements, autocommit)
+
+
+def _between_transaction_control(
+    task: Task, ctx: Context, statements: list[str]
+) -> list[list[str]] | None:
+    """The statements between top-level BEGIN/COMMIT/ROLLBACK (dropped), or None
+    when there are none. The database session the hook drives commits at an
+    explicit COMMIT, so the parts become separate steps; kept in one step they
+    would be refused by df.start (a step is one transaction with its completion)."""
+    try:
+        parsed = [st for text in statements for st in split_statements(text)]
+    except SqlLexError:
+        return None
+    if not any(is_transaction_control(st) for st in parsed):
+        return None
+    ctx.diag.add(
+        "PGD209",
+        f"task {task.task_id!r}: its SQL contains BEGIN/COMMIT/ROLLBACK; it is split at "
+        "those points into separate steps (the hook's session commits the part before a "
+        "COMMIT; a ROLLBACK no longer undoes the part before it)",
+        task.ref,
+    )
+    return [
+        [st.text for st in group] for group in transaction_groups(parsed, is_transaction_control)
+    ]
+
+
+def _group_steps(task: Task, ctx: Context, statements: list[str], autocommit: bool) -> Work:
     if ctx.settings:
         # one transaction per step: each step gets the connection's settings first
         prefix = ";\n".join(ctx.settings) + ";\n"
