@@ -20,7 +20,7 @@ from pathlib import Path
 from pgdurable.diagnostics import Collector, Diagnostic, SourceRef
 from pgdurable.parallel import map_in_processes
 from pgdurable.translators.airflow import compile as compiler
-from pgdurable.translators.airflow import templates
+from pgdurable.translators.airflow import python_tasks, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.tasks import Context
 from pgdurable.translators.airflow.visitor import ReadError, read
@@ -206,9 +206,11 @@ def _compiler(dag, dag_file, ctx, connections, read_template, mapping) -> Callab
             env=templates.Env({}, dag_file.generation, {}),
             run_as=ctx.default_username,
             search_path_map=mapping,
+            python_module=python_tasks.DagModule(python_tasks.module_name(name)),
         )
         try:
             workflow = compiler.workflow(dag, context, name)
+            workflow = python_tasks.attach(workflow, context.python_module, dag_file.path)
         except compiler.graph.CycleError as exc:
             diag.add("PGD106", f"{exc}; Airflow refuses the DAG")
             return ItemResult(name, dag.ref, tuple(diag.items)), []
