@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from pgdurable import airflow_context as ac
+from pgdurable.model import Python, walk
 from pgdurable.translators import airflow
 from pgdurable.translators.base import TranslateContext
 
@@ -174,3 +175,34 @@ with DAG("d", schedule=None, start_date=datetime(2024, 1, 1)):
     assert result.fidelity.name == "EXACT"
     assert [d.code for d in result.diagnostics] == ["PGD243"]
     assert result.workflow.profile == "pgdurable"
+
+
+def test_one_dag_id_in_two_files_gets_two_task_modules():
+    code = """
+from datetime import datetime
+from airflow.decorators import dag, task
+
+@dag(schedule=None, start_date=datetime(2024, 1, 1))
+def etl():
+    @task
+    def load():
+        return "{}"
+
+    load()
+
+etl()
+"""
+    files = [
+        airflow.SourceFile(f"{env}/etl.py", code.replace("{}", env)) for env in ("dev", "prod")
+    ]
+    results = airflow.translate(files, TranslateContext(default_username="etl")).results
+    seen = {}
+    for result in results:
+        ((path, text),) = result.workflow.code_files
+        module = path[: -len(".py")].replace("/", ".")
+        callables = {n.callable for n in walk(result.workflow.body) if isinstance(n, Python)}
+        assert callables == {f"{module}:pgdurable_task_load"}
+        assert all(module + ":" in d.message for d in result.diagnostics if d.code == "PGD243")
+        seen[path] = text
+    assert sorted(seen) == ["airflow_tasks/etl__dev_etl.py", "airflow_tasks/etl__prod_etl.py"]
+    assert 'return "prod"' in seen["airflow_tasks/etl__prod_etl.py"]

@@ -150,9 +150,22 @@ def _disambiguate(results: list[ItemResult]) -> None:
                 "the one applied last answers triggers. Keep the one you run",
                 r.source_ref,
             )
-            workflow = replace(r.workflow, name=unique) if r.workflow else None
+            workflow = (
+                python_tasks.renamed(replace(r.workflow, name=unique), unique)
+                if r.workflow
+                else None
+            )
+            diagnostics = r.diagnostics
+            if workflow is not None and workflow.code_files:  # PGD243 names the module
+                before, after = python_tasks.module_of(r.workflow), python_tasks.module_of(workflow)
+                diagnostics = tuple(
+                    replace(d, message=python_tasks.swap(d.message, before, after))
+                    if d.code == "PGD243"
+                    else d
+                    for d in diagnostics
+                )
             results[i] = replace(
-                r, name=unique, workflow=workflow, diagnostics=(*r.diagnostics, note)
+                r, name=unique, workflow=workflow, diagnostics=(*diagnostics, note)
             )
 
 

@@ -588,3 +588,51 @@ PACKAGE_INIT = (
     '"""Task modules written by pgdurable import-airflow: put the folder holding this'
     ' package on the worker\'s code path (pgdurable worker --code-path DIR)."""\n'
 )
+
+
+def renamed(workflow: Any, name: str) -> Any:
+    """``workflow`` (renamed to ``name``, a dag_id defined in several files) with its
+    task module renamed too, so no file's module overwrites another's."""
+    from dataclasses import fields, replace
+
+    if not workflow.code_files:
+        return workflow
+    ((path, text),) = workflow.code_files
+    old, new = module_of(workflow), module_name(name)
+
+    def swap_(value: str) -> str:
+        return swap(value, old, new)
+
+    def rebuild(node: Any) -> Any:
+        changes: dict[str, Any] = {}
+        for f in fields(node):
+            value = getattr(node, f.name)
+            if isinstance(value, m.NodeBase):
+                changes[f.name] = rebuild(value)
+            elif (
+                isinstance(value, tuple) and value and all(isinstance(v, m.NodeBase) for v in value)
+            ):
+                changes[f.name] = tuple(rebuild(v) for v in value)
+        if isinstance(node, m.Python):
+            changes["callable"] = swap_(node.callable)
+        return replace(node, **changes) if changes else node
+
+    return replace(
+        workflow,
+        body=rebuild(workflow.body),
+        description=tuple(swap_(line) for line in workflow.description),
+        epilogue=swap_(workflow.epilogue) if workflow.epilogue else workflow.epilogue,
+        code_files=((new.replace(".", "/") + ".py", swap_(text)),),
+    )
+
+
+def module_of(workflow: Any) -> str:
+    """The dotted name of the workflow's task module (it has code files)."""
+    ((path, _),) = workflow.code_files
+    return str(path[: -len(".py")].replace("/", "."))
+
+
+def swap(text: str, old: str, new: str) -> str:
+    """``text`` naming module ``new`` where it named ``old`` (callables, grant, path)."""
+    old_path, new_path = old.replace(".", "/") + ".py", new.replace(".", "/") + ".py"
+    return text.replace(f"{old}:", f"{new}:").replace(old_path, new_path)
