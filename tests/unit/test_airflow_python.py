@@ -206,3 +206,33 @@ etl()
         seen[path] = text
     assert sorted(seen) == ["airflow_tasks/etl__dev_etl.py", "airflow_tasks/etl__prod_etl.py"]
     assert 'return "prod"' in seen["airflow_tasks/etl__prod_etl.py"]
+
+
+def test_other_decorators_stay_and_their_imports_come_along():
+    result = translate(
+        """
+import functools
+from datetime import datetime
+from airflow.decorators import dag, task
+
+@functools.cache
+def lookup(n):
+    return n * 2
+
+@task(retries=1)
+def double():
+    return lookup(21)
+
+@dag(schedule=None, start_date=datetime(2024, 1, 1))
+def d():
+    double()
+
+d()
+"""
+    )
+    ((_, text),) = result.workflow.code_files
+    assert "import functools" in text and "@functools.cache\ndef lookup" in text
+    assert "@task" not in text
+    namespace: dict = {}
+    exec(compile(text, "d.py", "exec"), namespace)
+    assert namespace["pgdurable_task_double"](**payload())["rows"][0]["return_value"] == 42

@@ -280,13 +280,16 @@ class _Extraction:
         )
 
     def _without_airflow_decorators(self, node: cst.FunctionDef | cst.ClassDef) -> str:
-        return self.facts.code.code_for_node(node.with_changes(decorators=[]))
+        """The definition without the Airflow decorators that made it a task (others,
+        such as ``functools.cache``, stay: they change what the function does)."""
+        kept = [d for d in node.decorators if not _airflow_decorator(d, self.facts.reader)]
+        return self.facts.code.code_for_node(node.with_changes(decorators=kept))
 
-    @staticmethod
-    def _body_nodes(node: cst.FunctionDef | cst.ClassDef) -> list[cst.CSTNode]:
+    def _body_nodes(self, node: cst.FunctionDef | cst.ClassDef) -> list[cst.CSTNode]:
+        kept = [d for d in node.decorators if not _airflow_decorator(d, self.facts.reader)]
         if isinstance(node, cst.FunctionDef):
-            return [node.params, node.body] + ([node.returns] if node.returns else [])
-        return [node.body, *node.bases, *node.keywords]
+            return [*kept, node.params, node.body] + ([node.returns] if node.returns else [])
+        return [*kept, node.body, *node.bases, *node.keywords]
 
     def _calls(self, root: cst.CSTNode) -> None:
         """Calls whose meaning must be known statically: dynamic imports, hooks,
@@ -334,6 +337,20 @@ class _Extraction:
 
 
 _ABSENT = object()
+
+
+def _airflow_decorator(decorator: cst.Decorator, reader: Any) -> bool:
+    """``@task``, ``@task.branch(...)``, ``@dag``: a decorator from Airflow."""
+    expr = decorator.decorator
+    if isinstance(expr, cst.Call):
+        expr = expr.func
+    qualified = reader.qualified(expr) or ""
+    if qualified == "airflow" or qualified.startswith("airflow."):
+        return True
+    head = expr
+    while isinstance(head, cst.Attribute):
+        head = head.value
+    return isinstance(head, cst.Name) and head.value in ("task", "dag") and not qualified
 
 
 def _keyword_or_first(call: cst.Call, names: tuple[str, ...]) -> Any:
@@ -401,7 +418,7 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
     work = _Extraction(facts, module)
     line = fn.ref.line if fn.ref else None
     nested = id(fn.node) not in {id(s) for s in facts.code.body}
-    work.element(_Extraction._body_nodes(fn.node), f"{fn.name}() (line {line})")
+    work.element(work._body_nodes(fn.node), f"{fn.name}() (line {line})")
     if nested:
         known = module.functions.get(fn.name)
         if known is not None and known != id(fn.node):
