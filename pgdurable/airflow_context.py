@@ -226,19 +226,42 @@ def get_current_context() -> dict[str, Any]:
     return state.context()
 
 
+VARIABLES_FILE = "airflow_variables.json"
+
+
+def _exported(key: str) -> tuple[bool, Any]:
+    """``key`` in ``airflow_variables.json`` at the code root (what ``airflow variables
+    export`` writes), when the operator deployed one."""
+    root = os.environ.get("PGDURABLE_CODE_ROOT")
+    path = os.path.join(root, VARIABLES_FILE) if root else None
+    if path is None or not os.path.isfile(path):
+        return False, None
+    with open(path, encoding="utf-8") as handle:
+        values = json.load(handle)
+    if not isinstance(values, dict) or key not in values:
+        return False, None
+    return True, values[key]
+
+
 class Variable:
-    """``Variable.get``: the df vars of the instance the translation passed in."""
+    """``Variable.get``: the instance's df var of that name, else the deployed
+    ``airflow_variables.json``, else ``default_var`` (Airflow's KeyError without one)."""
 
     @staticmethod
     def get(key: str, default_var: Any = _UNSET, deserialize_json: bool = False) -> Any:
         state = _current.get(None)
         values = (state.payload.get("variables") or {}) if state is not None else {}
         value = values.get(key)
-        if value is None or value == "{" + key + "}":  # not set: the reference stayed
-            if default_var is _UNSET:
-                raise KeyError(f"Variable {key} does not exist")
-            return default_var
-        return json.loads(value) if deserialize_json else value
+        if value is not None and value != "{" + key + "}":  # set: the reference was replaced
+            return json.loads(value) if deserialize_json else value
+        found, exported = _exported(key)
+        if found:
+            if isinstance(exported, str):
+                return json.loads(exported) if deserialize_json else exported
+            return exported if deserialize_json else json.dumps(exported)
+        if default_var is _UNSET:
+            raise KeyError(f"Variable {key} does not exist")
+        return default_var
 
 
 class Connection:

@@ -236,3 +236,19 @@ d()
     namespace: dict = {}
     exec(compile(text, "d.py", "exec"), namespace)
     assert namespace["pgdurable_task_double"](**payload())["rows"][0]["return_value"] == 42
+
+
+def test_variables_fall_back_to_the_exported_file_at_the_code_root(tmp_path, monkeypatch):
+    (tmp_path / "airflow_variables.json").write_text(json.dumps({"cfg": {"k": 2}, "name": "n"}))
+    monkeypatch.setenv("PGDURABLE_CODE_ROOT", str(tmp_path))
+
+    def f():
+        return [
+            ac.Variable.get("cfg", deserialize_json=True),
+            ac.Variable.get("cfg"),
+            ac.Variable.get("name"),
+            ac.Variable.get("name", default_var="x"),
+        ]
+
+    out = ac.run(f, payload(variables={"name": "from df"}))
+    assert out["rows"][0]["return_value"] == [{"k": 2}, '{"k": 2}', "from df", "from df"]
