@@ -252,3 +252,25 @@ def test_variables_fall_back_to_the_exported_file_at_the_code_root(tmp_path, mon
 
     out = ac.run(f, payload(variables={"name": "from df"}))
     assert out["rows"][0]["return_value"] == [{"k": 2}, '{"k": 2}', "from df", "from df"]
+
+
+def test_connections_are_the_mapped_database_as_the_role_without_a_password(monkeypatch):
+    monkeypatch.setenv("PGDURABLE_ROLE", "alice")
+    monkeypatch.setenv("PGDURABLE_DATABASE", "app")
+    monkeypatch.setenv("PGDURABLE_PGHOST", "/run/pg")
+    monkeypatch.setenv("PGDURABLE_PGPORT", "5433")
+
+    def f():
+        mapped = ac.BaseHook.get_connection("warehouse")
+        current = ac.PostgresHook().connection
+        return [mapped.login, mapped.schema, mapped.password, current.conninfo()]
+
+    out = ac.run(f, payload(connections={"warehouse": "wh", "postgres_default": None}))
+    assert out["rows"][0]["return_value"] == [
+        "alice",
+        "wh",
+        None,
+        "host='/run/pg' port='5433' dbname='app' user='alice'",
+    ]
+    with pytest.raises(ac.AirflowException, match="`other` isn't defined"):
+        ac.run(lambda: ac.BaseHook.get_connection("other"), payload(connections={}))
