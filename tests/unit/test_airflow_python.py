@@ -274,3 +274,31 @@ def test_connections_are_the_mapped_database_as_the_role_without_a_password(monk
     ]
     with pytest.raises(ac.AirflowException, match="`other` isn't defined"):
         ac.run(lambda: ac.BaseHook.get_connection("other"), payload(connections={}))
+
+
+def test_a_nested_callable_may_not_replace_a_module_level_name():
+    result = translate(
+        """
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+def load():
+    return "module level"
+
+def run():
+    return load()
+
+with DAG("d", schedule=None, start_date=datetime(2024, 1, 1)):
+    def load():
+        return "inside the DAG"
+
+    PythonOperator(task_id="a", python_callable=run)
+    PythonOperator(task_id="b", python_callable=load)
+"""
+    )
+    # when run() runs, `load` is the one the with block bound last: neither is extracted
+    assert result.workflow.code_files == ()
+    a, b = [d.message for d in result.diagnostics if d.code == "PGD311"]
+    assert "'load' (line 10) is defined inside a `with` block at line 12" in a
+    assert "load() (line 13) has the name of another module-level definition (line 6)" in b

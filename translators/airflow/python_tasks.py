@@ -423,12 +423,15 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
         known = module.functions.get(fn.name)
         if known is not None and known != id(fn.node):
             raise Refused(f"another callable of this DAG is also named {fn.name}()")
-        if any(  # a nested def may shadow a module-level name the module now holds
-            re.match(rf"(def|class) {re.escape(fn.name)}\b", part.lstrip())
-            or re.match(rf"{re.escape(fn.name)}\s*=", part)
-            for part in work.parts.values()
-        ):
-            raise Refused(f"{fn.name}() shadows a module-level name it also uses")
+        # written at the module's top level, it must not replace another definition
+        # of that name there (a helper, an import, another DAG's callable)
+        module_scope = next(s for s in set(facts.scopes.values()) if isinstance(s, GlobalScope))
+        others = [a for a in module_scope[fn.name] if a.node is not fn.node]
+        if others:
+            raise Refused(
+                f"{fn.name}() (line {line}) has the name of another module-level definition "
+                f"(line {facts.line(others[0].node)}); rename one of them"
+            )
     env = ctx.env
     upstream = _ancestors(task.task_id, ctx)
     for tid in sorted(work.xcom_tasks):
@@ -451,12 +454,6 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
                 f"the argument from task {value.task_id!r} is not a translated Python task's result"
             )
     xcom_from = sorted(work.xcom_tasks | {v.task_id for v in _refs([*args, *kwargs.values()])})
-    conns: dict[str, Any] = {}
-    for conn in sorted(work.conn_ids):
-        known, database = ctx.connections.database(conn)
-        if not known:
-            ctx.unmapped_conn(conn, task)
-        conns[conn] = database
     params = {**(ctx.dag.args.get("params") or {}), **(task.args.get("params") or {})}
     payload: dict[str, Any] = {
         "dag_id": ctx.dag.dag_id,
@@ -477,6 +474,12 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
     if work.variables:
         payload["variables"] = {v: "{" + v + "}" for v in sorted(work.variables)}
         env.variables |= work.variables
+    conns: dict[str, Any] = {}
+    for conn in sorted(work.conn_ids):  # reported only once the task is translated
+        known, database = ctx.connections.database(conn)
+        if not known:
+            ctx.unmapped_conn(conn, task)
+        conns[conn] = database
     if conns:
         payload["connections"] = conns
     if mode == "branch":

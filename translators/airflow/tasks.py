@@ -1064,6 +1064,8 @@ def _code_step(task: Task, ctx: Context, mode: str, name: str) -> m.Python | str
         step = python_tasks.python_step(task, ctx, mode, name)
     except python_tasks.Refused as exc:
         return f"{exc}; {_describe_callable(task)}"
+    except Exception as exc:  # an extractor bug keeps the task manual, not the DAG failed
+        return f"pgdurable could not extract it ({type(exc).__name__}: {exc})"
     python_tasks.report(step, task, ctx)
     return step.node
 
