@@ -127,6 +127,11 @@ CODES: dict[str, Code] = {
         Severity.WARNING, Fidelity.APPROXIMATE, "vacuumdb/reindexdb option approximated"
     ),
     "PGD242": Code(Severity.INFO, Fidelity.EXACT, "system crontab: the user field is read"),
+    "PGD243": Code(Severity.INFO, Fidelity.EXACT, "Python callable runs as a code step"),
+    "PGD244": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "Python step imports third-party packages"
+    ),
+    "PGD245": Code(Severity.WARNING, Fidelity.APPROXIMATE, "AirflowSkipException fails the step"),
     "PGD250": Code(Severity.INFO, Fidelity.EXACT, "no postgres_conn_id: postgres_default"),
     "PGD251": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "no conn_id: Airflow fails the task, not here"

@@ -291,6 +291,20 @@ def merged(reports: list[ImportReport]) -> dict[str, Any]:
     return {**merged, "files": files} if files else merged
 
 
+def _code_files(results: list[ItemResult]) -> dict[str, str]:
+    """The code files the workflows' code steps call (Airflow task modules), and
+    the package's ``__init__.py`` when there are any."""
+    files: dict[str, str] = {}
+    for r in results:
+        for path, text in r.workflow.code_files if r.workflow is not None else ():
+            files[path] = text
+    if files:
+        from pgdurable.translators.airflow.python_tasks import PACKAGE, PACKAGE_INIT
+
+        files[f"{PACKAGE}/__init__.py"] = PACKAGE_INIT
+    return files
+
+
 def import_airflow(
     *,
     paths: list[Path],
@@ -326,6 +340,7 @@ def import_airflow(
         out_dir,
         dry_run=dry_run,
         registry_connection=registry_connection,
+        extra_files=_code_files(batch.results),
     )
     report.skipped = batch.skipped
     return report

@@ -55,6 +55,8 @@ class Workflow:
     # the queue translators' idempotent enqueue functions). Each ends with ';'.
     setup_sql: tuple[str, ...] = ()
     epilogue: str | None = None  # SQL run after the deploy call (e.g. a trigger function)
+    # Code the workflow's code steps call, written beside it: (relative path, text)
+    code_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -229,7 +229,25 @@ def _context(ex: Execution, node: Node, root: str) -> dict[str, str]:
         "PGDURABLE_NODE_ID": node.id,
         "PGDURABLE_LABEL": ex.instance.label or "",
         "PGDURABLE_CODE_ROOT": root,
+        **_login(ex),
     }
+
+
+def _login(ex: Execution) -> dict[str, str]:
+    """Where the step's own database connections go (``pgdurable.airflow_context``'s
+    hooks): the worker's server, the instance's database and role, and never the
+    worker's password or other credentials, so code logs in only as the role can
+    by itself (its ~/.pgpass entry, a client certificate, peer or trust rules)."""
+    params = db.conninfo_params(getattr(ex.journal.pool, "conninfo", "") or "")
+    login = {
+        "PGDURABLE_ROLE": ex.instance.role or "",
+        "PGDURABLE_DATABASE": ex.instance.database or ex.instance.control_database or "",
+    }
+    if params.get("host"):
+        login["PGDURABLE_PGHOST"] = params["host"]
+    if params.get("port"):
+        login["PGDURABLE_PGPORT"] = params["port"]
+    return login
 
 
 async def _python(ex: Execution, node: Node, scope: Scope, code: CodeConfig) -> tuple[str, Outcome]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def _finish_import(ctx: click.Context, source: str, reports, report_path, dry_ru
             changes = report.diff + "".join(f"{c}\n" for c in report.registry_changes)
             text = (changes or "no difference\n") + text
         elif report.written:
-            text += f"\nwrote {len(report.written)} file(s) in {report.written[0].parent}"
+            folder = os.path.commonpath([str(p.parent) for p in report.written])
+            text += f"\nwrote {len(report.written)} file(s) in {folder}"
         texts.append(text)
     if dry_run:
         data = {

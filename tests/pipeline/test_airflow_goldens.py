@@ -30,6 +30,10 @@ def generate(options: dict, out: Path) -> dict[str, str]:
         paths=[DAGS], out_dir=out, connections_file=CONNECTIONS, **options
     )
     files = {p.name: p.read_text() for p in sorted(out.glob("*.sql"))}
+    # the task modules of Python tasks, flattened into the expected folder's names
+    files |= {
+        f"airflow_tasks.{p.name}": p.read_text() for p in sorted(out.glob("airflow_tasks/*.py"))
+    }
     files["summary.txt"] = report.text() + "\n"
     data = report.as_dict()
     for item in data["items"]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from pgdurable.diagnostics import Collector, Diagnostic, SourceRef
 from pgdurable.parallel import map_in_processes
 from pgdurable.translators.airflow import compile as compiler
-from pgdurable.translators.airflow import templates
+from pgdurable.translators.airflow import python_tasks, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.tasks import Context
 from pgdurable.translators.airflow.visitor import ReadError, read
@@ -150,9 +150,22 @@ def _disambiguate(results: list[ItemResult]) -> None:
                 "the one applied last answers triggers. Keep the one you run",
                 r.source_ref,
             )
-            workflow = replace(r.workflow, name=unique) if r.workflow else None
+            workflow = (
+                python_tasks.renamed(replace(r.workflow, name=unique), unique)
+                if r.workflow
+                else None
+            )
+            diagnostics = r.diagnostics
+            if workflow is not None and workflow.code_files:  # PGD243 names the module
+                before, after = python_tasks.module_of(r.workflow), python_tasks.module_of(workflow)
+                diagnostics = tuple(
+                    replace(d, message=python_tasks.swap(d.message, before, after))
+                    if d.code == "PGD243"
+                    else d
+                    for d in diagnostics
+                )
             results[i] = replace(
-                r, name=unique, workflow=workflow, diagnostics=(*r.diagnostics, note)
+                r, name=unique, workflow=workflow, diagnostics=(*diagnostics, note)
             )
 
 
@@ -206,9 +219,11 @@ def _compiler(dag, dag_file, ctx, connections, read_template, mapping) -> Callab
             env=templates.Env({}, dag_file.generation, {}),
             run_as=ctx.default_username,
             search_path_map=mapping,
+            python_module=python_tasks.DagModule(python_tasks.module_name(name)),
         )
         try:
             workflow = compiler.workflow(dag, context, name)
+            workflow = python_tasks.attach(workflow, context.python_module, dag_file.path)
         except compiler.graph.CycleError as exc:
             diag.add("PGD106", f"{exc}; Airflow refuses the DAG")
             return ItemResult(name, dag.ref, tuple(diag.items)), []

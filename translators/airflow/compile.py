@@ -186,6 +186,15 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
                 if tid not in uw.follow_static:
                     forced.append(f"${'st_' + sid(u)} <> 'success'")
                     extra_skip = True
+            elif uw.follow_ids:
+                # the Python branch's chosen ids, read from its state row (NULL when it
+                # did not run, so the trigger rule alone decides)
+                alias = '"st_' + sid(u) + '"'  # the row set's alias (sid: word characters)
+                forced.append(
+                    f"coalesce((SELECT (to_jsonb({alias}) ->> 'follow')::jsonb ? {literal(tid)} "
+                    f"FROM ${'st_' + sid(u)}.*), true)"
+                )
+                extra_skip = True
             elif uw.follow is not None and not uw.short_circuit:
                 branch = dag.tasks[u]
                 yes = _ids(branch.args.get("follow_task_ids_if_true"))
@@ -264,7 +273,7 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
         )
     body = _assemble(structure, nodes)
     steps: list[m.Node] = []
-    if ctx.env.uses_dates:
+    if ctx.env.uses_dates and plan.dates_sql:  # none: the schedule is not translated
         steps.append(m.Sql(plan.dates_sql, name="dag_run"))
     if body is not None:
         steps.append(body)
@@ -381,6 +390,7 @@ def _task_node(
     st = f"st_{sid(task.task_id)}"
     ext = False
     run = work.node
+    ext = run is not None and m.uses_extensions(run)  # code steps are extension nodes
     if run is not None and work.policies_applied:
         ext |= m.uses_extensions(run)
     elif run is not None and not work.manual:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
+import libcst as cst
+
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector, SourceRef
 from pgdurable.sqltext import (
@@ -29,7 +31,7 @@ from pgdurable.sqltext import (
     split_statements,
 )
 from pgdurable.sqltext import literal as sql_literal
-from pgdurable.translators.airflow import bash, templates
+from pgdurable.translators.airflow import bash, python_tasks, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
@@ -64,6 +66,7 @@ class Context:
     # one diagnostic per (code, key), naming every task it concerns: key -> (index, tasks)
     reported: dict[tuple[str, str], tuple[int, list[str]]] = field(default_factory=dict)
     triggers: list[Trigger] = field(default_factory=list)  # DAGs this one starts
+    python_module: Any = None  # python_tasks.DagModule: the DAG's extracted callables
 
     def once(self, code: str, key: str, task: Task, message: Callable[[str], str]) -> None:
         """Report ``code`` for ``key`` (a conn_id, a missing file) once per DAG; later
@@ -111,6 +114,7 @@ class Work:
     manual: bool = False
     branch_query: str | None = None  # BranchSQLOperator's query (capturable in SQL)
     policies_applied: bool = False  # retries/timeouts already wrap each part (mapped tasks)
+    follow_ids: bool = False  # follow holds the task ids a Python branch chose (jsonb)
 
 
 def sid(task_id: str) -> str:
@@ -1095,11 +1099,45 @@ def _describe_callable(task: Task) -> str:
     return "; ".join(parts)
 
 
+def _code_step(task: Task, ctx: Context, mode: str, name: str) -> m.Python | str:
+    """The Python step of a task's extracted callable, or why it stays manual."""
+    if ctx.portable or ctx.python_module is None:
+        reason = "code steps are not portable (--portable)" if ctx.portable else "no task module"
+        return f"{reason}; {_describe_callable(task)}"
+    try:
+        step = python_tasks.python_step(task, ctx, mode, name)
+    except python_tasks.Refused as exc:
+        return f"{exc}; {_describe_callable(task)}"
+    except Exception as exc:  # an extractor bug keeps the task manual, not the DAG failed
+        return f"pgdurable could not extract it ({type(exc).__name__}: {exc})"
+    python_tasks.report(step, task, ctx)
+    return step.node
+
+
+def _run_time_parameters(calls: list[dict[str, Any]]) -> bool:
+    """A hook call binds a value known only when the callable runs (an XCom, ``ds``):
+    its SQL cannot be written out, the callable has to run."""
+    for call in calls:
+        parameters = call.get("parameters")
+        values = parameters.values() if isinstance(parameters, dict) else parameters
+        if isinstance(values, Unknown) or (
+            isinstance(values, list | tuple | type({}.values()))
+            and any(isinstance(v, Unknown) for v in values)
+        ):
+            return True
+    return False
+
+
 def _python(task: Task, ctx: Context) -> Work:
     fn = task.callable
     sql_calls = getattr(fn, "sql_calls", None) if fn is not None else None
+    if sql_calls and _run_time_parameters(sql_calls):
+        sql_calls = None
     if not sql_calls:
-        return stub(task, f"a Python callable: {_describe_callable(task)}", ctx)
+        step = _code_step(task, ctx, "python", f"r_{sid(task.task_id)}")
+        if isinstance(step, str):
+            return stub(task, f"a Python callable: {step}", ctx)
+        return Work(step)
     steps: list[m.Node] = []
     for call in sql_calls:
         conn = call.get("conn") or "postgres_default"
@@ -1122,40 +1160,83 @@ def _python(task: Task, ctx: Context) -> Work:
     return Work(node, plain_sql=plain if isinstance(node, m.Sql) else None)
 
 
+def _constant(fn: Any) -> bool:
+    """The callable always returns its ``static_return``: a lambda of a literal, or a
+    ``def`` whose whole body is one ``return <literal>`` (after a docstring). Another
+    literal ``return`` among other statements may not be the one that runs."""
+    if fn is None or not hasattr(fn, "static_return"):
+        return False
+    node = fn.node
+    if isinstance(node, cst.Lambda):
+        return True
+    body = list(node.body.body)
+    if body and _is_docstring(body[0]):
+        body = body[1:]
+    return (
+        len(body) == 1
+        and isinstance(body[0], cst.SimpleStatementLine)
+        and len(body[0].body) == 1
+        and isinstance(body[0].body[0], cst.Return)
+    )
+
+
+def _is_docstring(statement: Any) -> bool:
+    return (
+        isinstance(statement, cst.SimpleStatementLine)
+        and isinstance(statement.body[0], cst.Expr)
+        and isinstance(statement.body[0].value, cst.SimpleString | cst.ConcatenatedString)
+    )
+
+
 def _branch_python(task: Task, ctx: Context) -> Work:
+    """A constant choice is followed statically; any other callable runs at run time
+    and its task ids (``follow``) decide the downstream tasks, so a branch on the
+    date picks per run as Airflow does."""
     fn = task.callable
-    value = getattr(fn, "static_return", None) if fn is not None else None
+    value = fn.static_return if _constant(fn) else None
     if isinstance(value, str):
         value = [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return Work(None, can_fail=False, follow_static=set(value))
-    return stub(task, f"the branch callable is Python: {_describe_callable(task)}", ctx)
+    name = f"r_{sid(task.task_id)}"
+    step = _code_step(task, ctx, "branch", name)
+    if isinstance(step, str):
+        return stub(task, f"the branch callable is Python: {step}", ctx)
+    return Work(step, follow=f"${name}.follow::jsonb", follow_ids=True)
 
 
 def _short_circuit(task: Task, ctx: Context) -> Work:
     fn = task.callable
     all_downstream = bool(task.args.get("ignore_downstream_trigger_rules", True))
-    if fn is not None and hasattr(fn, "static_return"):
-        truthy = bool(fn.static_return)
+    if _constant(fn):
         return Work(
             None,
             can_fail=False,
-            follow="true" if truthy else "false",
+            follow="true" if fn.static_return else "false",
             short_circuit=True,
             short_circuit_all=all_downstream,
         )
     calls = getattr(fn, "sql_calls", None) if fn is not None else None
-    if calls and calls[-1].get("returns"):
+    if not (calls and calls[-1].get("returns")):
         name = f"r_{sid(task.task_id)}"
-        work = _python(task, ctx)
-        assert work.node is not None
-        node = work.node
-        named = m.Sql(node.query, name=name, source=task.ref) if isinstance(node, m.Sql) else node
-        follow = (
-            f"coalesce(NULLIF(NULLIF(NULLIF(${name}?::text, '0'), ''), 'false') IS NOT NULL, false)"
-        )
-        return Work(named, follow=follow, short_circuit=True, short_circuit_all=all_downstream)
-    return stub(task, f"the short-circuit callable is Python: {_describe_callable(task)}", ctx)
+        step = _code_step(task, ctx, "short_circuit", name)
+        if not isinstance(step, str):
+            return Work(
+                step,
+                follow=f"${name}.follow",
+                short_circuit=True,
+                short_circuit_all=all_downstream,
+            )
+        return stub(task, f"the short-circuit callable is Python: {step}", ctx)
+    name = f"r_{sid(task.task_id)}"
+    work = _python(task, ctx)
+    assert work.node is not None
+    node = work.node
+    named = m.Sql(node.query, name=name, source=task.ref) if isinstance(node, m.Sql) else node
+    follow = (
+        f"coalesce(NULLIF(NULLIF(NULLIF(${name}?::text, '0'), ''), 'false') IS NOT NULL, false)"
+    )
+    return Work(named, follow=follow, short_circuit=True, short_circuit_all=all_downstream)
 
 
 def _sql_decorated(task: Task, ctx: Context) -> Work:

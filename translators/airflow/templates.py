@@ -10,7 +10,8 @@ where the value is static and mapped to run-time references otherwise.
 * ``var.value.X`` / ``var.json.X.Y`` become ``{X}`` / ``{X__Y}`` (df.vars,
   inserted raw as Jinja does; the report lists the ``df.setvar`` calls);
 * ``ti.xcom_pull(task_ids='t')[0][0]`` becomes ``$r_t``, the first cell of
-  that SQL task's named result.
+  that SQL task's named result; ``ti.xcom_pull(task_ids='t')`` of a task run
+  as a Python step becomes ``$r_t`` too, its return value.
 
 Anything else (``{% %}`` blocks, unknown names, ``xcom_pull`` of a whole
 result) is reported as ``manual`` and left in the text; it is never passed
@@ -76,6 +77,7 @@ class Env:
     variables: set[str] = field(default_factory=set)
     uses_dates: bool = False
     uses_xcom: set[str] = field(default_factory=set)
+    python_results: set[str] = field(default_factory=set)  # tasks run as Python steps
 
 
 class _Manual(Exception):
@@ -150,8 +152,22 @@ def _expression(expr: str, env: Env) -> tuple[str, str]:
         e,
     ):
         task = m.group(1)
-        if task not in env.xcom:
+        if task not in env.xcom or task in env.python_results:
             raise _Manual(f"{e} (task {task!r} is not an upstream SQL task)")
+        env.uses_xcom.add(task)
+        return "ref", f"${env.xcom[task]}"
+    if m := re.fullmatch(
+        r"(?:ti|task_instance)\.xcom_pull\(\s*(?:task_ids\s*=\s*)?['\"]([\w.-]+)['\"]\s*"
+        r"(?:,\s*key\s*=\s*['\"]return_value['\"]\s*)?\)",
+        e,
+    ):
+        # a Python task's return value: the first cell of its row (python_tasks)
+        task = m.group(1)
+        if task not in env.xcom or task not in env.python_results:
+            raise _Manual(
+                f"{e} (task {task!r} is not an upstream Python task; the XCom of a SQL task "
+                "is its rows: [0][0] reads the first cell)"
+            )
         env.uses_xcom.add(task)
         return "ref", f"${env.xcom[task]}"
     raise _Manual(e)

@@ -360,6 +360,7 @@ class Reader:
     def function(self, node: cst.FunctionDef, env: dict[str, Any]) -> Function:
         fn = Function(node.name.value, node, ref=self.ref(node))
         fn.closure = env  # type: ignore[attr-defined]
+        fn.reader = self  # type: ignore[attr-defined]  # python_tasks extracts from its module
         for decorator in node.decorators:
             expr = decorator.decorator
             call_args: dict[str, Any] = {}
@@ -1105,6 +1106,7 @@ class Reader:
                     target.ref,
                 )
                 clone.closure = getattr(target, "closure", {})  # type: ignore[attr-defined]
+                clone.reader = getattr(target, "reader", None)  # type: ignore[attr-defined]
                 clone.decorator_args.update(kwargs)
                 return clone
             if name == "partial":

@@ -1,0 +1,117 @@
+"""Translated Airflow Python tasks run end to end (translators/airflow/python_tasks.py).
+
+Each test imports a DAG of fixtures/airflow/dags with ``pipeline.import_airflow``
+(so the task modules are written to the output folder exactly as a user gets
+them), grants the role the task module's callables, and runs a real worker with
+``--code-path`` pointing at that output folder. Expectations come from what the
+DAG's code does under Airflow's rules (TaskFlow arguments are the upstream
+return values, a branch follows only the ids it returns, a falsy short circuit
+skips everything downstream), not from our output.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from pgdurable import pipeline
+from pgdurable.model import encode
+from pgdurable.worker.code_roots import CodeConfig
+
+from .test_airflow_runs import DAGS, log
+
+NOW = "(now()) AT TIME ZONE 'UTC'"
+
+
+@pytest.fixture
+def tables(database, alice):
+    database.execute("CREATE TABLE t (x int)")
+    database.execute("CREATE TABLE log (v text, at timestamptz DEFAULT clock_timestamp())")
+    database.execute("GRANT ALL ON t, log TO alice")
+    return database
+
+
+def imported(name: str, out):
+    report = pipeline.import_airflow(
+        paths=[DAGS / f"{name}.py"], out_dir=out, default_username="alice"
+    )
+    (result,) = report.results
+    assert result.workflow is not None, result.diagnostics
+    assert (out / "airflow_tasks" / f"{name}.py").is_file()
+    return result
+
+
+def start_at(wf, result, day: str | None = None) -> str:
+    """Start one run; ``day`` pins the run's logical date (as a scheduled tick would)."""
+    graph = encode(result.workflow.body)
+    assert NOW.replace("'", "\\'") not in graph
+    if day is not None:
+        assert graph.count(NOW) == 2  # the dag_run step's interval start and end
+        graph = graph.replace(NOW, f"(timestamptz '{day} 06:00:00+00') AT TIME ZONE 'UTC'")
+    return wf.start(graph)
+
+
+def grant(database, module: str) -> None:
+    database.execute(
+        "SELECT pgdurable.grant_code('alice', %s)", [f"python:airflow_tasks.{module}:*"]
+    )
+
+
+@pytest.mark.parametrize(("day", "branch"), [("2024-06-01", "weekend"), ("2024-06-03", "weekday")])
+def test_taskflow_xcom_into_sql_and_a_weekday_branch(wf, tables, tmp_path, day, branch):
+    out = tmp_path / "out"
+    result = imported("py_taskflow_etl", out)
+    grant(tables, "py_taskflow_etl")
+    instance = start_at(wf, result, day)
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    stored, chosen = log(tables)[0], log(tables)[1:]
+    # extract: len('north'), len('south') scaled by params.factor 2 -> 20 > the default 10
+    assert json.loads(stored) == {"big": True, "day": day, "total": 20}
+    assert chosen == [branch]
+    assert date.fromisoformat(day).weekday() in ((5, 6) if branch == "weekend" else range(5))
+
+
+def test_classic_operators_hook_templates_dict_and_short_circuit(wf, tables, tmp_path):
+    out = tmp_path / "out"
+    result = imported("py_classic_ops", out)
+    grant(tables, "py_classic_ops")
+    tables.execute("INSERT INTO t VALUES (1), (2), (3)")
+    instance = start_at(wf, result, "2024-03-05")
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    # report counts t through PostgresHook as alice, pushes rows=3; the gate passes;
+    # publish inserts the report's return value and ds through its own hook
+    assert log(tables) == ["daily:20240305:3@2024-03-05"]
+
+
+def test_a_falsy_short_circuit_skips_downstream(wf, tables, tmp_path):
+    out = tmp_path / "out"
+    result = imported("py_classic_ops", out)
+    grant(tables, "py_classic_ops")
+    instance = start_at(wf, result, "2024-03-05")
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    assert log(tables) == []  # no rows: has_rows is False, publish never runs
+
+
+def test_the_hook_connects_as_the_instance_role_not_the_worker(wf, tables, tmp_path):
+    """The hook's session is the role's own: a table only the worker's superuser may
+    read stays unreadable to the task, so its step fails."""
+    out = tmp_path / "out"
+    result = imported("py_classic_ops", out)
+    grant(tables, "py_classic_ops")
+    tables.execute("REVOKE ALL ON t FROM alice")
+    instance = start_at(wf, result, "2024-03-05")
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "failed"
+    assert "permission denied for table t" in json.dumps(wf.nodes(instance), default=str)
+
+
+def test_without_the_grant_the_run_is_refused(wf, tables, tmp_path):
+    out = tmp_path / "out"
+    result = imported("py_taskflow_etl", out)
+    with pytest.raises(Exception, match="grant_code"):
+        start_at(wf, result, "2024-06-01")
