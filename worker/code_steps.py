@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 RUNNER = "pgdurable.worker.code_runner"
 READ_CHUNK = 65536
+KILL_REAP_SECONDS = 2.0  # a SIGKILLed child is gone at once; this only bounds a stuck reap
 LEFTOVER_OUTPUT_SECONDS = 2.0  # for output still buffered in the pipes after the exit
 
 
@@ -175,6 +176,11 @@ async def run_child(
                 raw = b""
         except BaseException:
             _kill(transport.get_pid())
+            # Reap it before the transport goes (a cancel at shutdown closes the
+            # loop next): an unreaped child is a zombie and a ResourceWarning.
+            with contextlib.suppress(BaseException):
+                async with asyncio.timeout(KILL_REAP_SECONDS):
+                    await asyncio.shield(child.exited.wait())
             raise
         finally:
             transport.close()
