@@ -648,12 +648,18 @@ def rerun(conn: db.Connection, runid: int) -> str:
     worker records it in the run history). The database decides: the signed-in
     role must be allowed to become the run's role, to read the registry (a
     tick) and to call the function."""
+    # username is a regrole's text (quoted when it needs quotes): the role's own name
     row = conn.execute(
-        "SELECT kind, workflow, username FROM pgdurable.run_history WHERE runid = %s", [runid]
+        "SELECT h.kind, h.workflow, h.username, r.rolname FROM pgdurable.run_history h"
+        " LEFT JOIN pg_catalog.pg_roles r ON r.oid = pg_catalog.to_regrole(h.username)"
+        " WHERE h.runid = %s",
+        [runid],
     ).fetchone()
     if row is None:
         raise ActionError(f"run {runid} not found, or not yours to see")
-    kind, workflow, role = row
+    kind, workflow, username, role = row
+    if role is None:
+        raise ActionError(f"run {runid} ran as {username}, a role that no longer exists")
     source, _, name = workflow.partition("/")
     try:
         with conn.transaction():
