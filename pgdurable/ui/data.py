@@ -643,11 +643,12 @@ def tick_body(graph: dict[str, Any]) -> dict[str, Any] | None:
 def rerun(conn: db.Connection, runid: int) -> str:
     """Start a failed (or any) run of the run history again, as the role it ran
     as; the new instance's id. A started run calls the same generated
-    enqueue/trigger function again (with its default arguments); a tick starts
-    the registered loop's body once, labelled as a run of the workflow (the
-    worker records it in the run history). The database decides: the signed-in
-    role must be allowed to become the run's role, to read the registry (a
-    tick) and to call the function."""
+    enqueue/trigger function again (with its default arguments); a tick (or a
+    started run of a workflow without such a function: an earlier re-run of a
+    tick) starts the registered loop's body once, labelled as a run of the
+    workflow (the worker records it in the run history). The database decides:
+    the signed-in role must be allowed to become the run's role, to read the
+    registry (a tick) and to call the function."""
     # username is a regrole's text (quoted when it needs quotes): the role's own name
     row = conn.execute(
         "SELECT h.kind, h.workflow, h.username, r.rolname FROM pgdurable.run_history h"
@@ -660,47 +661,54 @@ def rerun(conn: db.Connection, runid: int) -> str:
     kind, workflow, username, role = row
     if role is None:
         raise ActionError(f"run {runid} ran as {username}, a role that no longer exists")
-    source, _, name = workflow.partition("/")
     try:
         with conn.transaction():
-            if kind == "tick":
-                found = conn.execute(
-                    "SELECT definition, target_database FROM pgdurable.workflows"
-                    " WHERE source = %s AND name = %s",
-                    [source, name],
-                ).fetchone()
-                if found is None:
-                    raise ActionError(f"{workflow} is not registered any more: nothing to re-run")
-                body = tick_body(json.loads(found[0]))
-                if body is None:
-                    raise ActionError(f"{workflow} is no schedule loop: its tick cannot run alone")
+            function = None if kind == "tick" else _run_function(conn, workflow)
+            if function is None:
+                graph, label, database = _tick_run(conn, workflow)
                 _become(conn, role)
-                started = conn.execute(
-                    "SELECT df.start(%s, %s, %s)", [json.dumps(body), f"{workflow}#run", found[1]]
-                ).fetchone()
+                started = conn.execute("SELECT df.start(%s, %s, %s)", [graph, label, database])
             else:
-                function = conn.execute(
-                    "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p"
-                    " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-                    " WHERE n.nspname IN ('pgdurable_jobs', 'airflow_dags')"
-                    " AND pg_catalog.obj_description(p.oid, 'pg_proc') IN (%s, %s)"
-                    " ORDER BY 1, 2 LIMIT 1",
-                    [f"{workflow}#run", f"{workflow}#trigger"],
-                ).fetchone()
-                if function is None:
-                    raise ActionError(
-                        f"{workflow} has no enqueue or trigger function (retired?): "
-                        "nothing to re-run"
-                    )
                 _become(conn, role)
-                started = conn.execute(
-                    db.sql.SQL("SELECT {}.{}()").format(
-                        db.sql.Identifier(function[0]), db.sql.Identifier(function[1])
-                    )
-                ).fetchone()
+                started = conn.execute(db.sql.SQL("SELECT {}()").format(function))
+            instance_id = started.fetchone()[0]
     except db.DatabaseError as exc:
         raise ActionError(db.error_text(exc)) from exc
-    return str(started[0])
+    return str(instance_id)
+
+
+def _run_function(conn: db.Connection, workflow: str) -> db.sql.Composable | None:
+    """The generated enqueue (queue job) or trigger (Airflow DAG) function that
+    starts a run of ``workflow``: the one whose comment names it, in the two
+    schemas generated files create (as ``pgdurable.retire`` finds them)."""
+    found = conn.execute(
+        "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname IN ('pgdurable_jobs', 'airflow_dags')"
+        " AND pg_catalog.obj_description(p.oid, 'pg_proc') IN (%s, %s)"
+        " ORDER BY 1, 2 LIMIT 1",
+        [f"{workflow}#run", f"{workflow}#trigger"],
+    ).fetchone()
+    return None if found is None else db.sql.Identifier(*found)
+
+
+def _tick_run(conn: db.Connection, workflow: str) -> tuple[str, str, str | None]:
+    """(graph, label, database) of one run of a registered loop's body."""
+    source, _, name = workflow.partition("/")
+    found = conn.execute(
+        "SELECT definition, target_database FROM pgdurable.workflows"
+        " WHERE source = %s AND name = %s",
+        [source, name],
+    ).fetchone()
+    if found is None:
+        raise ActionError(f"{workflow} is not registered any more: nothing to re-run")
+    body = tick_body(json.loads(found[0]))
+    if body is None:
+        raise ActionError(
+            f"{workflow} is no schedule loop and has no enqueue or trigger function: "
+            "nothing to re-run"
+        )
+    return json.dumps(body), f"{workflow}#run", found[1]
 
 
 def _become(conn: db.Connection, role: str) -> None:

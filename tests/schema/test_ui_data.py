@@ -360,6 +360,11 @@ def test_runs_come_from_the_run_history_and_a_failed_tick_runs_again(database, t
         view = data.instance(conn, started)
     assert grid.runs[0].instance_id == started and grid.runs[0].status == "completed"
     assert "job tick" in [n.label for n in view.nodes]
+    with database.connect() as conn:  # a re-run (no enqueue function) runs the body again
+        once_more = data.rerun(conn, again["runid"])
+    assert database.value("SELECT label FROM df.instances WHERE id = %s", [once_more]) == (
+        "pg_cron/tick#run"
+    )
 
 
 def test_retire_drops_the_generated_functions(database):
