@@ -104,7 +104,7 @@ def _load(conn: db.Connection, target: str) -> tuple[str, str, dict[str, Any], s
             title = f"instance {target} {row[1]} ({row[2]})".replace("  ", " ")
             named = steplabels.of_workflow(conn, steplabels.workflow_of_label(row[1]))
             nodes = _explained(conn, row[3] or {})
-            return title, row[0], _source_labels(row[0], nodes, named), row[4]
+            return title, row[0], *_source_labels(row[0], nodes, named, row[4])
     source, _, name = target.rpartition("/")
     rows = conn.execute(
         "SELECT source, name, definition FROM pgdurable.workflows"
@@ -131,7 +131,8 @@ def _load(conn: db.Connection, target: str) -> tuple[str, str, dict[str, Any], s
     if row is None or row[1]:
         raise PgDurableError(f"invalid workflow graph: {row[1] if row else 'empty'}")
     nodes = _explained(conn, row[0])
-    return title, "root", _source_labels("root", nodes, steplabels.of_workflow(conn, title)), row[2]
+    named = steplabels.of_workflow(conn, title)
+    return title, "root", *_source_labels("root", nodes, named, row[2])
 
 
 def _explained(conn: db.Connection, nodes: dict[str, Any]) -> dict[str, Any]:
@@ -146,15 +147,17 @@ def _explained(conn: db.Connection, nodes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _source_labels(
-    root: str, nodes: dict[str, Any], named: dict[str, list[str | None]]
-) -> dict[str, Any]:
+    root: str, nodes: dict[str, Any], named: dict[str, list[str | None]], tree: str
+) -> tuple[dict[str, Any], str]:
     """``nodes`` with each step the source names (``pgdurable apply`` recorded
-    them) labelled by that name, as a generated file is drawn offline."""
+    them) labelled by that name, as a generated file is drawn offline, and the
+    text tree: df.explain's, or with those names a plain tree of the labels
+    (and live statuses)."""
     by_id = steplabels.assign(root, nodes, named)
     for node_id, what in by_id.items():
         name = nodes[node_id].get("name")
         nodes[node_id] = {**nodes[node_id], "label": what + (f" |=> '{name}'" if name else "")}
-    return nodes
+    return nodes, "\n".join(_tree(nodes, root)) if by_id else tree
 
 
 def model_of_file(path: Path) -> m.Node:
@@ -255,8 +258,10 @@ def _retry_badge(node: m.Retry) -> str:
 def _tree(nodes: dict[str, Any], key: str, depth: int = 0) -> list[str]:
     """A plain indented tree of the flat map (``--format text`` offline)."""
     node = nodes[key]
-    lines = ["  " * depth + (node.get("label") or node.get("type") or "?")]
-    for child in (node.get("cond"), node.get("left"), node.get("right"), *node.get("extras", [])):
+    status = f" [{node['status']}]" if node.get("status") else ""
+    lines = ["  " * depth + (node.get("label") or node.get("type") or "?") + status]
+    children = [node.get("cond"), node.get("left"), node.get("right")]
+    for child in children + list(node.get("extras") or []):
         if child:
             lines += _tree(nodes, child, depth + 1)
     return lines

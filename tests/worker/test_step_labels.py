@@ -57,6 +57,8 @@ def test_task_ids_label_the_registered_workflow_and_its_runs(database, backgroun
     assert shown.exit_code == 0, shown.output
     boxes = [n["label"] for n in json.loads(shown.stdout)["nodes"]]
     assert [b for b in boxes if b.startswith("task ")] == TASKS
+    text = CliRunner().invoke(cli, ["show", run, "--format", "text", "--dsn", database.conninfo()])
+    assert "task a [completed]" in text.stdout and "task d [completed]" in text.stdout
     with database.connect("etl") as conn:  # the dashboard, as the DAG's role
         view = data.instance(conn, run)
         grid = data.run_grid(conn, "airflow/a1_set_upstream")
