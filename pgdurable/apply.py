@@ -55,17 +55,22 @@ def execute_file(conn: db.Connection, path: Path, text: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def apply_file(conn: db.Connection, path: Path, text: str) -> str | None:
+    """``execute_file``, then what the source calls each step of the workflow it
+    deployed, which the registry's graph does not keep (``pgdurable show`` and
+    the dashboard label nodes with it), in the same transaction."""
+    outcome = execute_file(conn, path, text)
+    steplabels.record(conn, path, text)
+    return outcome
+
+
 @dataclass
 class DatabaseSink:
     conn: db.Connection
 
     def run_file(self, path: Path, text: str) -> str | None:
         with self.conn.transaction():
-            outcome = execute_file(self.conn, path, text)
-            # What the source calls each step, which the registry's graph does
-            # not keep (pgdurable show and the dashboard label nodes with it).
-            steplabels.record(self.conn, path, text)
-            return outcome
+            return apply_file(self.conn, path, text)
 
 
 @dataclass
