@@ -163,7 +163,7 @@ def assign(root: str, nodes: dict[str, Any], labels: dict[str, list[str | None]]
     if not labels:
         return {}
     leaves: dict[str, list[str]] = {}
-    for node_id in _flat_preorder(root, nodes):
+    for node_id in preorder(root, nodes):
         node = nodes[node_id]
         if node.get("left") or node.get("right") or node.get("cond") or node.get("extras"):
             continue
@@ -178,7 +178,9 @@ def assign(root: str, nodes: dict[str, Any], labels: dict[str, list[str | None]]
     return out
 
 
-def _flat_preorder(root: str, nodes: dict[str, Any]) -> list[str]:
+def preorder(root: str, nodes: dict[str, Any]) -> list[str]:
+    """An instance's flat node map (``explain_instance_nodes``) in pre-order:
+    left, right, condition, extras."""
     order, stack = [], [root]
     while stack:
         node_id = stack.pop()

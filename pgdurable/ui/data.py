@@ -353,20 +353,6 @@ def _flat(conn: db.Connection, instance_id: str) -> tuple[str, dict[str, Any]] |
     return (row[0], row[1] or {}) if row else None
 
 
-def _preorder(root: str, nodes: dict[str, Any]) -> list[str]:
-    order, stack = [], [root]
-    while stack:
-        key = stack.pop()
-        node = nodes.get(key)
-        if node is None:
-            continue
-        order.append(key)
-        children = [node.get("left"), node.get("right"), node.get("cond")]
-        children += node.get("extras") or []
-        stack.extend(reversed([c for c in children if c]))
-    return order
-
-
 def _labels(
     conn: db.Connection, root: str, nodes: dict[str, Any], workflow: str | None
 ) -> dict[str, str]:
@@ -393,7 +379,7 @@ def _leaf_steps(
     labels = _labels(conn, root, nodes, workflow)
     facts = _node_facts(conn, instance_id)
     steps, stamps = [], {}
-    for key in _preorder(root, nodes):
+    for key in steplabels.preorder(root, nodes):
         node = nodes[key]
         if node.get("left") or node.get("right") or node.get("cond") or node.get("extras"):
             continue
@@ -483,7 +469,7 @@ def instance(conn: db.Connection, instance_id: str) -> InstanceView | None:
             facts.get(key, (None, None))[1],
             nodes[key].get("details") or {},
         )
-        for key in _preorder(root, nodes)
+        for key in steplabels.preorder(root, nodes)
     ]
     signals = sorted(
         {
