@@ -31,8 +31,11 @@ CREATE TABLE pgdurable.workflow_step_labels (
 COMMENT ON TABLE pgdurable.workflow_step_labels IS
     'Per registered workflow: what its source calls each step (written by pgdurable apply)';
 
+-- SECURITY DEFINER: whoever may change the registry forgets its stale labels,
+-- even without privileges on this table; it only ever deletes the row of the
+-- registry row that changed (a trigger function cannot be called directly).
 CREATE FUNCTION pgdurable.forget_stale_step_labels() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM pgdurable.workflow_step_labels l
