@@ -2,7 +2,8 @@
 
 The same loop serves ``apply`` and ``apply --sql`` (alembic's offline mode):
 only the sink differs. ``DatabaseSink`` executes each file inside its own
-transaction; ``PrintSink`` prints exactly those statements, ``BEGIN`` and
+transaction, with the step labels of its workflow (``pgdurable.steplabels``);
+``PrintSink`` prints exactly those statements, ``BEGIN`` and
 ``COMMIT`` included, instead. ``cutover.sql`` and ``rollback.sql`` are never
 applied (``pgdurable cutover`` / ``rollback`` run them). The first file that
 fails stops the run; files before it stay committed, the failing one is rolled
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from pgdurable import db
+from pgdurable import db, steplabels
 from pgdurable.errors import ApplyFailed
 from pgdurable.output import NOT_WORKFLOWS
 
@@ -54,13 +55,22 @@ def execute_file(conn: db.Connection, path: Path, text: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def apply_file(conn: db.Connection, path: Path, text: str) -> str | None:
+    """``execute_file``, then what the source calls each step of the workflow it
+    deployed, which the registry's graph does not keep (``pgdurable show`` and
+    the dashboard label nodes with it), in the same transaction."""
+    outcome = execute_file(conn, path, text)
+    steplabels.record(conn, path, text)
+    return outcome
+
+
 @dataclass
 class DatabaseSink:
     conn: db.Connection
 
     def run_file(self, path: Path, text: str) -> str | None:
         with self.conn.transaction():
-            return execute_file(self.conn, path, text)
+            return apply_file(self.conn, path, text)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from pgdurable import db
-from pgdurable.apply import execute_file, files_to_apply
+from pgdurable.apply import apply_file, files_to_apply
 from pgdurable.errors import ApplyFailed, PgDurableError
 from pgdurable.output import CUTOVER, NOT_WORKFLOWS, ROLLBACK
 from pgdurable.sqltext import SqlLexError, tokenize
@@ -102,7 +102,7 @@ class DatabaseSink:
     def run(self, steps: list[Step]) -> list[tuple[Path, str | None]]:
         with self.conn.transaction():
             self._check(steps)
-            return [(s.path, execute_file(self.conn, s.path, s.text)) for s in steps]
+            return [(s.path, apply_file(self.conn, s.path, s.text)) for s in steps]
 
     def _check(self, steps: list[Step]) -> None:
         here = self.conn.execute("SELECT current_database()").fetchone()[0]

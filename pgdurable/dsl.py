@@ -110,7 +110,9 @@ class _Parser:
                 return left
             self.i += 1
             right = self.unary()
-            if source is not None and isinstance(right, m.NodeBase) and right.source is None:
+            if source is not None and isinstance(right, str):  # a bare SQL step
+                right = m.Sql(right, source=source)
+            elif source is not None and isinstance(right, m.NodeBase) and right.source is None:
                 right = _with(right, source=source)
             left = _operator(tok.text, left, right, tok.line)
 

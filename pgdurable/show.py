@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgdurable import db
+from pgdurable import db, steplabels
 from pgdurable import model as m
 from pgdurable.dsl import DslError, parse
 from pgdurable.errors import PgDurableError
@@ -102,7 +102,9 @@ def _load(conn: db.Connection, target: str) -> tuple[str, str, dict[str, Any], s
         ).fetchone()
         if row is not None:
             title = f"instance {target} {row[1]} ({row[2]})".replace("  ", " ")
-            return title, row[0], row[3], row[4]
+            named = steplabels.of_workflow(conn, steplabels.workflow_of_label(row[1]))
+            nodes = _explained(conn, row[3] or {})
+            return title, row[0], *_source_labels(row[0], nodes, named, row[4])
     source, _, name = target.rpartition("/")
     rows = conn.execute(
         "SELECT source, name, definition FROM pgdurable.workflows"
@@ -128,13 +130,34 @@ def _load(conn: db.Connection, target: str) -> tuple[str, str, dict[str, Any], s
     ).fetchone()
     if row is None or row[1]:
         raise PgDurableError(f"invalid workflow graph: {row[1] if row else 'empty'}")
+    nodes = _explained(conn, row[0])
+    named = steplabels.of_workflow(conn, title)
+    return title, "root", *_source_labels("root", nodes, named, row[2])
+
+
+def _explained(conn: db.Connection, nodes: dict[str, Any]) -> dict[str, Any]:
+    """``nodes`` with df.explain's label of each."""
     labels = dict(
         conn.execute(
             "SELECT key, pgdurable.explain_label(value) FROM jsonb_each(%s::jsonb)",
-            [json.dumps(row[0])],
+            [json.dumps(nodes)],
         ).fetchall()
     )
-    return title, "root", {k: {**v, "label": labels.get(k)} for k, v in row[0].items()}, row[2]
+    return {k: {**v, "label": labels.get(k)} for k, v in nodes.items()}
+
+
+def _source_labels(
+    root: str, nodes: dict[str, Any], named: dict[str, list[str | None]], tree: str
+) -> tuple[dict[str, Any], str]:
+    """``nodes`` with each step the source names (``pgdurable apply`` recorded
+    them) labelled by that name, as a generated file is drawn offline, and the
+    text tree: df.explain's, or with those names a plain tree of the labels
+    (and live statuses)."""
+    by_id = steplabels.assign(root, nodes, named)
+    for node_id, what in by_id.items():
+        name = nodes[node_id].get("name")
+        nodes[node_id] = {**nodes[node_id], "label": what + (f" |=> '{name}'" if name else "")}
+    return nodes, "\n".join(_tree(nodes, root)) if by_id else tree
 
 
 def model_of_file(path: Path) -> m.Node:
@@ -235,8 +258,10 @@ def _retry_badge(node: m.Retry) -> str:
 def _tree(nodes: dict[str, Any], key: str, depth: int = 0) -> list[str]:
     """A plain indented tree of the flat map (``--format text`` offline)."""
     node = nodes[key]
-    lines = ["  " * depth + (node.get("label") or node.get("type") or "?")]
-    for child in (node.get("cond"), node.get("left"), node.get("right"), *node.get("extras", [])):
+    status = f" [{node['status']}]" if node.get("status") else ""
+    lines = ["  " * depth + (node.get("label") or node.get("type") or "?") + status]
+    children = [node.get("cond"), node.get("left"), node.get("right")]
+    for child in children + list(node.get("extras") or []):
         if child:
             lines += _tree(nodes, child, depth + 1)
     return lines

@@ -1,10 +1,11 @@
-"""The dashboard's Flask application: four pages and three actions.
+"""The dashboard's Flask application: four pages and four actions.
 
 Pages: workflows (``/``), a workflow's runs (``/workflows/<source/name>``), an
 instance (``/instances/<id>``) and the migration reports (``/report``). Actions
-(POST only, CSRF-checked): cancel an instance, send it a signal, retire a
-workflow. Each request opens one connection as the session's role and closes
-it; what the database refuses is shown on the page, never as a traceback.
+(POST only, CSRF-checked): cancel an instance, send it a signal, re-run a
+run of the run history, retire a workflow. Each request opens one connection
+as the session's role and closes it; what the database refuses is shown on
+the page, never as a traceback.
 """
 
 from __future__ import annotations
@@ -242,9 +243,18 @@ def create_app(settings: Settings) -> Flask:
 
     @app.post("/workflows/<path:workflow>/retire")
     def retire(workflow: str):
-        retired = data.retire(conn(), workflow)
-        text = f"retired {workflow}" if retired else f"{workflow} was not registered"
+        answer = data.retire(conn(), workflow)
+        if not answer.get("registered"):
+            return back(url_for("workflows"), "ok", f"{workflow} was not registered")
+        dropped = answer.get("dropped") or []
+        text = f"retired {workflow}" + (f" (dropped {', '.join(dropped)})" if dropped else "")
         return back(url_for("workflows"), "ok", text)
+
+    @app.post("/runs/<int:runid>/rerun")
+    def rerun(runid: int):
+        started = data.rerun(conn(), runid)
+        target = url_for("instance", instance_id=started)
+        return back(target, "ok", f"re-run of run {runid}: started {started}")
 
     # -- errors: a message on the page, never a traceback -------------------------------------
 

@@ -157,7 +157,7 @@ def test_the_registry_with_fidelity_counts_and_next_due(database):
         assert row.next_due is not None and now < row.next_due and not row.overdue
         database.execute("UPDATE pgdurable.runs SET wake_at = now() - interval '1 hour'")
         assert all(r.overdue for r in data.workflows(conn).rows)
-        assert data.retire(conn, "demo/a") is True
+        assert data.retire(conn, "demo/a")["registered"] is True
         assert [r.workflow for r in data.workflows(conn).rows] == ["demo/b", "demo/c"]
 
 
@@ -270,3 +270,113 @@ def test_database_errors_of_a_page_are_not_swallowed(database):
     with database.connect("nobody") as conn:
         with pytest.raises(db.DatabaseError, match="permission denied"):
             data.workflows(conn)
+
+
+TICKER = "ui_ticker"
+
+
+def _tick_job(database, tmp_path) -> str:
+    """A real pg_cron translation applied with ``pgdurable apply``: every second,
+    pgdurable.try(SELECT public.tick()), which fails while public.control.fail."""
+    from pgdurable import apply as applying
+    from pgdurable import pipeline
+    from pgdurable.diagnostics import SourceRef
+    from pgdurable.translators import pg_cron
+    from pgdurable.translators.base import TranslateContext
+
+    _role(database, TICKER)
+    database.execute(
+        "CREATE TABLE public.control (fail boolean NOT NULL); INSERT INTO public.control"
+        " VALUES (false); CREATE TABLE public.ticks (n serial PRIMARY KEY);"
+        " CREATE FUNCTION public.tick() RETURNS void LANGUAGE plpgsql AS $$"
+        " BEGIN INSERT INTO public.ticks DEFAULT VALUES; IF (SELECT fail FROM public.control)"
+        " THEN RAISE EXCEPTION 'tick failed on purpose'; END IF; END $$;"
+        f" GRANT SELECT ON public.control TO {TICKER}; GRANT INSERT ON public.ticks TO {TICKER};"
+        f" GRANT USAGE ON SEQUENCE public.ticks_n_seq TO {TICKER}"
+    )
+    job = pg_cron.CronJob(
+        "1 seconds", "SELECT public.tick()", SourceRef("cron.job", 1), jobid=3,
+        jobname="tick", username=TICKER, active=True,
+    )  # fmt: skip
+    ctx = TranslateContext(portable=False, default_database=database.name, timezone="GMT")
+    pipeline.run_import("pg_cron", pg_cron.translate([job], ctx), tmp_path)
+    with database.connect() as conn:
+        applying.apply_directory(tmp_path, applying.DatabaseSink(conn))
+    return database.value("SELECT instance_id FROM pgdurable.workflows WHERE name = 'tick'")
+
+
+def _history(database, where: str) -> list[dict]:
+    return database.value(
+        "SELECT coalesce(json_agg(h ORDER BY h.runid), '[]') FROM pgdurable.run_history h"
+        f" WHERE workflow = 'pg_cron/tick' AND {where}"
+    )
+
+
+def test_runs_come_from_the_run_history_and_a_failed_tick_runs_again(database, tmp_path):
+    loop = _tick_job(database, tmp_path)
+    _run_until(database, lambda: len(_history(database, "outcome = 'succeeded'")) >= 2)
+    database.execute("UPDATE public.control SET fail = true")
+    _run_until(database, lambda: _history(database, "outcome = 'failed'"))
+    with database.connect(TICKER) as conn:
+        (row,) = data.workflows(conn).rows
+        assert (row.state, row.last_outcome) == ("failing", "failed")
+        assert row.last_error.endswith("tick failed on purpose")
+    database.execute("UPDATE public.control SET fail = false")
+    failed = _history(database, "outcome = 'failed'")[0]
+    _run_until(
+        database, lambda: _history(database, f"outcome = 'succeeded' AND runid > {failed['runid']}")
+    )
+
+    with database.connect(TICKER) as conn:
+        grid = data.run_grid(conn, "pg_cron/tick")
+        assert data.workflows(conn).rows[0].state != "failing"  # it succeeds again
+        with pytest.raises(data.ActionError, match="permission denied"):
+            data.rerun(conn, failed["runid"])  # the registry is the administrators'
+    ticks = [r for r in grid.runs if r.kind == "tick"]
+    assert len(ticks) >= 4 and {r.instance_id for r in ticks} == {loop}
+    assert all(r.execution.startswith(f"{loop}::") and r.runid for r in ticks)
+    (bad,) = [r for r in ticks if r.runid == failed["runid"]]
+    assert bad.status == "failed" and bad.error.endswith("tick failed on purpose")
+    # task ids as labels: the step is the job's, not its SQL
+    assert "job tick" in [grid.column_labels[c] for c in grid.columns]
+    command = next(c for c in grid.columns if grid.column_labels[c] == "job tick")
+    newest, older = ticks[0], ticks[-1]
+    # the newest tick's step has its status, an older one's is no longer known
+    assert newest.steps[command].status in ("completed", "running", "pending")
+    assert older.steps[command].status == data.UNKNOWN and older.unknown_steps
+
+    with database.connect() as conn:  # an administrator re-runs it, as the job's role
+        started = data.rerun(conn, failed["runid"])
+    _run_until(
+        database, lambda: _history(database, f"instance_id = '{started}' AND outcome = 'succeeded'")
+    )
+    (again,) = _history(database, f"instance_id = '{started}'")
+    assert again["kind"] == "run" and again["username"] == TICKER
+    assert database.value("SELECT label FROM df.instances WHERE id = %s", [started]) == (
+        "pg_cron/tick#run"
+    )
+    with database.connect(TICKER) as conn:
+        grid = data.run_grid(conn, "pg_cron/tick")
+        view = data.instance(conn, started)
+    assert grid.runs[0].instance_id == started and grid.runs[0].status == "completed"
+    assert "job tick" in [n.label for n in view.nodes]
+    with database.connect() as conn:  # a re-run (no enqueue function) runs the body again
+        once_more = data.rerun(conn, again["runid"])
+    assert database.value("SELECT label FROM df.instances WHERE id = %s", [once_more]) == (
+        "pg_cron/tick#run"
+    )
+
+
+def test_retire_drops_the_generated_functions(database):
+    database.execute(
+        "CREATE SCHEMA IF NOT EXISTS pgdurable_jobs;"
+        " CREATE FUNCTION pgdurable_jobs.enqueue_x(args jsonb DEFAULT '{}') RETURNS text"
+        " LANGUAGE sql AS $$ SELECT 'x' $$;"
+        " COMMENT ON FUNCTION pgdurable_jobs.enqueue_x(jsonb) IS 'demo/x#run';"
+        " SELECT pgdurable.deploy_workflow('demo', 'x', 'SELECT 1', NULL, 'portable',"
+        " 'exact', NULL, NULL, false)"
+    )
+    with database.connect() as conn:
+        answer = data.retire(conn, "demo/x")
+    assert answer["registered"] and answer["dropped"] == ["pgdurable_jobs.enqueue_x(jsonb)"]
+    assert database.value("SELECT to_regproc('pgdurable_jobs.enqueue_x')") is None

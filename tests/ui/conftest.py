@@ -23,6 +23,7 @@ from selenium.webdriver.common.by import By
 from pgdurable import db
 from pgdurable.testing import TestDatabase, stop_process, wait_for
 from pgdurable.worker import Worker, WorkerOptions
+from pgdurable.worker.code_roots import CodeConfig
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -85,11 +86,13 @@ class Browser:
 
 
 class ThreadWorker:
-    """A real worker on its own thread for the whole module (live statuses)."""
+    """A real worker on its own thread for the whole module (live statuses),
+    running code steps from ``code_root``."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, code_root: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        self.worker = Worker(conninfo, WorkerOptions(poll_interval=0.1))
+        code = CodeConfig.build([str(code_root)])
+        self.worker = Worker(conninfo, WorkerOptions(poll_interval=0.1, code=code))
         self.thread = threading.Thread(
             target=lambda: self.loop.run_until_complete(self.worker.run()), daemon=True
         )
@@ -116,13 +119,20 @@ def _start(database: TestDatabase, user: str, graph: dict, label: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def instances(ui_database) -> Iterator[dict[str, str]]:
+def instances(ui_database, tmp_path_factory) -> Iterator[dict[str, str]]:
     """alice: a completed and a failed run of demo/nightly and two instances waiting
-    for a signal (demo/waiter, demo/approval); bob: a run of bobs/secret. A worker
-    runs them."""
-    for role in ("alice", "bob"):
+    for a signal (demo/waiter, demo/approval); bob: a run of bobs/secret; dave: a
+    command step (bin/report.sh under the worker's code root, granted to him)
+    that prints on stdout and stderr and exits 3. A worker runs them."""
+    for role in ("alice", "bob", "dave"):
         ui_database.create_role(role)
         ui_database.execute("SELECT df.grant_usage(%s)", [role])
+    code_root = tmp_path_factory.mktemp("code")
+    (code_root / "bin").mkdir()
+    script = code_root / "bin" / "report.sh"
+    script.write_text("#!/bin/sh\necho 'rows exported: 42'\necho 'disk almost full' >&2\nexit 3\n")
+    script.chmod(0o755)
+    ui_database.execute("SELECT pgdurable.grant_code('dave', 'command:bin/*')")
 
     def sql(query: str) -> dict:
         return {"node_type": "SQL", "query": query}
@@ -148,8 +158,14 @@ def instances(ui_database) -> Iterator[dict[str, str]]:
             ui_database, "alice", then(wait, sql("SELECT 'signalled'")), "demo/approval"
         ),
         "secret": _start(ui_database, "bob", sql("SELECT 4"), "bobs/secret"),
+        "report": _start(
+            ui_database,
+            "dave",
+            {"node_type": "COMMAND", "query": json.dumps({"argv": ["bin/report.sh"]})},
+            "ops/report",
+        ),
     }
-    worker = ThreadWorker(ui_database.conninfo())
+    worker = ThreadWorker(ui_database.conninfo(), code_root)
 
     def settled() -> bool:
         rows = dict(ui_database.execute("SELECT id, status FROM df.instances"))
@@ -159,13 +175,46 @@ def instances(ui_database) -> Iterator[dict[str, str]]:
             [[ids["waiter"], ids["approval"]]],
         )
         return (
-            all(rows[ids[k]] in ("completed", "failed") for k in ("ok", "bad", "secret"))
+            all(rows[ids[k]] in ("completed", "failed") for k in ("ok", "bad", "secret", "report"))
             and waiting
         )
 
     wait_for(settled, timeout=30, what="the module's instances to settle")
     yield ids
     worker.stop()
+
+
+@pytest.fixture(scope="module")
+def ticker(ui_database, instances, tmp_path_factory) -> Iterator[str]:
+    """A real pg_cron job translated and applied with ``pgdurable apply``, run by
+    the module's worker every second as role ticker: SELECT public.tick(), which
+    fails while public.control.fail is true (it is at first). Retired after."""
+    from pgdurable import apply as applying
+    from pgdurable import pipeline
+    from pgdurable.diagnostics import SourceRef
+    from pgdurable.translators import pg_cron
+    from pgdurable.translators.base import TranslateContext
+
+    ui_database.create_role("ticker")
+    ui_database.execute("SELECT df.grant_usage('ticker')")
+    ui_database.execute(
+        "CREATE TABLE public.control (fail boolean NOT NULL); INSERT INTO public.control"
+        " VALUES (true); CREATE FUNCTION public.tick() RETURNS void LANGUAGE plpgsql AS $$"
+        " BEGIN IF (SELECT fail FROM public.control) THEN"
+        " RAISE EXCEPTION 'no rows for today yet'; END IF; END $$;"
+        " GRANT SELECT ON public.control TO ticker"
+    )
+    job = pg_cron.CronJob(
+        "1 seconds", "SELECT public.tick()", SourceRef("cron.job", 1), jobid=7,
+        jobname="load-today", username="ticker", active=True,
+    )  # fmt: skip
+    ctx = TranslateContext(portable=False, default_database=ui_database.name, timezone="GMT")
+    out = tmp_path_factory.mktemp("ticker")
+    pipeline.run_import("pg_cron", pg_cron.translate([job], ctx), out)
+    with ui_database.connect() as conn:
+        applying.apply_directory(out, applying.DatabaseSink(conn))
+    yield "pg_cron/load-today"
+    ui_database.execute("SELECT pgdurable.retire('pg_cron', 'load-today')")
 
 
 @pytest.fixture(scope="module")

@@ -143,3 +143,51 @@ def test_retire_needs_the_registrys_privileges(browser, ui_database):
     assert "retired demo/registered" in browser.text(".notice.ok")
     assert ui_database.value(registered) == 0
     assert not browser.all('tr[data-workflow="demo/registered"]')
+
+
+def test_a_command_steps_output_tails_and_exit_code_show(browser, instances):
+    browser.sign_in("dave")
+    browser.open(f"/instances/{instances['report']}")
+    assert browser.text("#instance-status") == "failed"
+    output = browser.all("#nodes .output")
+    assert len(output) == 1
+    assert browser.text("#nodes .output .exit-code") == "3"
+    assert "rows exported: 42" in browser.text("#nodes .output pre.stdout")
+    assert "disk almost full" in browser.text("#nodes .output pre.stderr")
+
+
+def test_a_failed_tick_runs_again_after_the_data_is_fixed(browser, ticker, ui_database):
+    failed = (
+        "SELECT min(runid) FROM pgdurable.run_history WHERE workflow = %s AND outcome = 'failed'"
+    )
+    runid = wait_for(lambda: ui_database.value(failed, [ticker]), timeout=30, what="a failed tick")
+    browser.sign_in("postgres")  # re-running a tick reads the registry: an administrator
+    row = browser.all(f'tr[data-workflow="{ticker}"]')[0]
+    assert row.get_attribute("data-state") == "failing" and "failing" in row.text
+    browser.open(f"/workflows/{ticker}")
+    # task ids as labels: the step is the job's name, not its SQL
+    assert "job load-today" in [
+        th.get_attribute("title") for th in browser.all("#grid thead th.step")
+    ]
+    run = browser.all(f'tr[data-run="{runid}"]')[0]
+    assert "no rows for today yet" in run.find_element("css selector", "pre.error").get_attribute(
+        "textContent"
+    )
+    ui_database.execute("UPDATE public.control SET fail = false")  # the data is fixed
+    browser.click(f'tr[data-run="{runid}"] button.rerun')
+    assert f"re-run of run {runid}: started" in browser.text(".notice.ok")
+    started = browser.driver.current_url.rsplit("/", 1)[1]
+
+    def shown_status() -> str | None:
+        try:
+            return browser.text("#instance-status")
+        except Exception:  # the page is reloading itself
+            return None
+
+    wait_for(lambda: shown_status() == "completed", timeout=20, what="the re-run to complete")
+    browser.remember()
+    again = "SELECT kind || ' ' || outcome || ' ' || username FROM pgdurable.run_history WHERE instance_id = %s"
+    assert ui_database.value(again, [started]) == "run succeeded ticker"
+    browser.open(f"/workflows/{ticker}")
+    rows = browser.all(f'#grid tbody tr[data-instance="{started}"]')
+    assert len(rows) == 1 and "completed" in rows[0].text

@@ -87,3 +87,56 @@ def test_sessions_are_bounded(monkeypatch):
     fourth, _ = sessions.new()
     assert sessions.get(tokens[1]) is None  # the longest unused was forgotten
     assert all(sessions.get(t) is not None for t in (tokens[0], tokens[2], fourth))
+
+
+def test_a_ticks_body_is_the_loop_without_its_wait():
+    from pgdurable.ui.data import tick_body
+
+    wait = {"node_type": "WAIT_SCHEDULE", "query": '{"cron_expr": "0 3 * * *"}'}
+    a, b = {"node_type": "SQL", "query": "SELECT 1"}, {"node_type": "SQL", "query": "SELECT 2"}
+    two = {"node_type": "THEN", "left_node": wait, "right_node": a}
+    assert tick_body({"node_type": "LOOP", "left_node": two}) == a
+    three = {"node_type": "THEN", "left_node": two, "right_node": b}  # left-nested
+    assert tick_body({"node_type": "LOOP", "left_node": three}) == {
+        "node_type": "THEN", "left_node": a, "right_node": b,
+    }  # fmt: skip
+    assert tick_body(two) is None  # not a loop
+    assert tick_body({"node_type": "LOOP", "left_node": two, "condition_node": a}) is None
+    no_wait = {"node_type": "THEN", "left_node": a, "right_node": b}
+    assert tick_body({"node_type": "LOOP", "left_node": no_wait}) is None
+
+
+def test_step_labels_follow_graph_order_and_the_wrapper_that_names_a_step():
+    from pgdurable import model as m
+    from pgdurable import steplabels
+    from pgdurable.diagnostics import SourceRef
+
+    def named(node, what):
+        return type(node)(**{**node.__dict__, "source": SourceRef("dag.py", 1, what=what)})
+
+    same = "INSERT INTO log VALUES (1)"
+    workflow = m.Seq(
+        (
+            named(m.Sql(same), "task first"),
+            named(m.Retry(m.Sql("SELECT 2"), 3, 10), "task retried"),
+            named(m.Sql(same), "task again"),
+        )
+    )
+    labels = steplabels.of_model(workflow)
+    assert labels[steplabels.key("SQL", same)] == ["task first", "task again"]
+    assert labels[steplabels.key("SQL", "SELECT 2")] == ["task retried"]
+    # an instance's flat tree (explain_instance_nodes): THEN(THEN(a, RETRY(b)), c)
+    nodes = {
+        "r": {"type": "THEN", "left": "t", "right": "c"},
+        "t": {"type": "THEN", "left": "a", "right": "y"},
+        "y": {"type": "RETRY", "left": "b"},
+        "a": {"type": "SQL", "query": same},
+        "b": {"type": "SQL", "query": "SELECT 2"},
+        "c": {"type": "SQL", "query": same},
+    }
+    assert steplabels.assign("r", nodes, labels) == {
+        "a": "task first", "b": "task retried", "c": "task again",
+    }  # fmt: skip
+    # a part of the graph (one of the two same steps): ambiguous, so unnamed
+    assert steplabels.assign("c", nodes, labels) == {}
+    assert steplabels.workflow_of_label("airflow:events_daily") == "airflow/events_daily"

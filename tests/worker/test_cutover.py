@@ -192,6 +192,12 @@ def test_cutover_then_rollback_restores_identical_cron_jobs(cron_db, database, t
             " AND (name LIKE 'cutover-%' OR name LIKE 'pgcron_job_%') ORDER BY name"
         ).fetchall()
         assert [r[1] for r in registered] == [True, False, True]  # the paused job: not started
+        # what the source calls each step, kept beside the registry (pgdurable show)
+        labelled = conn.execute(
+            "SELECT name, labels::text FROM pgdurable.workflow_step_labels"
+            " WHERE name = 'cutover-nightly'"
+        ).fetchall()
+        assert len(labelled) == 1 and '"job cutover-nightly"' in labelled[0][1]
 
         back = runner.invoke(cli, ["rollback", str(out), "--dsn", cron_db, "--json"])
         assert back.exit_code == 0, back.output
