@@ -4,7 +4,7 @@ The generated files name each step in a source comment (``-- source:
 dags/etl.py:12:5 (task ingest)``, kept by the offline parser as
 ``source.what``); the registry stores only the graph. ``pgdurable apply``
 records them per workflow (``pgdurable.workflow_step_labels``, migration
-0018) and ``pgdurable show`` and the dashboard put them on an instance's
+0016) and ``pgdurable show`` and the dashboard put them on an instance's
 nodes.
 
 A leaf step is keyed by its node type and query, not by its position: a
@@ -150,7 +150,7 @@ def of_workflow(conn: db.Connection, workflow: str | None) -> dict[str, list[str
 
 
 def _has_table(conn: db.Connection) -> bool:
-    """False on a schema before migration 0018."""
+    """False on a schema before migration 0016."""
     found = conn.execute("SELECT to_regclass('pgdurable.workflow_step_labels')").fetchone()
     return found[0] is not None
 
