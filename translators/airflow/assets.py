@@ -88,7 +88,7 @@ def keys(value: object) -> list[str] | None:
     if text is None:
         return None
     try:
-        tree = _expression(cst.parse_expression(text))
+        tree = _expression(cst.parse_expression(f"({text})"))
     except (cst.ParserSyntaxError, NotStatic):
         return None
     return sorted(set(_leaves(tree)))
@@ -127,7 +127,7 @@ def plan(value: object) -> base.Plan | None:
     if text is None:
         return None
     try:
-        tree = _expression(cst.parse_expression(text))
+        tree = _expression(cst.parse_expression(f"({text})"))
     except (cst.ParserSyntaxError, NotStatic):
         return None
     wait = _wait(tree)

@@ -159,6 +159,11 @@ def _timedelta_cron(seconds: float, start: Timestamp | None) -> str | None:
     return None
 
 
+def _asset_text(schedule: object) -> str:
+    parts = schedule if isinstance(schedule, list) else [schedule]
+    return ", ".join(getattr(p, "text", str(p)) for p in parts)
+
+
 def plan(
     schedule: object,
     *,
@@ -232,9 +237,9 @@ def plan(
             notes=[
                 (
                     "PGD314",
-                    f"the Dataset/Asset schedule {schedule} cannot be read without running the "
-                    "file (a name bound elsewhere, an alias); start the DAG with its trigger "
-                    "function where the producer finishes",
+                    f"the Dataset/Asset schedule {_asset_text(schedule)} cannot be read without "
+                    "running the file (a name bound elsewhere, an alias); start the DAG with "
+                    "its trigger function where the producer finishes",
                 )
             ],
         )
