@@ -106,3 +106,56 @@ def test_a_dataset_nobody_updates_here_keeps_the_consumer_manual(tmp_path):
     problem = next(d for d in report.diagnostics if d.code == "PGD333")
     assert "postgres://warehouse/public/orders" in problem.message
     assert report.workflow is not None and report.workflow.start is False
+
+
+TIMETABLES = """
+import pendulum
+from airflow.sdk import DAG
+from airflow.timetables.trigger import MultipleCronTriggerTimetable
+from airflow.timetables.events import EventsTimetable
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+with DAG("berlin", schedule=MultipleCronTriggerTimetable("30 6 * * 1-5", "0 18 * * *",
+         timezone="Europe/Berlin"), start_date=pendulum.datetime(2024, 1, 1)):
+    EmptyOperator(task_id="noop")
+
+with DAG("launch", schedule=EventsTimetable(event_dates=[pendulum.datetime(2031, 3, 1, 8)]),
+         start_date=pendulum.datetime(2024, 1, 1)):
+    EmptyOperator(task_id="noop")
+"""
+
+
+def test_timetable_conditions_are_the_local_time_and_the_instant(database, tmp_path):
+    """The conditions a timetable translation adds, evaluated by PostgreSQL at chosen times."""
+    from pgdurable import model as m
+
+    dag_file = tmp_path / "timetables.py"
+    dag_file.write_text(TIMETABLES)
+    results = {
+        r.name: r
+        for r in airflow.translate(
+            airflow.read_paths([dag_file]), TranslateContext(default_username="alice")
+        ).results
+    }
+
+    def conditions(name: str) -> list[str]:
+        body = results[name].workflow.body
+        return [
+            n.condition.query
+            for n in m.walk(body)
+            if isinstance(n, m.If)
+            and isinstance(n.condition, m.Sql)
+            and "dag_run" not in n.condition.query
+        ]
+
+    def at(query: str, instant: str) -> bool:
+        return database.value(query.replace("now()", f"timestamptz '{instant}'"))
+
+    (local,) = conditions("berlin")
+    assert at(local, "2025-01-06 05:30+00")  # Monday 06:30 in Berlin (winter, UTC+1)
+    assert at(local, "2025-07-07 04:30+00")  # Monday 06:30 in Berlin (summer, UTC+2)
+    assert not at(local, "2025-07-07 05:30+00")
+    assert not at(local, "2025-01-05 05:30+00")  # Sunday
+    assert at(local, "2025-01-05 17:00+00")  # 18:00 any day
+    (not_yet,) = set(conditions("launch"))
+    assert at(not_yet, "2031-03-01 07:59+00") and not at(not_yet, "2031-03-01 08:00+00")
