@@ -144,6 +144,12 @@ CODES: dict[str, Code] = {
     "PGD257": Code(Severity.WARNING, Fidelity.EXACT, "runs as another role: grant it access"),
     "PGD270": Code(Severity.WARNING, Fidelity.APPROXIMATE, "command runs on a worker host"),
     "PGD271": Code(Severity.WARNING, Fidelity.APPROXIMATE, "bash command runs on a worker host"),
+    "PGD275": Code(Severity.WARNING, Fidelity.APPROXIMATE, "Celery task runs as a Python step"),
+    "PGD276": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "Sidekiq class runs by command template"
+    ),
+    "PGD277": Code(Severity.WARNING, Fidelity.APPROXIMATE, "container command runs on worker host"),
+    "PGD278": Code(Severity.INFO, Fidelity.EXACT, "asset schedule waits for producer signals"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -169,6 +175,8 @@ CODES: dict[str, Code] = {
     "PGD320": Code(Severity.WARNING, Fidelity.MANUAL, "vacuumdb/reindexdb --all: every database"),
     "PGD330": Code(Severity.WARNING, Fidelity.MANUAL, "triggers a DAG not translated here"),
     "PGD331": Code(Severity.WARNING, Fidelity.MANUAL, "the job runs as a superuser"),
+    "PGD332": Code(Severity.WARNING, Fidelity.MANUAL, "the queue task cannot be called as is"),
+    "PGD333": Code(Severity.WARNING, Fidelity.MANUAL, "no DAG translated here updates the asset"),
 }
 
 

@@ -222,8 +222,16 @@ def import_queue(
     default_username: str | None = None,
     default_database: str | None = None,
     crontab_kind: str = "auto",
+    code_roots: Sequence[Path] = (),
+    command_template: str | None = None,
+    run_container_command: bool = False,
 ) -> list[ImportReport]:
     """``pgdurable import-queue``: one report per source format found.
+
+    Celery tasks become Python steps (the task modules among ``paths`` and under
+    ``code_roots`` say where a named task's function is); Sidekiq classes become
+    commands with ``command_template``, Kubernetes containers with
+    ``run_container_command`` (``translators.queue.codetasks``).
 
     Each file stands alone: one that cannot be read is a failed item (file,
     line, reason) and the others are written. The last report lists every
@@ -235,8 +243,15 @@ def import_queue(
     """
     from pgdurable.translators import queue
     from pgdurable.translators.base import TranslateContext
+    from pgdurable.translators.queue import codetasks
     from pgdurable.translators.queue import tasks as task_files
 
+    roots = tuple(code_roots)
+    code = codetasks.CodeOptions(
+        celery_tasks=codetasks.scan_tasks(codetasks.python_files([*paths, *roots]), roots),
+        command_template=command_template,
+        run_container_command=run_container_command,
+    )
     mapping = task_files.load(tasks_file) if tasks_file else task_files.EMPTY
     batch = queue.read_batch(
         paths,
@@ -254,8 +269,13 @@ def import_queue(
             folder = Path("migrations/pgdurable") / source
         else:
             folder = out_dir if len(items) == 1 else out_dir / source
-        results = queue.translate(source_items, ctx, mapping)
-        jobs = [i for i in source_items if not isinstance(i, queue.jobs.Unreadable)]
+        results = queue.translate(source_items, ctx, mapping, code)
+        jobs = [
+            i
+            for i in source_items
+            if not isinstance(i, queue.jobs.Unreadable)
+            and (portable or not codetasks.handled(i, code))
+        ]
         template = task_files.template(jobs, mapping)
         extra = {task_files.TEMPLATE_NAME: template} if template else {}
         reports.append(run_import(source, results, folder, dry_run=dry_run, extra_files=extra))

@@ -7,6 +7,7 @@ Each module has ``KEY`` (its name on the command line) and
 from __future__ import annotations
 
 from bench.scenarios import (
+    fidelity,
     latency,
     peers,
     recovery,
@@ -17,5 +18,15 @@ from bench.scenarios import (
     translation,
 )
 
-ALL = [step_overhead, throughput, latency, scale, recovery, peers, translation, scaleout]
+ALL = [
+    step_overhead,
+    throughput,
+    latency,
+    scale,
+    recovery,
+    peers,
+    translation,
+    scaleout,
+    fidelity,
+]
 BY_KEY = {module.KEY: module for module in ALL}

@@ -187,6 +187,17 @@ def import_pgcron(
     _finish_import(ctx, "pg_cron", [report], report_path, dry_run)
 
 
+def _command_template(ctx: click.Context, param: click.Parameter, value: str | None):
+    from pgdurable.translators.queue.codetasks import check_template
+
+    if value is None:
+        return None
+    try:
+        return check_template(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
 @click.command("import-queue")
 @click.argument(
     "paths",
@@ -231,6 +242,26 @@ def import_pgcron(
     help="Whether crontab files have a user field before the command (system: /etc/crontab, "
     "/etc/cron.d); auto tells by path and content.",
 )
+@click.option(
+    "--code-root",
+    "code_roots",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of the app's Python code (repeatable): its @app.task(name=...) and "
+    "@shared_task modules say which function a Celery task name calls.",
+)
+@click.option(
+    "--command-template",
+    callback=_command_template,
+    metavar="TEMPLATE",
+    help="Run Sidekiq classes as this command on the worker host, e.g. "
+    "'bin/rails runner \"{class}.new.perform({args})\"' ({class}, {args}, {args_json}).",
+)
+@click.option(
+    "--run-container-command",
+    is_flag=True,
+    help="Run a Kubernetes container's command and args on the worker host (not in its image).",
+)
 @json_option
 @click.pass_context
 def import_queue(
@@ -245,14 +276,19 @@ def import_queue(
     default_username: str | None,
     default_database: str | None,
     crontab_kind: str,
+    code_roots: tuple[Path, ...],
+    command_template: str | None,
+    run_container_command: bool,
 ) -> None:
     """Translate Celery beat, Sidekiq, Kubernetes CronJob and crontab schedules.
 
     \b
     Each job becomes OUT/<name>.sql: an idempotent enqueue function
     pgdurable_jobs.enqueue_<name>(args jsonb) that starts one run, and the
-    schedule workflow that calls it. Tasks whose body is code need --tasks;
-    OUT/tasks.template.yaml lists the unmapped ones. Each file stands alone:
+    schedule workflow that calls it. Celery tasks run as Python steps on the
+    worker's --code-path; Sidekiq classes with --command-template and
+    Kubernetes containers with --run-container-command run as commands; other
+    code needs --tasks (OUT/tasks.template.yaml lists the unmapped ones). Each file stands alone:
     one that cannot be parsed (or a Helm template: render it with `helm
     template` first) is a failed item and the others are written. The report
     lists every input file as translated, failed or skipped, with the reason.
@@ -271,6 +307,9 @@ def import_queue(
         default_username=default_username,
         default_database=default_database,
         crontab_kind=crontab_kind,
+        code_roots=code_roots,
+        command_template=command_template,
+        run_container_command=run_container_command,
     )
     _finish_import(ctx, "queue", reports, report_path, dry_run)
 

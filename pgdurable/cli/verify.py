@@ -96,6 +96,22 @@ def _logical_date(value: str | None):
     help="pg_cron: read the jobs from this database's cron.job (a folder made by "
     "import-pgcron --from-db; default: the server's cron.database_name).",
 )
+@click.option(
+    "--code-path",
+    "code_paths",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Code root of the new side's worker for Python and command steps (repeatable; "
+    "default: the generated file's folder when it holds Python modules).",
+)
+@click.option(
+    "--allow-program",
+    "allow_programs",
+    multiple=True,
+    metavar="PATH",
+    help="Absolute program the new side's command steps may run (repeatable; bare names "
+    "the steps use are found on PATH).",
+)
 @click.option("--rows", default=10, show_default=True, help="Differing rows shown per table.")
 @dsn_option
 @json_option
@@ -122,6 +138,8 @@ def verify_command(
     run_as,
     accept_failures,
     from_db,
+    code_paths,
+    allow_programs,
     rows,
     dsn,
 ) -> None:
@@ -172,6 +190,8 @@ def verify_command(
         accept_failures=accept_failures,
         from_db=from_db,
         airflow_version=airflow_version,
+        code_paths=list(code_paths),
+        allow_programs=list(allow_programs),
     )
     admin = None if chaos_db else connect_target(dsn).conninfo
     kind, spec = given[0]

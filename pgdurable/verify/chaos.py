@@ -70,6 +70,7 @@ def runner(
     rng: random.Random,
     events: list[str],
     cluster: EmbeddedCluster | None = None,
+    worker_args: tuple[str, ...] = (),
 ) -> Callable[[str], None]:
     """A replacement for the in-process worker run: ``run(conninfo)`` with chaos."""
     remaining = [kills]
@@ -79,7 +80,7 @@ def runner(
             start = _progress(conninfo)
             if start is None or start[1] == 0:
                 break
-            worker = _spawn(conninfo)
+            worker = _spawn(conninfo, *worker_args)
             target = start[0] + rng.randint(1, 3)
             deadline = time.monotonic() + STEP_TIMEOUT_SECONDS
             finished = False
@@ -112,7 +113,7 @@ def runner(
             else:
                 what += f" after {steps} journaled steps"
             events.append(what)
-        final = _spawn(conninfo, "--until-idle")
+        final = _spawn(conninfo, *worker_args, "--until-idle")
         try:
             _, stderr = final.communicate(timeout=600)
         except subprocess.TimeoutExpired as exc:

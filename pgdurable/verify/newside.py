@@ -36,13 +36,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgdurable import apply as applying
 from pgdurable import db
 from pgdurable.errors import ApplyFailed, VerificationError
 from pgdurable.render import literal
 from pgdurable.verify.subjects import run_as_of
+
+if TYPE_CHECKING:
+    from pgdurable.worker.code_roots import CodeConfig
 
 WAITS = ("WAIT_SCHEDULE", "SLEEP", "RACE")
 # Nodes whose failure is only a child's failure passed on (their error repeats it);
@@ -196,10 +199,13 @@ def start(conninfo_as: str, graph: dict[str, Any], label: str) -> str:
         return conn.execute("SELECT df.start(%s, %s)", [json.dumps(graph), label]).fetchone()[0]
 
 
-def run_worker_until_idle(conninfo: str) -> None:
+def run_worker_until_idle(conninfo: str, code: CodeConfig | None = None) -> None:
+    """A worker in this process until nothing is runnable; ``code``: its code roots."""
     from pgdurable.worker import run_worker
 
-    asyncio.run(run_worker(conninfo, until_idle=True, poll_interval=0.2, lease_seconds=5.0))
+    asyncio.run(
+        run_worker(conninfo, until_idle=True, poll_interval=0.2, lease_seconds=5.0, code=code)
+    )
 
 
 def outcome(conninfo: str, instance_id: str) -> NewRun:

@@ -10,6 +10,7 @@ removed as a whole.
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 from pgdurable import db, migrator
 from pgdurable.errors import PgDurableError, VerificationError
 from pgdurable.output import NOT_WORKFLOWS
-from pgdurable.verify import chaos, compare, newside, pgcron, queue, subjects
+from pgdurable.verify import chaos, code, compare, newside, pgcron, queue, subjects
 from pgdurable.verify.airflow_builtin import (
     DagRunOutcome,
     Reference,
@@ -54,6 +55,8 @@ class Options:
     accept_failures: bool = False  # both sides failing a run is accepted as equal
     from_db: str | None = None  # pg_cron jobs from this database's cron.job
     airflow_version: str | None = None  # --reference airflow: "2" or "3" (default: the DAG's)
+    code_paths: list[Path] = field(default_factory=list)  # the new side's code roots
+    allow_programs: list[str] = field(default_factory=list)  # absolute programs it may run
 
 
 def _logical_dates(subject: subjects.Subject, options: Options) -> list[datetime]:
@@ -200,6 +203,16 @@ def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verificati
     references = _old_side(subject, options, sandbox, old_db, old_role, dates, result)
 
     progress(f"new side: applying {subject.generated_path} and running the workflow")
+    code_setup = code.prepare(
+        subject.generated_text,
+        options.workflow,
+        options.code_paths,
+        options.allow_programs,
+        sandbox.conninfo(new_db),
+        new_role,
+    )
+    if code_setup is not None:
+        result.notes.append(code_setup.note)
     deployed = newside.deploy(
         sandbox.conninfo(new_db),
         subject.generated_path,
@@ -207,11 +220,16 @@ def _verify(subject, options, sandbox: Sandbox, cluster, progress) -> Verificati
         new_role,
         database=new_db,
     )
-    runner = newside.run_worker_until_idle
+    config = code_setup.config if code_setup is not None else None
+    runner = functools.partial(newside.run_worker_until_idle, code=config)
     if options.chaos:
         rng = random.Random(options.seed)
         runner = chaos.runner(
-            options.chaos, rng, result.chaos, cluster if options.chaos_db else None
+            options.chaos,
+            rng,
+            result.chaos,
+            cluster if options.chaos_db else None,
+            code_setup.worker_args() if code_setup is not None else (),
         )
     elif options.chaos_db:
         raise VerificationError("--chaos-db needs --chaos N (how many chaos points)")

@@ -10,21 +10,24 @@ BENCHMARKS.md, from a full run on a quiet machine).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _bench(*args: str) -> subprocess.CompletedProcess:
+def _bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bench", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -64,3 +67,61 @@ def test_unknown_scenarios_are_a_usage_error():
     done = _bench("nonsense")
     assert done.returncode == 2
     assert "unknown scenario nonsense" in done.stderr
+
+
+FIDELITY_DAGS = {
+    "2.10.5/etl.py": """
+        import pendulum
+        from airflow import DAG
+        from airflow.providers.postgres.operators.postgres import PostgresOperator
+
+        with DAG("nightly", schedule="@daily", start_date=pendulum.datetime(2024, 1, 1)):
+            PostgresOperator(task_id="vacuum", postgres_conn_id="postgres_default",
+                             sql="VACUUM ANALYZE orders")
+    """,
+    "2.10.5/workday.py": """
+        import pendulum
+        from airflow import DAG
+        from airflow.operators.empty import EmptyOperator
+        from plugins.workday import AfterWorkdayTimetable
+
+        with DAG("workday", schedule=AfterWorkdayTimetable(),
+                 start_date=pendulum.datetime(2024, 1, 1)):
+            EmptyOperator(task_id="noop")
+    """,
+    "3.3.2/consumer.py": """
+        from airflow.sdk import DAG, Asset
+        from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+
+        with DAG("consumer", schedule=[Asset("s3://lake/orders")]):
+            SQLExecuteQueryOperator(task_id="load", conn_id="postgres_default", sql="SELECT 1")
+    """,
+}
+
+
+def test_the_fidelity_scenario_reports_each_airflow_version(tmp_path):
+    """On a local folder per version (no download): counts per version, the causes of
+    the manual DAGs by code, and the target line."""
+    for name, text in FIDELITY_DAGS.items():
+        path = tmp_path / "dags" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    report = tmp_path / "BENCH.md"
+    done = _bench(
+        "fidelity",
+        "--quick",
+        "--json",
+        "--output",
+        str(report),
+        env={"PGDURABLE_FIDELITY_DAGS": str(tmp_path / "dags")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text()
+    assert "## 9. Fidelity on Airflow's own example DAGs" in text
+    assert "| 2.10.5 | 2 | 1 | 0 | 1 | 0 | 50% |" in text
+    assert "| 3.3.2 | 1 | 0 | 0 | 1 | 0 | 0% |" in text
+    assert "| all | 3 | 1 | 0 | 2 | 0 | 33% |" in text
+    assert "PGD314 ×1" in text and "PGD333 ×1" in text
+    (section,) = json.loads(done.stdout)["sections"]
+    assert section["data"]["versions"]["2.10.5"]["causes"] == {"PGD314": 1}
+    assert section["data"]["share"] == 1 / 3

@@ -88,3 +88,18 @@ def test_the_dag_imports_choose_the_airflow_version():
     assert airflow_real.major_for("3", 2) == "3" and airflow_real.major_for("2.10", 3) == "2"
     with pytest.raises(VerificationError, match="offers Apache Airflow"):
         airflow_real.major_for("1", None)
+
+
+def test_bash_commands_run_as_command_steps_against_a_real_airflow(admin):
+    """Code steps on the new side: verify's worker runs the BashOperator commands (their
+    programs found on PATH, the replay role granted in the clone), as Airflow does."""
+    dag = DAGS / "v10_bash_steps.py"
+    options = Options(SEED, reference="airflow", logical_date=DATE, airflow_version="3")
+    result = verify("airflow", str(dag), options, admin)
+    assert result.equal, result.text()
+    real = result.reference_states[0]
+    assert real == {"stamp": "success", "nap": "success", "broken": "failed", "record": "success"}
+    assert any("code steps ran on the verify worker" in note for note in result.notes)
+    # the command's failure is the step's: its exit code is in the new side's errors
+    errors = result.new_outcomes[0].errors
+    assert errors and "exited with code 1" in errors[0], result.text()

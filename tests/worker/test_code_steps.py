@@ -468,6 +468,75 @@ def test_a_crontab_command_runs_as_a_command_step(
     database.execute("SELECT df.cancel(%s)", [scheduler])
 
 
+# -- a translated Celery beat entry ----------------------------------------------------
+
+CELERY_TASKS = """
+import json, os
+
+from proj.app import app
+
+
+@app.task(name="cleanup-old")
+def purge_sessions(days=7, marker=None):
+    with open(marker, "w") as fh:
+        json.dump({"days": days}, fh)
+    return {"purged_older_than": days}
+"""
+
+# Celery's own app would register the task; calling a decorated task runs its body in
+# the caller, which is all a Python step needs, so the worker's code root can use this.
+CELERY_APP = """
+class App:
+    def task(self, *args, **options):
+        return lambda function: function
+
+
+app = App()
+"""
+
+
+def test_a_celery_beat_entry_runs_its_task_function(database, wf, tmp_path, background_worker):
+    """import-queue finds the function of a task registered under a name of its own
+    among the app's modules; the worker calls it with the entry's kwargs."""
+    from pgdurable import apply as applying
+    from pgdurable import pipeline
+
+    role = "celery_app"
+    database.create_role(role)
+    database.execute(f"SELECT df.grant_usage('{role}')")
+    root = tmp_path / "src"
+    (root / "proj").mkdir(parents=True)
+    (root / "proj" / "__init__.py").write_text("")
+    (root / "proj" / "app.py").write_text(CELERY_APP)
+    (root / "proj" / "tasks.py").write_text(CELERY_TASKS)
+    marker = tmp_path / "purged.json"
+    config = tmp_path / "celeryconfig.py"
+    config.write_text(
+        "from celery.schedules import crontab\n"
+        "beat_schedule = {'purge': {'task': 'cleanup-old', 'schedule': crontab(minute=0),\n"
+        f"    'kwargs': {{'days': 30, 'marker': {str(marker)!r}}}}}}}\n"
+    )
+    out = tmp_path / "out"
+    (report,) = pipeline.import_queue(
+        [config], out_dir=out, default_username=role, code_roots=[root]
+    )
+    assert report.summary["approximate"] == 1, report.text()
+    database.execute(f"SELECT pgdurable.grant_code('{role}', 'python:proj.tasks:*')")
+    with database.connect() as conn:
+        applying.apply_directory(out, applying.DatabaseSink(conn))
+    run = database.value("SELECT pgdurable_jobs.enqueue_purge()", user=role)
+    background_worker(code=code(root))
+    wf.wait_status(run, "completed", timeout=30)
+    _, result, details = code_node(database, run, "PYTHON")
+    assert result == {"purged_older_than": 30}
+    assert json.loads(marker.read_text()) == {"days": 30}
+    assert details["delivery"] == "at_least_once"
+    scheduler = database.value(
+        "SELECT instance_id FROM pgdurable.workflows WHERE source = 'celery' AND name = 'purge'"
+    )
+    database.execute("SELECT df.cancel(%s)", [scheduler])
+
+
 # -- a translated Airflow BashOperator ----------------------------------------------
 
 DAG = """

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from pgdurable.diagnostics import Collector, Diagnostic, SourceRef
 from pgdurable.parallel import map_in_processes
+from pgdurable.translators.airflow import assets, python_tasks, templates
 from pgdurable.translators.airflow import compile as compiler
-from pgdurable.translators.airflow import python_tasks, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.tasks import Context
 from pgdurable.translators.airflow.visitor import ReadError, read
@@ -94,6 +94,7 @@ def translate(
         triggers.extend(t for _, t in results)
         batch.skipped.extend(skipped)
     _report_foreign_triggers(batch.results, triggers)
+    _report_unproduced_assets(batch.results)
     _disambiguate(batch.results)
     return batch
 
@@ -119,6 +120,32 @@ def _report_foreign_triggers(results: list[ItemResult], triggers: list[list[Trig
         )
         workflow = replace(result.workflow, start=False)
         results[i] = replace(result, diagnostics=(*result.diagnostics, *added), workflow=workflow)
+
+
+def _report_unproduced_assets(results: list[ItemResult]) -> None:
+    """A DAG scheduled on an asset no DAG of this batch updates would wait forever:
+    it is manual (registered, not started) until its producers are imported too."""
+    produced: set[str] = set()
+    for result in results:
+        if result.workflow is not None:
+            produced |= assets.signalled(result.workflow.body)
+    for i, result in enumerate(results):
+        if result.workflow is None:
+            continue
+        missing = sorted(assets.awaited(result.workflow.body) - produced)
+        if not missing:
+            continue
+        added = Diagnostic(
+            "PGD333",
+            "no DAG translated here has a task with outlets updating "
+            + ", ".join(repr(k) for k in missing)
+            + ", so the workflow would wait forever: import the producing DAGs' files in the "
+            "same run (their tasks then signal this workflow), or signal it yourself with "
+            "SELECT df.signal(<instance id>, 'asset:<name>') where the update happens",
+            result.source_ref,
+        )
+        workflow = replace(result.workflow, start=False)
+        results[i] = replace(result, diagnostics=(*result.diagnostics, added), workflow=workflow)
 
 
 def _disambiguate(results: list[ItemResult]) -> None:

@@ -38,7 +38,7 @@ from pathlib import PurePosixPath
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import comment, dollar_quote, literal
-from pgdurable.translators.airflow import graph, rules, schedule, templates
+from pgdurable.translators.airflow import assets, graph, rules, schedule, templates
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
@@ -126,6 +126,18 @@ def _guarded(sql: str, name: str, task: Task) -> m.Sql:
     )
 
 
+def _record_outlets(dag: Dag, task: Task, work: Work) -> None:
+    """A task with ``outlets`` signals the DAGs waiting for those assets once it
+    succeeds (``assets``); an outlet that cannot be read changes nothing."""
+    outlets = assets.keys(task.args.get("outlets"))
+    if not outlets or work.node is None:
+        return
+    who = f"{dag.dag_id}.{task.task_id}"
+    steps = [assets.producer_step(key, who) for key in outlets]
+    work.node = m.Seq((work.node, *steps))
+    work.plain_sql = None
+
+
 def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.Node, str]:
     """(scheduled body, one run, profile) of a DAG. Diagnostics go to ctx.diag."""
     diag = ctx.diag
@@ -157,6 +169,7 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
             work.node = m.Sql(work.node.query, name=ctx.env.xcom[tid], source=work.node.source)
             work.plain_sql = None
         works[tid] = work
+        _record_outlets(dag, task, work)
         if task.removed_in is not None and ctx.generation >= task.removed_in:
             diag.add(
                 "PGD228",
@@ -500,7 +513,7 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     plan = schedule.plan(value, present=present, generation=gen, start_date=start_date)
     for code, message in plan.notes:
         diag.add(code, message, dag.ref)
-    repeating = plan.kind in ("cron", "sleep", "continuous")
+    repeating = plan.kind in ("cron", "sleep", "continuous", "timetable")
     window = _window(dag, plan, start_date, diag) if repeating or plan.kind == "once" else None
     if window is not None and window.inside is not None:
         ctx.env.uses_dates = True  # the window is read from the run's own dates
@@ -529,7 +542,7 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             run = m.Timeout(run, max(1, int(timeout.seconds)))
             extension = True
     catchup = dag.args.get("catchup", dag.default("catchup", gen < 3))
-    if repeating:
+    if repeating and not plan.triggered:
         if catchup is True and start_date is not None:
             diag.add(
                 "PGD238",
@@ -544,6 +557,7 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             f"(Airflow queues it, up to max_active_runs={dag.args.get('max_active_runs', 16)})",
             dag.ref,
         )
+    if repeating:
         if any(dag.task_arg(t, "depends_on_past") is True for t in dag.tasks.values()):
             diag.add(
                 "PGD239",
@@ -569,13 +583,15 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         body = m.Loop(m.Seq((m.Sleep(plan.sleep_seconds, source=dag.ref), *_flatten([run]))))
     elif plan.kind == "continuous":
         body = m.Loop(run)
+    elif plan.build is not None:  # a timetable (translators/airflow/timetables.py)
+        body = plan.build(run)
     elif plan.kind == "once" and window is not None and window.not_before is not None:
         # @once runs at start_date: until then, wait (in steps of at most a minute)
         not_yet = f"SELECT now() < {window.not_before}"
         body = m.Seq((m.If(m.Sql(not_yet), m.Loop(m.Sleep(60), m.Sql(not_yet)), m.Sleep(0)), run))
     else:
         body = run
-    start = plan.kind in ("cron", "sleep", "continuous", "once")
+    start = plan.kind in ("cron", "sleep", "continuous", "once", "timetable")
     if start and ctx.run_as is None:
         diag.add(
             "PGD306",
@@ -597,6 +613,7 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
                 "on_demand": f"on demand: SELECT {trigger_function(dag.dag_id)}()",
                 "continuous": "a loop without waiting",
                 "manual": "none (manual)",
+                "timetable": plan.summary,
             }.get(plan.kind, plan.kind)
         ),
     ]

@@ -6,8 +6,8 @@
 * ``timedelta`` becomes a cron when it divides an hour or a day evenly from
   the start date, else a ``df.sleep`` loop (approximate);
 * ``@once`` runs once; ``None`` (and the 3.x default) only on demand;
-  ``@continuous`` loops without waiting; Datasets/Assets and timetables are
-  ``manual``.
+  ``@continuous`` loops without waiting; timetables are read by
+  ``timetables``, Dataset/Asset schedules by ``assets``.
 
 The **logical date rule** depends on the generation (SOURCES Part 2 §4): in
 1.x/2.x a cron or timedelta run's logical date is the *start* of the interval
@@ -21,11 +21,13 @@ that starts late still gets its own dates.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from croniter import croniter
 
+from pgdurable import model as m
 from pgdurable.translators import vixie
 from pgdurable.translators.airflow.dagfile import Asset, Duration, Timestamp, Unknown
 
@@ -43,16 +45,21 @@ PRESETS = {
 
 @dataclass
 class Plan:
-    kind: str  # cron | sleep | once | on_demand | continuous | manual
+    kind: str  # cron | sleep | once | on_demand | continuous | timetable | manual
     text: str  # the Airflow schedule, for the header and registry
     crons: list[str] = field(default_factory=list)  # DSL expressions (two: race them)
     sleep_seconds: int = 0
     dates_sql: str = ""  # SELECT ... the dag_run row
     rule: str = ""  # the logical date rule, for the header
     notes: list[tuple[str, str]] = field(default_factory=list)  # (code, message)
+    # timetable: the scheduled body around one run, and how it waits (for the header)
+    build: Callable[[m.Node], m.Node] | None = None
+    summary: str = ""
+    # runs come from asset events, not ticks: nothing to catch up, nothing skipped
+    triggered: bool = False
 
 
-def _dates(tick: str, period: str | None, interval: bool, run_type: str) -> str:
+def run_dates(tick: str, period: str | None, interval: bool, run_type: str) -> str:
     """The dag_run row; ``tick`` is the SQL timestamptz of the run's tick."""
     start, end = (f"{tick} - {period}", tick) if interval and period else (tick, tick)
     iso = '\'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\''
@@ -79,7 +86,7 @@ def _period(expr: str) -> tuple[int, int] | None:
     return None
 
 
-def _cron_plan(expr: str, text: str, generation: int) -> Plan:
+def cron_plan(expr: str, text: str, generation: int) -> Plan:
     try:
         parsed = vixie.parse(expr)
     except vixie.ScheduleError as exc:
@@ -93,11 +100,11 @@ def _cron_plan(expr: str, text: str, generation: int) -> Plan:
     if fixed:
         period, anchor = fixed
         tick = f"to_timestamp({anchor} + floor((extract(epoch FROM now()) - {anchor}) / {period}) * {period})"
-        plan.dates_sql = _dates(tick, f"interval '{period} seconds'", interval, "scheduled")
+        plan.dates_sql = run_dates(tick, f"interval '{period} seconds'", interval, "scheduled")
     else:
         gaps = _min_gap(expr)
         tick = "date_trunc('minute', now())"
-        plan.dates_sql = _dates(tick, f"interval '{gaps} seconds'", interval, "scheduled")
+        plan.dates_sql = run_dates(tick, f"interval '{gaps} seconds'", interval, "scheduled")
         if interval:
             plan.notes.append(
                 (
@@ -152,6 +159,11 @@ def _timedelta_cron(seconds: float, start: Timestamp | None) -> str | None:
     return None
 
 
+def _asset_text(schedule: object) -> str:
+    parts = schedule if isinstance(schedule, list) else [schedule]
+    return ", ".join(getattr(p, "text", str(p)) for p in parts)
+
+
 def plan(
     schedule: object,
     *,
@@ -163,12 +175,12 @@ def plan(
     names no schedule (daily in 1.x/2.x, on demand in 3.x)."""
     if not present:
         if generation < 3:
-            p = _cron_plan("0 0 * * *", "(absent: @daily in Airflow 1.x/2.x)", generation)
+            p = cron_plan("0 0 * * *", "(absent: @daily in Airflow 1.x/2.x)", generation)
             return p
         schedule = None
     if schedule is None:
         p = Plan("on_demand", "None (on demand)")
-        p.dates_sql = _dates("now()", None, False, "manual")
+        p.dates_sql = run_dates("now()", None, False, "manual")
         p.rule = "on demand: a run's logical date is the time it was triggered"
         return p
     if isinstance(schedule, str):
@@ -177,31 +189,33 @@ def plan(
             stamp = start_date if isinstance(start_date, Timestamp) else None
             p = Plan("once", "@once")
             if stamp and not stamp.iso.startswith("days_ago"):
-                p.dates_sql = _dates(f"timestamptz '{stamp.iso}+00:00'", None, False, "scheduled")
+                p.dates_sql = run_dates(
+                    f"timestamptz '{stamp.iso}+00:00'", None, False, "scheduled"
+                )
                 p.rule = "@once: the logical date is start_date"
             else:
-                p.dates_sql = _dates("now()", None, False, "scheduled")
+                p.dates_sql = run_dates("now()", None, False, "scheduled")
                 p.rule = "@once: the logical date is the time the workflow is applied"
             return p
         if text == "@continuous":
             p = Plan("continuous", text)
-            p.dates_sql = _dates("now()", None, False, "scheduled")
+            p.dates_sql = run_dates("now()", None, False, "scheduled")
             p.rule = "@continuous: a run's logical date is its start time"
             return p
-        return _cron_plan(PRESETS.get(text, text), text, generation)
+        return cron_plan(PRESETS.get(text, text), text, generation)
     if isinstance(schedule, Duration):
         text = f"timedelta(seconds={schedule.seconds:g})"
         cron = _timedelta_cron(
             schedule.seconds, start_date if isinstance(start_date, Timestamp) else None
         )
         if cron is not None:
-            p = _cron_plan(cron, text, generation)
+            p = cron_plan(cron, text, generation)
             p.text = f"{text} (= cron '{cron}' from start_date)"
             return p
         seconds = max(1, math.ceil(schedule.seconds))
         p = Plan("sleep", text, sleep_seconds=seconds)
         period = f"interval '{seconds} seconds'"
-        p.dates_sql = _dates("date_trunc('second', now())", period, generation < 3, "scheduled")
+        p.dates_sql = run_dates("date_trunc('second', now())", period, generation < 3, "scheduled")
         p.rule = _rule_text(generation, generation < 3)
         p.notes.append(
             (
@@ -212,18 +226,29 @@ def plan(
         )
         return p
     if isinstance(schedule, Asset) or (isinstance(schedule, list) and schedule):
+        from pgdurable.translators.airflow import assets  # it builds on this module
+
+        wired = assets.plan(schedule)
+        if wired is not None:
+            return wired
         return Plan(
             "manual",
             f"assets {schedule}",
             notes=[
                 (
                     "PGD314",
-                    "the DAG is scheduled by Dataset/Asset updates, which have no workflow "
-                    "equivalent; start it with its trigger function where the producer finishes",
+                    f"the Dataset/Asset schedule {_asset_text(schedule)} cannot be read without "
+                    "running the file (a name bound elsewhere, an alias); start the DAG with "
+                    "its trigger function where the producer finishes",
                 )
             ],
         )
     what = schedule.text if isinstance(schedule, Unknown) else repr(schedule)
+    from pgdurable.translators.airflow import timetables  # it builds on this module
+
+    found = timetables.plan(str(what), generation, start_date)
+    if found is not None:
+        return found
     return Plan(
         "manual",
         str(what),

@@ -933,6 +933,9 @@ class Reader:
         if isinstance(op, cst.BitOr | cst.BitAnd) and (
             isinstance(left, Asset) or isinstance(right, Asset)
         ):
+            if isinstance(left, Asset) and isinstance(right, Asset):  # names resolved
+                sign = "|" if isinstance(op, cst.BitOr) else "&"
+                return Asset(f"({left.text} {sign} {right.text})")
             return Asset(self.src(node))
         if isinstance(left, Unknown) or isinstance(right, Unknown):
             return Unknown(self.src(node))

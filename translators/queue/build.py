@@ -26,7 +26,7 @@ from pgdurable import model as m
 from pgdurable.diagnostics import Collector, Diagnostic, Fidelity
 from pgdurable.sqltext import comment, dollar_quote, literal
 from pgdurable.translators.base import OUTSIDE, ItemResult, TranslateContext, Workflow, crash
-from pgdurable.translators.queue import commands, crontab, enqueue, psql, schedules
+from pgdurable.translators.queue import codetasks, commands, crontab, enqueue, psql, schedules
 from pgdurable.translators.queue.jobs import Item, Psql, QueueJob, Task, Unreadable
 from pgdurable.translators.queue.tasks import EMPTY, TaskMap
 from pgdurable.translators.sqlcommand import Runner, command_steps
@@ -41,12 +41,28 @@ def _stub(message: str) -> m.Sql:
     return m.Sql(f"DO {dollar_quote(body, 'stub')}")
 
 
-def _task_action(job: QueueJob, task: Task, tasks: TaskMap, diag: Collector, portable: bool):
+def _task_action(
+    job: QueueJob,
+    task: Task,
+    tasks: TaskMap,
+    diag: Collector,
+    portable: bool,
+    code: codetasks.CodeOptions,
+    role: str | None,
+):
     mapping = tasks.lookup(task)
     if mapping is None and job.format == crontab.FORMAT and not portable:
         command = commands.step(job, task, diag)
         if command is not None:
             return command, False
+    if mapping is None and not portable:
+        before = len(diag.items)
+        found = codetasks.step(job, task, code, diag, job.run_as or role)
+        if found is not None:
+            return found, False
+        # A reason of its own (a bound task, arguments that are not JSON) has the fix.
+        if len(diag.items) > before or codetasks.unreadable_args(job, task):
+            return _stub(f"pgdurable: {task.kind} {task.name} needs a person"), False
     if mapping is None or mapping.kind == "manual":
         how = "is marked manual in --tasks" if mapping else "is not mapped"
         diag.add(
@@ -70,12 +86,18 @@ def _task_action(job: QueueJob, task: Task, tasks: TaskMap, diag: Collector, por
     return command_steps(mapping.sql or "", TASK_SQL, diag, portable=portable)
 
 
-def _action(job: QueueJob, ctx: TranslateContext, tasks: TaskMap, diag: Collector):
+def _action(
+    job: QueueJob,
+    ctx: TranslateContext,
+    tasks: TaskMap,
+    diag: Collector,
+    code: codetasks.CodeOptions,
+):
     """(run node, needs pgdurable profile, database, role) or None when it cannot run."""
     action = job.action
     database, role = job.database, job.run_as
     if isinstance(action, Task):
-        result = _task_action(job, action, tasks, diag, ctx.portable)
+        result = _task_action(job, action, tasks, diag, ctx.portable, code, ctx.default_username)
     elif isinstance(action, Psql):
         for code, message in action.caveats:
             diag.add(code, message)
@@ -142,7 +164,9 @@ def _uses_args(node: m.Node) -> bool:
     return False
 
 
-def _translate_one(job: QueueJob, ctx: TranslateContext, tasks: TaskMap) -> ItemResult:
+def _translate_one(
+    job: QueueJob, ctx: TranslateContext, tasks: TaskMap, code: codetasks.CodeOptions
+) -> ItemResult:
     diag = Collector(job.ref)
     diag.items.extend(job.notes)
     # The schedule first: a schedule the source rejects fails the item outright.
@@ -159,7 +183,7 @@ def _translate_one(job: QueueJob, ctx: TranslateContext, tasks: TaskMap) -> Item
         body, dsl = scheduled
         if body is fire:
             start = False
-    action = _action(job, ctx, tasks, diag)
+    action = _action(job, ctx, tasks, diag, code)
     if action is None:
         return ItemResult(job.name, job.ref, tuple(diag.items))
     run, multi, database, role = action
@@ -284,7 +308,10 @@ def _rollback(job: QueueJob) -> str:
 
 
 def translate(
-    items: Sequence[Item], ctx: TranslateContext, tasks: TaskMap = EMPTY
+    items: Sequence[Item],
+    ctx: TranslateContext,
+    tasks: TaskMap = EMPTY,
+    code: codetasks.CodeOptions = codetasks.NONE,
 ) -> list[ItemResult]:
     """One result per item, in order; a bad item never stops the batch."""
     results = []
@@ -294,7 +321,7 @@ def translate(
             results.append(ItemResult(item.name, item.ref, (diag,)))
             continue
         try:
-            results.append(_translate_one(item, ctx, tasks))
+            results.append(_translate_one(item, ctx, tasks, code))
         except Exception as exc:  # a bug must not lose the rest of the batch
             results.append(ItemResult(item.name, item.ref, (crash("PGD102", exc, item.ref),)))
     return results

@@ -500,16 +500,25 @@ def read(path: Path, text: str, file: str) -> list[Item]:
             notes.append(
                 Diagnostic("PGD225", "relative=True (round to the period) has no effect here", ref)
             )
+        args: dict[str, Any] | None
         try:
             args = {
                 "args": _jsonable(entry.get("args") or []),
                 "kwargs": _jsonable(entry.get("kwargs") or {}),
             }
         except ValueError as exc:
-            items.append(
-                Unreadable(name, FORMAT, ref, f"args/kwargs hold {exc}, which is not a literal")
+            # The task still exists; only its arguments are unknown: a person decides.
+            key = "args" if "args" in entry else "kwargs"
+            notes.append(
+                Diagnostic(
+                    "PGD332",
+                    f"the entry's args/kwargs hold {exc}, which is not a JSON literal the "
+                    "translator can read without running the code: write the value out "
+                    "(or compute it inside the task) and regenerate",
+                    SourceRef(file, entry.lines.get(key, ref.line)),
+                )
             )
-            continue
+            args = None
         try:
             retry, problem = _retry(task, annotations)
         except BadValue as exc:

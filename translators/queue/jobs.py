@@ -103,6 +103,8 @@ class Task:
     kind: str  # "celery task", "sidekiq class", "command", "graphile task"
     shell: str | None = None  # a command's line as the shell gets it (crontab)
     env: tuple[tuple[str, str], ...] = ()  # the environment the source gives it
+    argv: tuple[str, ...] = ()  # a container's command and args, word for word (k8s)
+    image: str | None = None  # the container image the command ran in (k8s)
 
 
 Action = Psql | Task

@@ -225,7 +225,16 @@ def _job(doc: dict, line: int, path: Path, file: str) -> Item:
         command = " ".join(
             str(c) for c in _sequence(chosen.get("command")) + _sequence(chosen.get("args"))
         )
-        task = Task(command or str(chosen.get("image")), "command")
+        words = tuple(
+            str(c) for c in _sequence(chosen.get("command")) + _sequence(chosen.get("args"))
+        )
+        task = Task(
+            command or str(chosen.get("image")),
+            "command",
+            env=tuple(_env(chosen, [], file).items()),
+            argv=words,
+            image=None if chosen.get("image") is None else str(chosen.get("image")),
+        )
         notes.append(Diagnostic("PGD308", "; ".join(reasons), ref))
     limit = job_spec.get("backoffLimit")
     assumed = None
