@@ -139,8 +139,10 @@ def plan(value: object) -> base.Plan | None:
         return m.Loop(m.Seq((wait, drain, run)))
 
     found = base.Plan("timetable", f"assets {text}", build=build, triggered=True)
-    found.summary = "a run once every asset was updated: " + ", ".join(
-        f"df.wait_for_signal('{signal_name(a)}')" for a in assets
+    found.summary = (
+        "a run once the expression's assets were updated (`|`: any of them; `&` or a list: "
+        "all of them), signalled as "
+        + ", ".join(f"df.wait_for_signal('{signal_name(a)}')" for a in assets)
     )
     found.dates_sql = base.run_dates("date_trunc('second', now())", None, False, "asset_triggered")
     found.rule = (
