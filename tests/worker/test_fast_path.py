@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 
+import psycopg
 import pytest
 
 from pgdurable.testing import wait_for
@@ -339,3 +340,39 @@ def test_the_set_based_completion_writes_what_the_stamp_loop_wrote(wf, database)
     ]
     assert _completed_chain(wf, database, "v2") == expected
     assert _completed_chain(wf, database, "v3") == expected
+
+
+@COMPLETION_VERSIONS
+def test_a_completion_holds_the_run_row_exclusively_until_it_commits(wf, database, version):
+    """Writers of one instance queue on its run row: even a step that does
+    not end the workflow holds the row FOR UPDATE, so no other writer that
+    checks the lease (FOR SHARE or FOR UPDATE) gets past it meanwhile."""
+    instance = wf.start(wf.then(wf.sql("SELECT 1"), wf.sql("SELECT 2")))
+    first = database.value(
+        "SELECT n.left_node FROM df.instances i JOIN df.nodes n"
+        " ON n.instance_id = i.id AND n.id = i.root_node WHERE i.id = %s",
+        [instance],
+    )
+    token = b"h" * 32
+    epoch = database.value("SELECT epoch FROM pgdurable.claim_v2('w', sha256(%s), 1, 60)", [token])
+    completer = database.connect(autocommit=False)
+    other = database.connect(autocommit=False)
+    try:
+        status = completer.execute(
+            f"SELECT pgdurable.complete_step_{version}(%s, %s, %s, %s, 1, %s, '1', '[]')",
+            [instance, epoch, token, instance, first],
+        ).fetchone()[0]
+        assert status == "running"
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute(
+                "SELECT 1 FROM pgdurable.runs WHERE instance_id = %s FOR SHARE NOWAIT", [instance]
+            )
+        other.rollback()
+        completer.commit()
+        held = other.execute(
+            "SELECT epoch FROM pgdurable.runs WHERE instance_id = %s FOR SHARE NOWAIT", [instance]
+        ).fetchall()
+        assert held == [(epoch,)]
+    finally:
+        other.close()
+        completer.close()
