@@ -5,9 +5,12 @@
 -- df.nodes per queued stamp (1.8 a step: the THEN nodes' 'running' and
 -- 'completed'), each in a plpgsql loop iteration, then one more UPDATE for the
 -- step's own node, and on the last step another loop for the ancestors'
--- stamps, which overwrote the 'running' stamps just written; and three nested
--- SET-search_path function calls (hold_lease, apply_stamps twice), each
--- saving and restoring settings.
+-- stamps, which overwrote the 'running' stamps just written; and nested
+-- SET-search_path function calls (hold_lease, apply_stamps, on the last step
+-- apply_stamps again), each saving and restoring settings. Measured with
+-- pg_stat_statements over 400 steps (10-step chains, one worker): v2 took
+-- 0.36-0.39 ms a call, of which 0.20 ms its node UPDATEs; v3 0.31-0.35 ms,
+-- of which 0.13-0.15 ms its one UPDATE.
 --
 -- v3 does the same writes with one UPDATE of df.nodes: the queued stamps, the
 -- step's own 'completed' stamp and (when the step finishes the instance) the
