@@ -27,7 +27,7 @@ LEASE_LOST = "PD001"
 # qualified: the step may have left a search_path that puts its own json or
 # jsonb domain first.
 COMPLETE_STEP = (
-    "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, %s, %s, %s::pg_catalog.json,"
+    "SELECT pgdurable.complete_step_v3(%s, %s, %s, %s, %s, %s, %s::pg_catalog.json,"
     " %s::pg_catalog.jsonb, %s::pg_catalog.jsonb)"
 )
 # Sent just before it, in the same pipeline: the step may have asked the

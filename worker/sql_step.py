@@ -2,7 +2,7 @@
 
 The user's text runs on a pooled connection logged in as the submitting role
 (never SET ROLE), inside an explicit transaction, and the step's completion
-(journal row and node stamps, via ``pgdurable.complete_step_v2`` with the lease
+(journal row and node stamps, via ``pgdurable.complete_step_v3`` with the lease
 token) is written in that same transaction before COMMIT. A crash anywhere
 loses both or keeps both, so a replay either finds the journal row and skips
 the step, or finds nothing and the user's effects were rolled back with it.

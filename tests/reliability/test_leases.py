@@ -111,8 +111,9 @@ def test_a_paused_worker_cannot_commit_a_stale_completion(database, wf, tmp_path
     [
         "SELECT pgdurable.complete_step_v1(%s, %s, %s, %s, 1, %s, '{}')",
         "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, 1, %s, '{}', '[]')",
+        "SELECT pgdurable.complete_step_v3(%s, %s, %s, %s, 1, %s, '{}', '[]')",
     ],
-    ids=["v1", "v2"],
+    ids=["v1", "v2", "v3"],
 )
 def test_a_fenced_completion_is_refused_even_inside_its_own_transaction(database, wf, completion):
     """The fence at the SQL level: a completion with an outdated epoch raises,

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import threading
 
+import psycopg
+import pytest
+
 from pgdurable.testing import wait_for
 
 CLAIM = "SELECT instance_id, instance FROM pgdurable.claim_v2('w', sha256('t'), %s, 60)"
@@ -166,14 +169,18 @@ def test_the_last_step_finishes_its_instance_in_its_own_transaction(wf, database
     assert database.value("SELECT count(*) FROM pgdurable.runs") == 0
 
 
-def test_a_last_step_does_not_finish_a_cancelled_instance(wf, database):
+COMPLETION_VERSIONS = pytest.mark.parametrize("version", ["v2", "v3"])
+
+
+@COMPLETION_VERSIONS
+def test_a_last_step_does_not_finish_a_cancelled_instance(wf, database, version):
     instance = wf.start(wf.sql("SELECT 1"))
     node = database.value("SELECT root_node FROM df.instances WHERE id = %s", [instance])
     token = b"t" * 32
     epoch = database.value("SELECT epoch FROM pgdurable.claim_v2('w', sha256(%s), 1, 60)", [token])
     database.execute("SELECT df.cancel(%s)", [instance], user="alice")
     status = database.value(
-        "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, 1, %s, '{}', '[]', '[]')",
+        f"SELECT pgdurable.complete_step_{version}(%s, %s, %s, %s, 1, %s, '{{}}', '[]', '[]')",
         [instance, epoch, token, instance, node],
         user="alice",
     )
@@ -183,7 +190,8 @@ def test_a_last_step_does_not_finish_a_cancelled_instance(wf, database):
     assert database.value("SELECT count(*) FROM pgdurable.runs") == 1
 
 
-def test_a_flush_during_the_last_step_cannot_deadlock_with_its_completion(wf, database):
+@COMPLETION_VERSIONS
+def test_a_flush_during_the_last_step_cannot_deadlock_with_its_completion(wf, database, version):
     """A long step's 'running' flush (another connection, while the step's
     transaction is open) and the completion of the workflow's last step touch
     the same node rows and the run row; both queue on the run row first, so
@@ -214,7 +222,8 @@ def test_a_flush_during_the_last_step_cannot_deadlock_with_its_completion(wf, da
         def complete() -> None:
             try:
                 status = completer.execute(
-                    "SELECT pgdurable.complete_step_v2(%s, %s, %s, %s, 1, %s, '2', '[]', %s)",
+                    f"SELECT pgdurable.complete_step_{version}(%s, %s, %s, %s, 1, %s, '2', '[]',"
+                    " %s)",
                     [instance, epoch, token, instance, last, finish],
                 ).fetchone()[0]
                 completer.commit()
@@ -250,3 +259,120 @@ def test_a_flush_during_the_last_step_cannot_deadlock_with_its_completion(wf, da
         )
         == "completed"
     ), "the flush's 'running' stamp never replaces the completion"
+
+
+def _completed_chain(wf, database, version: str) -> list[tuple]:
+    """Complete both steps of a THEN chain by hand through one completion
+    version, with the stamps a worker could queue; the node rows after."""
+    instance = wf.start(wf.then(wf.sql("SELECT 1 AS a"), wf.sql("SELECT 2 AS b")))
+    root, first, last = database.execute(
+        "SELECT i.root_node, n.left_node, n.right_node FROM df.instances i"
+        " JOIN df.nodes n ON n.instance_id = i.id AND n.id = i.root_node WHERE i.id = %s",
+        [instance],
+    )[0]
+    token = b"s" * 32
+    epoch = database.value("SELECT epoch FROM pgdurable.claim_v2('w', sha256(%s), 1, 60)", [token])
+    execution = f"{instance}::1"
+    complete = (
+        f"SELECT pgdurable.complete_step_{version}(%s, %s, %s, %s, 1, %s, %s::json, %s::jsonb,"
+        " %s::jsonb)"
+    )
+
+    def stamp(node: str, status: str, **extra: object) -> dict:
+        return {"node": node, "status": status, "exec": execution, **extra}
+
+    queued = [
+        stamp(root, "running", exec="other::1"),
+        stamp(root, "running", details={"attempt": 1}),  # the later stamp of a node wins
+        stamp(first, "running"),  # the step's own, overwritten by its completion
+        stamp(last, "failed", result="x"),
+        stamp(last, "running"),  # after a terminal stamp of the same execution: ignored
+    ]
+    status = database.value(
+        complete, [instance, epoch, token, instance, first, '{"a": 1}', json.dumps(queued), None]
+    )
+    assert status == "running"
+    middle = database.execute(
+        "SELECT id = %s, status, status_details FROM df.nodes WHERE instance_id = %s"
+        " AND id IN (%s, %s) ORDER BY id = %s",
+        [last, instance, root, last, last],
+    )
+    assert middle == [
+        (False, "running", {"execution_id": execution, "attempt": 1}),
+        (True, "failed", {"execution_id": execution}),
+    ]
+    finish = [stamp(root, "completed", result={"b": 2})]
+    # The first step's 'running' stamp no longer applies: it completed in this execution.
+    queued = [stamp(root, "running"), stamp(first, "running"), stamp(last, "running")]
+    status = database.value(
+        complete,
+        [
+            instance,
+            epoch,
+            token,
+            instance,
+            last,
+            '{"b": 2}',
+            json.dumps(queued),
+            json.dumps(finish),
+        ],
+    )
+    assert status == "completed"
+    assert wf.status(instance) == "completed"
+    assert (
+        database.value("SELECT count(*) FROM pgdurable.runs WHERE instance_id = %s", [instance])
+        == 0
+    )
+    return database.execute(
+        "SELECT id = %s, id = %s, status, result, status_details ->> 'execution_id' = %s"
+        " FROM df.nodes WHERE instance_id = %s ORDER BY id = %s, id = %s",
+        [root, last, execution, instance, root, last],
+    )
+
+
+def test_the_set_based_completion_writes_what_the_stamp_loop_wrote(wf, database):
+    """complete_step_v3 writes every node stamp in one statement; the rows it
+    leaves are those v2's loop (one UPDATE per stamp, in order) left."""
+    expected = [
+        (False, False, "completed", {"a": 1}, True),
+        (False, True, "completed", {"b": 2}, True),
+        (True, False, "completed", {"b": 2}, True),
+    ]
+    assert _completed_chain(wf, database, "v2") == expected
+    assert _completed_chain(wf, database, "v3") == expected
+
+
+@COMPLETION_VERSIONS
+def test_a_completion_holds_the_run_row_exclusively_until_it_commits(wf, database, version):
+    """Writers of one instance queue on its run row: even a step that does
+    not end the workflow holds the row FOR UPDATE, so no other writer that
+    checks the lease (FOR SHARE or FOR UPDATE) gets past it meanwhile."""
+    instance = wf.start(wf.then(wf.sql("SELECT 1"), wf.sql("SELECT 2")))
+    first = database.value(
+        "SELECT n.left_node FROM df.instances i JOIN df.nodes n"
+        " ON n.instance_id = i.id AND n.id = i.root_node WHERE i.id = %s",
+        [instance],
+    )
+    token = b"h" * 32
+    epoch = database.value("SELECT epoch FROM pgdurable.claim_v2('w', sha256(%s), 1, 60)", [token])
+    completer = database.connect(autocommit=False)
+    other = database.connect(autocommit=False)
+    try:
+        status = completer.execute(
+            f"SELECT pgdurable.complete_step_{version}(%s, %s, %s, %s, 1, %s, '1', '[]')",
+            [instance, epoch, token, instance, first],
+        ).fetchone()[0]
+        assert status == "running"
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute(
+                "SELECT 1 FROM pgdurable.runs WHERE instance_id = %s FOR SHARE NOWAIT", [instance]
+            )
+        other.rollback()
+        completer.commit()
+        held = other.execute(
+            "SELECT epoch FROM pgdurable.runs WHERE instance_id = %s FOR SHARE NOWAIT", [instance]
+        ).fetchall()
+        assert held == [(epoch,)]
+    finally:
+        other.close()
+        completer.close()

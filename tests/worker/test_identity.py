@@ -26,11 +26,15 @@ def test_a_step_has_exactly_the_submitters_privileges(wf, database):
     assert wf.result(who)["rows"] == [{"u": "alice", "s": "alice", "w": "true"}]
 
 
-# v1 is kept for workers of the previous release; v2 also carries node stamps.
+# v1 and v2 are kept for workers of earlier releases; v2 and v3 also carry
+# node stamps.
 COMPLETIONS = {
     "v1": "SELECT pgdurable.complete_step_v1(%s, 1, 'guess', %s, 1, %s, '{}')",
-    "v2": "SELECT pgdurable.complete_step_v2(%s, 1, 'guess', %s, 1, %s, '{}',"
-    ' \'[{"node": "00000000", "status": "completed", "exec": "x"}]\')',
+    **{
+        version: f"SELECT pgdurable.complete_step_{version}(%s, 1, 'guess', %s, 1, %s, '{{}}',"
+        ' \'[{"node": "00000000", "status": "completed", "exec": "x"}]\')'
+        for version in ("v2", "v3")
+    },
 }
 
 
