@@ -117,7 +117,7 @@ def record(conn: db.Connection, path: Path, text: str) -> bool:
     if deployed is None or "definition =>" not in text or not _has_table(conn):
         return False
     try:
-        labels = of_model(model_of_file(path))
+        labels = of_model(model_of_file(path, text))
     except (PgDurableError, ValueError):
         return False  # applied, but not readable offline: its steps keep df's labels
     if not labels:

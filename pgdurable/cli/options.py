@@ -10,6 +10,7 @@ Progress goes to stderr (``say``) so stdout stays data (``emit``).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -90,9 +91,13 @@ class PgDurableGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             # click would print "Aborted!" and exit 1; a Ctrl-C exits 130 (the import's
-            # process pool is already gone, see pgdurable.parallel)
+            # process pool is already gone, see pgdurable.parallel). At once: a second
+            # SIGINT still pending in a thread that blocked it would otherwise end the
+            # interpreter's shutdown as killed by SIGINT instead.
             click.echo("\npgdurable: interrupted", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
         except PgDurableError as exc:
             if ctx.meta.get("traceback"):
                 raise

@@ -97,6 +97,20 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _pool_workers(pid: int) -> list[int]:
+    """The children forked as the import's pool workers (same command line), not
+    the short-lived programs an import runs first (croniter runs `file -b`)."""
+
+    def command(p: int) -> bytes | None:
+        try:
+            return Path(f"/proc/{p}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    own = command(pid)
+    return [c for c in _children(pid) if own is not None and command(c) == own]
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -119,7 +133,7 @@ def test_an_interrupted_import_leaves_no_pool_process(tmp_path, signum, whole_gr
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
-        children = wait_for(lambda: _children(process.pid), timeout=30, what="the process pool")
+        children = wait_for(lambda: _pool_workers(process.pid), timeout=30, what="the process pool")
         if whole_group:
             os.killpg(process.pid, signum)
         else:
