@@ -28,8 +28,10 @@ profile ``pgdurable`` (SPEC A.5).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Union
 
 from pgdurable.diagnostics import SourceRef
@@ -311,6 +313,9 @@ def jsonb_text(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        # jsonb keeps a number as numeric: the shortest digits, never an exponent
+        return format(Decimal(repr(value)), "f")
     if isinstance(value, str):
         return json_string(value)
     if isinstance(value, list | tuple):
