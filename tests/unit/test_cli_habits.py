@@ -82,10 +82,18 @@ def _dags(folder: Path, count: int) -> Path:
     return folder
 
 
+def _default_sigint() -> None:
+    # As an interactive shell starts a foreground job: a suite started in the
+    # background (`cmd &` in a script) hands its children SIGINT ignored, and a
+    # process that inherits it ignored rightly ignores Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pgdurable(*args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pgdurable", *args],
         env={**os.environ, "PYTHONSAFEPATH": "1"},
+        preexec_fn=_default_sigint,
         **popen,
     )
 

@@ -96,7 +96,7 @@ def _value(node: cst.BaseExpression) -> Any:
             if name in ("timedelta", "duration"):
                 try:
                     return Duration(timedelta(*args, **kwargs).total_seconds())
-                except TypeError as exc:
+                except (TypeError, OverflowError) as exc:  # beyond ±999999999 days
                     raise NotLiteral from exc
             if name == "datetime":
                 return _instant(args, kwargs)
