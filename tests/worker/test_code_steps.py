@@ -275,6 +275,19 @@ def test_the_whole_process_group_is_killed(wf, granted, code_root, tmp_path):
     wait_for(lambda: not any(alive(p) for p in pids), what="the script and its child to die")
 
 
+def test_the_step_time_limit_kills_a_code_step(wf, database, granted, code_root, tmp_path):
+    # pgdurable.step_timeout bounds code steps as it bounds SQL and HTTP steps
+    # (a database may lower it); the child's whole process group goes with it.
+    database.execute(f"ALTER DATABASE {database.name} SET pgdurable.step_timeout = '1s'")
+    pid_file = tmp_path / "pids"
+    instance = wf.start(cmd("bin/sleeper.sh", str(pid_file)))
+    wf.run(code=code(code_root))
+    wf.wait_status(instance, "failed")
+    assert "pgdurable.step_timeout (1 s), and was killed" in wf.output(instance)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    wait_for(lambda: not any(alive(p) for p in pids), what="the script and its child to die")
+
+
 def test_a_memory_blow_up_hits_the_limit(wf, database, granted, code_root):
     hog = wf.start(py("etl.jobs:hog"))
     fine = wf.start(py("etl.jobs:add", 3, 4))
