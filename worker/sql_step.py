@@ -216,11 +216,6 @@ async def _run(pool, journal, key, text, same_database, stamps, final, time_limi
                 raise mapped from exc
             if db.sqlstate(exc) == UNIQUE_VIOLATION and "journal" in db.error_text(exc):
                 raise LeaseLost("step already completed by another worker") from exc
-            if (db.sqlstate(exc) or "").startswith("40"):
-                # A deadlock with the worker's own 'running' flush (both hold the
-                # run row FOR SHARE; the last completion deletes it): the step
-                # rolled back with its completion, so running it again is safe.
-                raise Retry(str(exc)) from exc
             raise _failure(exc) from exc  # e.g. the user's deferred constraint at COMMIT
     return Completion(result, status)
 

@@ -18,7 +18,7 @@ from pgdurable.testing import wait_for
 from pgdurable.worker.code_roots import CodeConfig
 
 JOBS = """
-import os, sys, time
+import os, signal, sys
 
 def add(a, b):
     return a + b
@@ -33,7 +33,7 @@ def crash():
 def hang(pid_file):
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
-    time.sleep(1000)
+    signal.pause()  # hangs until the worker kills it
 
 def hog():
     blocks = []

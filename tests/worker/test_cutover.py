@@ -95,7 +95,7 @@ def test_cutover_across_a_minute_boundary_runs_each_tick_exactly_once(cron_db, d
             at = now - now % 60 + 58
             if at - now < 0.5:
                 at += 60
-            time.sleep(at - now)
+            wait_for(lambda: time.time() >= at, timeout=61, interval=0.05, what="second 58")
             result = CliRunner().invoke(cli, ["cutover", str(out), "--dsn", cron_db, "--json"])
             assert result.exit_code == 0, result.output
             cut = conn.execute("SELECT clock_timestamp()").fetchone()[0]
