@@ -150,6 +150,9 @@ CODES: dict[str, Code] = {
     ),
     "PGD277": Code(Severity.WARNING, Fidelity.APPROXIMATE, "container command runs on worker host"),
     "PGD278": Code(Severity.INFO, Fidelity.EXACT, "asset schedule waits for producer signals"),
+    "PGD280": Code(Severity.WARNING, Fidelity.APPROXIMATE, "DAG timezone unknown: read in UTC"),
+    "PGD281": Code(Severity.WARNING, Fidelity.APPROXIMATE, "local target time at a DST change"),
+    "PGD282": Code(Severity.WARNING, Fidelity.APPROXIMATE, "LatestOnly: manual runs not known"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -177,6 +180,9 @@ CODES: dict[str, Code] = {
     "PGD331": Code(Severity.WARNING, Fidelity.MANUAL, "the job runs as a superuser"),
     "PGD332": Code(Severity.WARNING, Fidelity.MANUAL, "the queue task cannot be called as is"),
     "PGD333": Code(Severity.WARNING, Fidelity.MANUAL, "no DAG translated here updates the asset"),
+    "PGD340": Code(Severity.WARNING, Fidelity.MANUAL, "BranchDateTime target not literal"),
+    "PGD341": Code(Severity.WARNING, Fidelity.MANUAL, "week_day not literal"),
+    "PGD342": Code(Severity.WARNING, Fidelity.MANUAL, "LatestOnly: schedule has no fixed period"),
 }
 
 

@@ -45,6 +45,17 @@ class Timestamp:
 
     iso: str
     timezone: str | None = None
+    # tz/tzinfo was given but is not a zone name (``timezone.utc``, a variable): the
+    # instant cannot be placed without running the file
+    zone_unknown: bool = False
+
+
+@dataclass(frozen=True)
+class ClockTime:
+    """A literal ``datetime.time``/``pendulum.time`` (a time of day, no date), as ISO text."""
+
+    iso: str
+    zone_unknown: bool = False  # it carries a tzinfo the reader cannot name
 
 
 @dataclass

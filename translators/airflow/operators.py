@@ -43,6 +43,9 @@ KINDS = {
     "short_circuit": "skip downstream on the callable's falsy result",
     "sql_decorated": "@task.sql: the returned SQL",
     "bash_decorated": "@task.bash: the returned command",
+    "branch_datetime": "branch on now / the logical date within [target_lower, target_upper]",
+    "branch_day_of_week": "branch on the ISO weekday of now / the logical date",
+    "latest_only": "skip downstream unless now is in the next schedule interval",
     "unsupported": "manual stub",
 }
 
@@ -81,6 +84,10 @@ OPERATORS: dict[str, OperatorSpec] = {
     "PythonOperator": OperatorSpec("python"),
     "BranchPythonOperator": OperatorSpec("branch_python"),
     "ShortCircuitOperator": OperatorSpec("short_circuit"),
+    # date and schedule controls (controls.py)
+    "BranchDateTimeOperator": OperatorSpec("branch_datetime"),
+    "BranchDayOfWeekOperator": OperatorSpec("branch_day_of_week"),
+    "LatestOnlyOperator": OperatorSpec("latest_only"),
 }
 
 # TaskFlow decorators: ``@task``, ``@task.<flavour>`` (and the 2.x

@@ -1262,7 +1262,22 @@ def _bash_decorated(task: Task, ctx: Context) -> Work:
     return work
 
 
+def _control(name: str) -> Callable[[Task, Context], Work]:
+    """A handler of ``controls.py`` (imported when used: it builds on this module)."""
+
+    def handler(task: Task, ctx: Context) -> Work:
+        from pgdurable.translators.airflow import controls
+
+        work: Work = getattr(controls, name)(task, ctx)
+        return work
+
+    return handler
+
+
 _HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
+    "branch_datetime": _control("branch_datetime"),
+    "branch_day_of_week": _control("branch_day_of_week"),
+    "latest_only": _control("latest_only"),
     "sql": _sql,
     "sql_check": _check,
     "sql_value_check": _value_check,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import libcst as cst
@@ -31,6 +31,7 @@ from pgdurable.translators import pyguard
 from pgdurable.translators.airflow import operators
 from pgdurable.translators.airflow.dagfile import (
     Asset,
+    ClockTime,
     Dag,
     DagFile,
     Duration,
@@ -1206,16 +1207,38 @@ class Reader:
                 return Unknown(self.src(node))
         if short == "datetime" or qname.endswith((".datetime", ".DateTime")):
             tz = kwargs.get("tz") or kwargs.get("tzinfo")
+            parts = {k: kwargs[k] for k in _DATETIME_FIELDS if k in kwargs}
+            if any(not isinstance(v, int) for v in parts.values()):
+                return Unknown(self.src(node))
             try:
-                stamp = datetime(*[a for a in args if isinstance(a, int)])
+                stamp = datetime(*[a for a in args if isinstance(a, int)], **parts)
             except (TypeError, ValueError):
                 return Unknown(self.src(node))
-            return Timestamp(stamp.isoformat(), tz if isinstance(tz, str) else None)
+            if tz is None and qname.startswith("pendulum."):
+                tz = "UTC"  # pendulum.datetime's default zone
+            return Timestamp(
+                stamp.isoformat(),
+                tz if isinstance(tz, str) else None,
+                zone_unknown=tz is not None and not isinstance(tz, str),
+            )
+        if qname in ("datetime.time", "pendulum.time"):
+            parts = {k: kwargs[k] for k in _DATETIME_FIELDS[3:] if k in kwargs}
+            if any(not isinstance(v, int) for v in [*args, *parts.values()]):
+                return Unknown(self.src(node))
+            try:
+                clock = time(*args, **parts)
+            except (TypeError, ValueError):
+                return Unknown(self.src(node))
+            return ClockTime(clock.isoformat(), zone_unknown="tzinfo" in kwargs or "tz" in kwargs)
         return Unknown(self.src(node))
 
 
 class _Unknowable(Exception):
     pass
+
+
+# datetime(...)/time(...) keyword fields, in positional order
+_DATETIME_FIELDS = ("year", "month", "day", "hour", "minute", "second", "microsecond")
 
 
 def _add(left: Any, right: Any, text: str) -> Any:
