@@ -162,3 +162,56 @@ def test_latest_only(wf, tables, name, period, ago, expected):
     wf.run()
     assert wf.status(instance) == "completed", wf.nodes(instance)
     assert sorted(log(tables)) == expected
+
+
+HOSTILE = """import pendulum
+from datetime import time
+from airflow import DAG
+from airflow.operators.weekday import BranchDayOfWeekOperator
+from airflow.operators.datetime import BranchDateTimeOperator
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator as Q
+
+with DAG("it's\\n$$ */ a dag", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
+    yes = Q(task_id="it's", sql="INSERT INTO log VALUES ('yes')")
+    no = Q(task_id="no\\n*/ $$", sql="INSERT INTO log VALUES ('no')")
+    branch = BranchDateTimeOperator(
+        task_id="when'\\n--",
+        follow_task_ids_if_true=["it's"],
+        follow_task_ids_if_false="no\\n*/ $$",
+        target_lower=time(12),
+        target_upper=None,
+    )
+    day = BranchDayOfWeekOperator(
+        task_id="day'$$",
+        follow_task_ids_if_true="it's",
+        follow_task_ids_if_false=["no\\n*/ $$"],
+        week_day="Saturday",
+    )
+    branch >> [yes, no]
+    day >> [yes, no]
+"""
+
+
+@pytest.mark.parametrize(
+    ("clock", "expected"),
+    [
+        ("2024-06-01 13:00:00+00", ["yes"]),  # a Saturday afternoon: both follow "it's"
+        ("2024-06-03 11:00:00+00", ["no"]),  # a Monday morning: both follow the other one
+        ("2024-06-03 13:00:00+00", []),  # a Monday afternoon: each task is skipped by one
+    ],
+)
+def test_hostile_ids_and_names(wf, tables, tmp_path, clock, expected):
+    """Quotes, newlines, ``$$`` and ``*/`` in dag and task ids stay data. Two branches
+    feed each task: a task runs only when both branches follow it (a branch that
+    does not follow it skips it)."""
+    path = tmp_path / "hostile.py"
+    path.write_text(HOSTILE)
+    batch = airflow.translate(airflow.read_paths([path]), TranslateContext())
+    (result,) = batch.results
+    assert result.workflow is not None, result.diagnostics
+    assert mine(result) == []
+    graph = pinned(encode(result.workflow.body), clock=clock)
+    instance = wf.start(graph)
+    wf.run()
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    assert log(tables) == expected

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pgdurable.translators.airflow.dagfile import ClockTime, Duration, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import Context, Work, literal, stub
@@ -47,8 +48,19 @@ def dag_timezone(ctx: Context) -> str | None:
     if start is None or (isinstance(start, Timestamp) and start.iso.startswith("days_ago")):
         return "UTC"  # days_ago() is UTC-aware
     if isinstance(start, Timestamp) and not start.zone_unknown:
-        return start.timezone or "UTC"
+        zone = start.timezone or "UTC"
+        return zone if known_zone(zone) else None
     return None
+
+
+def known_zone(name: str) -> bool:
+    """An IANA zone name Python (pendulum) accepts; anything else is refused by
+    Airflow when the DAG is read, and is never put into SQL here."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, OSError, KeyError):
+        return False
+    return True
 
 
 def _logical_flag(task: Task, ctx: Context) -> bool | Work:
@@ -120,7 +132,9 @@ def branch_datetime(task: Task, ctx: Context) -> Work:
     unreadable = [
         t.text if isinstance(t, Unknown) else repr(t)
         for t in targets
-        if not isinstance(t, Timestamp | ClockTime) or t.zone_unknown
+        if not isinstance(t, Timestamp | ClockTime)
+        or t.zone_unknown
+        or (isinstance(t, Timestamp) and t.timezone is not None and not known_zone(t.timezone))
     ]
     if unreadable:
         ctx.diag.add(
