@@ -47,6 +47,18 @@ class AirflowSkipException(AirflowException):
     """Airflow skips the task; here the step fails (the translation says so, PGD245)."""
 
 
+class PokeReturnValue:
+    """``airflow.sensors.base.PokeReturnValue``: a sensor callable's answer, true when
+    ``is_done``; its ``xcom_value`` is the task's result."""
+
+    def __init__(self, is_done: bool, xcom_value: Any | None = None) -> None:
+        self.is_done = is_done
+        self.xcom_value = xcom_value
+
+    def __bool__(self) -> bool:
+        return bool(self.is_done)
+
+
 def _stamp(text: Any) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
@@ -187,6 +199,12 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
         value = function(*args, **_keywords(function, args, merged))
     finally:
         _current.reset(token)
+    done = None
+    if payload.get("mode") == "sensor":
+        # a poke: Airflow's sensor tests the value's truth (PokeReturnValue: is_done),
+        # and only a PokeReturnValue's xcom_value becomes the task's XCom
+        done = bool(value)
+        value = value.xcom_value if isinstance(value, PokeReturnValue) and done else None
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -200,6 +218,8 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
         row["follow"] = _branch(value, payload.get("downstream") or [])
     elif mode == "short_circuit":
         row["follow"] = bool(value)
+    elif mode == "sensor":
+        row["follow"] = done
     return {"rows": [row]}
 
 

@@ -136,3 +136,37 @@ def test_latest_only_labels(tmp_path, schedule, code):
     codes = translate(tmp_path, 'c = LatestOnlyOperator(task_id="c")\nc >> [a, b]', dag=schedule)
     mine = {c for c in codes if c in ("PGD282", "PGD342", "PGD311")}
     assert mine == ({code} if code else set()), codes
+
+
+@pytest.mark.parametrize(
+    ("value", "done", "result"),
+    [
+        (True, True, None),  # a bool is no XCom
+        ("", False, None),
+        ("ready", True, None),  # Python truth, not the DSL's
+        ([0], True, None),
+        ("PRV", False, None),
+        ("PRV-done", True, {"batch": 3}),
+    ],
+)
+def test_a_sensor_poke_reads_python_truth_and_poke_return_value(value, done, result):
+    from pgdurable import airflow_context
+
+    if value == "PRV":
+        value = airflow_context.PokeReturnValue(False, {"batch": 3})
+    elif value == "PRV-done":
+        value = airflow_context.PokeReturnValue(is_done=True, xcom_value={"batch": 3})
+    row = airflow_context.run(lambda: value, {"mode": "sensor", "task_id": "s"})["rows"][0]
+    assert row["follow"] is done and row["return_value"] == result
+
+
+def test_sensor_labels(tmp_path):
+    codes = translate(
+        tmp_path,
+        "from airflow.decorators import task\n"
+        "@task.sensor(poke_interval=5, exponential_backoff=True)\n"
+        "def ready():\n"
+        "    return True\n"
+        "ready() >> [a, b]",
+    )
+    assert "PGD311" not in codes and len(codes["PGD283"]) == 1

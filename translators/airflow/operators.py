@@ -46,6 +46,7 @@ KINDS = {
     "branch_datetime": "branch on now / the logical date within [target_lower, target_upper]",
     "branch_day_of_week": "branch on the ISO weekday of now / the logical date",
     "latest_only": "skip downstream unless now is in the next schedule interval",
+    "python_sensor": "durable poke loop of a Python step",
     "unsupported": "manual stub",
 }
 
@@ -88,6 +89,7 @@ OPERATORS: dict[str, OperatorSpec] = {
     "BranchDateTimeOperator": OperatorSpec("branch_datetime"),
     "BranchDayOfWeekOperator": OperatorSpec("branch_day_of_week"),
     "LatestOnlyOperator": OperatorSpec("latest_only"),
+    "PythonSensor": OperatorSpec("python_sensor"),
 }
 
 # TaskFlow decorators: ``@task``, ``@task.<flavour>`` (and the 2.x
@@ -99,6 +101,7 @@ DECORATORS: dict[str, str] = {
     "task.short_circuit": "short_circuit",
     "task.sql": "sql_decorated",
     "task.bash": "bash_decorated",
+    "task.sensor": "python_sensor",
 }
 
 # Python callables: the hook classes whose SQL calls we can translate.

@@ -53,6 +53,7 @@ PROVIDED = {
     "AirflowException",
     "AirflowFailException",
     "AirflowSkipException",
+    "PokeReturnValue",
 }
 _DYNAMIC = {"__import__", "importlib.import_module", "exec", "eval", "compile", "globals"}
 _CONN_KEYWORDS = ("postgres_conn_id", "conn_id")

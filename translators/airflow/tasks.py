@@ -1263,12 +1263,14 @@ def _bash_decorated(task: Task, ctx: Context) -> Work:
 
 
 def _control(name: str) -> Callable[[Task, Context], Work]:
-    """A handler of ``controls.py`` (imported when used: it builds on this module)."""
+    """A handler of ``controls.py`` or ``sensors.py`` (imported when used: they build on
+    this module)."""
 
     def handler(task: Task, ctx: Context) -> Work:
-        from pgdurable.translators.airflow import controls
+        from pgdurable.translators.airflow import controls, sensors
 
-        work: Work = getattr(controls, name)(task, ctx)
+        module = sensors if name.endswith("_sensor") else controls
+        work: Work = getattr(module, name)(task, ctx)
         return work
 
     return handler
@@ -1278,6 +1280,7 @@ _HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
     "branch_datetime": _control("branch_datetime"),
     "branch_day_of_week": _control("branch_day_of_week"),
     "latest_only": _control("latest_only"),
+    "python_sensor": _control("python_sensor"),
     "sql": _sql,
     "sql_check": _check,
     "sql_value_check": _value_check,

@@ -1,0 +1,54 @@
+"""Translated Python sensors poke durably on a real worker (translators/airflow/sensors.py).
+
+The DAG of fixtures/airflow/dags/s1_python_sensor.py is imported as a user
+imports it (task modules written to the output folder), run by a background
+worker with that folder as its code root, and fed while it waits: the sensor
+must have poked (false) before the rows arrive, and go on once they are there.
+Expectations follow Airflow's BaseSensorOperator: the callable's Python truth
+decides, a PokeReturnValue's xcom_value is the task's XCom, soft_fail skips on
+timeout and a none_failed task after it still runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pgdurable import pipeline
+from pgdurable.model import encode
+from pgdurable.testing import wait_for
+from pgdurable.worker.code_roots import CodeConfig
+
+from .test_airflow_runs import DAGS, log
+
+
+@pytest.fixture
+def tables(database, alice):
+    database.execute("CREATE TABLE t (x int)")
+    database.execute("CREATE TABLE log (v text, at timestamptz DEFAULT clock_timestamp())")
+    database.execute("GRANT ALL ON t, log TO alice")
+    database.execute(
+        "SELECT pgdurable.grant_code('alice', 'python:airflow_tasks.s1_python_sensor:*')"
+    )
+    return database
+
+
+def test_python_sensors_poke_until_true_and_pass_their_xcom(
+    wf, tables, tmp_path, background_worker
+):
+    out = tmp_path / "out"
+    report = pipeline.import_airflow(
+        paths=[DAGS / "s1_python_sensor.py"], out_dir=out, default_username="alice"
+    )
+    (result,) = report.results
+    assert result.workflow is not None, result.diagnostics
+    assert not [d for d in result.diagnostics if d.code in ("PGD311", "PGD283")]
+    instance = wf.start(encode(result.workflow.body))
+    background_worker(code=CodeConfig.build([str(out)]))
+    wait_for(lambda: log(tables).count("poke") >= 2, timeout=60, what="two false pokes")
+    assert wf.status(instance) == "running"
+    assert "batch=7" not in log(tables)
+    tables.execute("INSERT INTO t VALUES (5), (7)")
+    wf.wait_status(instance, "completed", timeout=60)
+    entries = log(tables)
+    assert entries.count("poke") >= 3  # the sensor poked again and found the rows
+    assert set(entries) - {"poke"} == {"batch=7", "after skip"}
