@@ -154,6 +154,7 @@ CODES: dict[str, Code] = {
     "PGD281": Code(Severity.WARNING, Fidelity.APPROXIMATE, "local target time at a DST change"),
     "PGD282": Code(Severity.WARNING, Fidelity.APPROXIMATE, "LatestOnly: manual runs not known"),
     "PGD283": Code(Severity.WARNING, Fidelity.APPROXIMATE, "sensor exponential_backoff not carried"),
+    "PGD284": Code(Severity.WARNING, Fidelity.APPROXIMATE, "time sensor wakes at a poke, not at once"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -184,6 +185,7 @@ CODES: dict[str, Code] = {
     "PGD340": Code(Severity.WARNING, Fidelity.MANUAL, "BranchDateTime target not literal"),
     "PGD341": Code(Severity.WARNING, Fidelity.MANUAL, "week_day not literal"),
     "PGD342": Code(Severity.WARNING, Fidelity.MANUAL, "LatestOnly: schedule has no fixed period"),
+    "PGD343": Code(Severity.WARNING, Fidelity.MANUAL, "time sensor target not literal"),
 }
 
 

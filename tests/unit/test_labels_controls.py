@@ -170,3 +170,28 @@ def test_sensor_labels(tmp_path):
         "ready() >> [a, b]",
     )
     assert "PGD311" not in codes and len(codes["PGD283"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("sensor", "code"),
+    [
+        ("TimeSensor(task_id='c', target_time=time(6))", None),
+        ("TimeSensorAsync(task_id='c', target_time=time(6))", "PGD284"),  # parse-date target
+        ("TimeSensor(task_id='c', target_time=datetime.now().time())", "PGD343"),
+        ("DateTimeSensor(task_id='c', target_time=datetime(2024, 5, 1))", None),
+        ("DateTimeSensorAsync(task_id='c', target_time=datetime(2024, 5, 1))", "PGD284"),
+        ("DateTimeSensor(task_id='c', target_time='{{ data_interval_end }}')", "PGD343"),
+        ("DayOfWeekSensor(task_id='c', week_day={'Monday', 'Friday'})", None),
+        ("DayOfWeekSensor(task_id='c', week_day=today)", "PGD341"),
+    ],
+)
+def test_time_sensor_labels(tmp_path, sensor, code):
+    codes = translate(
+        tmp_path,
+        "from airflow.sensors.time_sensor import TimeSensor, TimeSensorAsync\n"
+        "from airflow.sensors.date_time import DateTimeSensor, DateTimeSensorAsync\n"
+        "from airflow.sensors.weekday import DayOfWeekSensor\n"
+        f"c = {sensor}\nc >> [a, b]",
+    )
+    mine = {c for c in codes if c[:5] in ("PGD28", "PGD34", "PGD31")}
+    assert mine == ({code} if code else set()), codes

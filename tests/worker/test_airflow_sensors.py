@@ -16,6 +16,8 @@ import pytest
 from pgdurable import pipeline
 from pgdurable.model import encode
 from pgdurable.testing import wait_for
+from pgdurable.translators import airflow
+from pgdurable.translators.base import TranslateContext
 from pgdurable.worker.code_roots import CodeConfig
 
 from .test_airflow_runs import DAGS, log
@@ -52,3 +54,27 @@ def test_python_sensors_poke_until_true_and_pass_their_xcom(
     entries = log(tables)
     assert entries.count("poke") >= 3  # the sensor poked again and found the rows
     assert set(entries) - {"poke"} == {"batch=7", "after skip"}
+
+
+@pytest.mark.parametrize(
+    ("clock", "expected"),
+    [
+        ("2024-06-01 13:00:00+00", ["on_saturday", "past_noon_local", "released"]),
+        # 12:30 in Amsterdam is past noon; the release instant itself is not past it (>)
+        ("2024-06-01 10:30:00+00", ["on_saturday", "past_noon_local"]),
+        ("2024-06-03 09:00:00+00", ["released"]),  # Monday 11:00 local
+        ("2024-05-31 10:45:00+00", ["past_noon_local"]),  # Friday, before the release
+    ],
+)
+def test_time_sensors_wait_for_their_moment_or_skip_on_timeout(wf, tables, clock, expected):
+    """The poke's clock (statement_timestamp()) is pinned; a sensor whose time has not
+    come pokes until its 2 s timeout and is skipped (soft_fail), so its note is not run."""
+    batch = airflow.translate(airflow.read_paths([DAGS / "s2_time_sensors.py"]), TranslateContext())
+    (result,) = batch.results
+    assert not [d for d in result.diagnostics if d.code[:5] in ("PGD28", "PGD34", "PGD31")]
+    graph = encode(result.workflow.body)
+    assert graph.count("statement_timestamp()") == 3
+    instance = wf.start(graph.replace("statement_timestamp()", f"timestamptz '{clock}'"))
+    wf.run()
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    assert sorted(log(tables)) == expected

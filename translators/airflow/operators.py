@@ -47,6 +47,9 @@ KINDS = {
     "branch_day_of_week": "branch on the ISO weekday of now / the logical date",
     "latest_only": "skip downstream unless now is in the next schedule interval",
     "python_sensor": "durable poke loop of a Python step",
+    "day_of_week_sensor": "durable poke loop of a weekday test",
+    "time_sensor": "durable poke loop until a time of day",
+    "date_time_sensor": "durable poke loop until an instant",
     "unsupported": "manual stub",
 }
 
@@ -90,6 +93,11 @@ OPERATORS: dict[str, OperatorSpec] = {
     "BranchDayOfWeekOperator": OperatorSpec("branch_day_of_week"),
     "LatestOnlyOperator": OperatorSpec("latest_only"),
     "PythonSensor": OperatorSpec("python_sensor"),
+    "DayOfWeekSensor": OperatorSpec("day_of_week_sensor"),
+    "TimeSensor": OperatorSpec("time_sensor"),
+    "TimeSensorAsync": OperatorSpec("time_sensor"),
+    "DateTimeSensor": OperatorSpec("date_time_sensor"),
+    "DateTimeSensorAsync": OperatorSpec("date_time_sensor"),
 }
 
 # TaskFlow decorators: ``@task``, ``@task.<flavour>`` (and the 2.x

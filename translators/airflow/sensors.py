@@ -1,6 +1,10 @@
-"""Airflow sensors whose poke is Python -> a durable poke loop around a code step.
+"""Airflow sensors -> durable poke loops (``tasks._sensor_loop``).
 
-``PythonSensor`` and ``@task.sensor``: the callable is extracted like a
+* date and time sensors (``DayOfWeekSensor``, ``TimeSensor(Async)``,
+  ``DateTimeSensor(Async)`` with literal targets): the poke is one SQL test of
+  the clock, with each version's rule (see each function);
+
+* ``PythonSensor`` and ``@task.sensor``: the callable is extracted like a
 ``PythonOperator``'s (``python_tasks.py``) and runs as a Python step in mode
 ``sensor``: the worker side (``pgdurable.airflow_context.run``) tests the
 returned value's Python truth, as Airflow's ``poke`` does (a ``PokeReturnValue``
@@ -15,8 +19,16 @@ holds no worker slot, which is what reschedule is for.
 from __future__ import annotations
 
 from pgdurable import model as m
-from pgdurable.translators.airflow.dagfile import Task
-from pgdurable.translators.airflow.tasks import Context, Work, _code_step, _sensor_loop, sid, stub
+from pgdurable.translators.airflow.dagfile import ClockTime, Task, Timestamp, Unknown
+from pgdurable.translators.airflow.tasks import (
+    Context,
+    Work,
+    _code_step,
+    _sensor_loop,
+    literal,
+    sid,
+    stub,
+)
 
 
 def python_sensor(task: Task, ctx: Context) -> Work:
@@ -42,3 +54,121 @@ def python_sensor(task: Task, ctx: Context) -> Work:
             )
     poke = m.Seq((step, m.Sql(f"SELECT ${name}.follow")))
     return _sensor_loop(task, ctx, poke, "poke")
+
+
+# -- date and time sensors -----------------------------------------------------------
+#
+# The poke reads the clock as statement_timestamp(): the instant the poke's own
+# statement starts (Airflow: utcnow() inside poke()).
+
+POKE_CLOCK = "statement_timestamp()"
+
+
+def _async(task: Task) -> bool:
+    return task.operator.endswith("Async") or task.args.get("deferrable") is True
+
+
+def _late_wake(task: Task, ctx: Context) -> None:
+    ctx.diag.add(
+        "PGD284",
+        f"task {task.task_id!r}: {task.operator} defers to a trigger that fires at the target "
+        "instant; the workflow pokes every poke_interval, so it goes on up to poke_interval "
+        "after it (and its timeout applies as for the poking sensor)",
+        task.ref,
+    )
+
+
+def day_of_week_sensor(task: Task, ctx: Context) -> Work:
+    from pgdurable.translators.airflow import controls
+
+    days = controls.week_days(task.args.get("week_day"))
+    if isinstance(days, str):
+        ctx.diag.add(
+            "PGD341",
+            f"task {task.task_id!r}: {days} is not a literal day name, set of names or "
+            "WeekDay member; write the weekday test by hand",
+            task.ref,
+        )
+        return stub(task, "week_day is not literal", ctx, reported=True)
+    flag = task.args.get("use_task_logical_date", False)
+    if not isinstance(flag, bool):
+        return stub(task, f"use_task_logical_date is not a literal ({flag})", ctx)
+    if flag:
+        ctx.env.uses_dates = True
+    # unlike the branch operator, the sensor takes the weekday in UTC either way
+    clock = controls.LOGICAL if flag else POKE_CLOCK
+    listed = ", ".join(str(d) for d in sorted(days))
+    poke = m.Sql(f"SELECT extract(isodow FROM ({clock} AT TIME ZONE 'UTC'))::int IN ({listed})")
+    return _sensor_loop(task, ctx, poke, "poke")
+
+
+def time_sensor(task: Task, ctx: Context) -> Work:
+    from pgdurable.translators.airflow import controls
+
+    target = task.args.get("target_time")
+    if not isinstance(target, ClockTime) or target.zone_unknown:
+        shown = target.text if isinstance(target, Unknown) else repr(target)
+        ctx.diag.add(
+            "PGD343",
+            f"task {task.task_id!r}: target_time {shown} is not a literal time() without a "
+            "tzinfo (a value computed when the file is parsed changes with every parse); "
+            "write the time to wait for as a literal",
+            task.ref,
+        )
+        return stub(task, "target_time is not a literal time", ctx, reported=True)
+    zone = controls.dag_timezone(ctx)
+    if zone is None:
+        zone = "UTC"
+        ctx.diag.add(
+            "PGD280",
+            f"task {task.task_id!r}: the DAG's timezone cannot be read (start_date is not a "
+            "literal), so target_time is read in UTC; Airflow reads it in the DAG's timezone",
+            task.ref,
+        )
+    clock_time = f"time {literal(target.iso)}"
+    if ctx.generation < 3 and not _async(task):
+        # 1.10/2.x poke: the time of day in the DAG's zone is past target_time (so a run
+        # that starts after midnight waits for that day's target_time)
+        poke = m.Sql(f"SELECT ({POKE_CLOCK} AT TIME ZONE {literal(zone)})::time > {clock_time}")
+        return _sensor_loop(task, ctx, poke, "poke")
+    # 2.x TimeSensorAsync and 3.x TimeSensor: target_time on the date (in the DAG's zone)
+    # when the worker parsed the file for this try: here, when the task starts
+    started = f"$poke_start_{sid(task.task_id)}::timestamptz"
+    moment = (
+        f"((({started} AT TIME ZONE {literal(zone)})::date + {clock_time}) "
+        f"AT TIME ZONE {literal(zone)})"
+    )
+    ctx.diag.add(
+        "PGD284",
+        f"task {task.task_id!r}: {task.operator} waits for target_time on the date the task "
+        f"starts (in {zone}); Airflow takes the date when the worker parses the DAG file for "
+        "the try, and wakes at the instant (here: at the first poke after it, within "
+        "poke_interval)",
+        task.ref,
+    )
+    return _sensor_loop(task, ctx, m.Sql(f"SELECT {POKE_CLOCK} > {moment}"), "poke")
+
+
+def date_time_sensor(task: Task, ctx: Context) -> Work:
+    from pgdurable.translators.airflow import controls
+
+    target = task.args.get("target_time")
+    if (
+        not isinstance(target, Timestamp)
+        or target.zone_unknown
+        or target.iso.startswith("days_ago")
+        or (target.timezone is not None and not controls.known_zone(target.timezone))
+    ):
+        shown = target.text if isinstance(target, Unknown) else repr(target)
+        ctx.diag.add(
+            "PGD343",
+            f"task {task.task_id!r}: target_time {shown} is not a literal datetime (a template "
+            "or a string is not read here); write the instant as a literal datetime",
+            task.ref,
+        )
+        return stub(task, "target_time is not a literal datetime", ctx, reported=True)
+    # timezone.parse(target.isoformat()): a naive instant is in default_timezone (UTC)
+    moment = f"(timestamp {literal(target.iso)} AT TIME ZONE {literal(target.timezone or 'UTC')})"
+    if _async(task):
+        _late_wake(task, ctx)
+    return _sensor_loop(task, ctx, m.Sql(f"SELECT {POKE_CLOCK} > {moment}"), "poke")
