@@ -153,8 +153,8 @@ CODES: dict[str, Code] = {
     "PGD280": Code(Severity.WARNING, Fidelity.APPROXIMATE, "DAG timezone unknown: read in UTC"),
     "PGD281": Code(Severity.WARNING, Fidelity.APPROXIMATE, "local target time at a DST change"),
     "PGD282": Code(Severity.WARNING, Fidelity.APPROXIMATE, "LatestOnly: manual runs not known"),
-    "PGD283": Code(Severity.WARNING, Fidelity.APPROXIMATE, "sensor exponential_backoff not carried"),
-    "PGD284": Code(Severity.WARNING, Fidelity.APPROXIMATE, "time sensor wakes at a poke, not at once"),
+    "PGD283": Code(Severity.WARNING, Fidelity.APPROXIMATE, "sensor backoff not carried"),
+    "PGD284": Code(Severity.WARNING, Fidelity.APPROXIMATE, "time sensor wakes at a poke"),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),

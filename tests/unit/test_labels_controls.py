@@ -195,3 +195,26 @@ def test_time_sensor_labels(tmp_path, sensor, code):
     )
     mine = {c for c in codes if c[:5] in ("PGD28", "PGD34", "PGD31")}
     assert mine == ({code} if code else set()), codes
+
+
+@pytest.mark.parametrize(
+    ("sensor", "codes_expected"),
+    [
+        ("BashSensor(task_id='c', bash_command='exit 0')", {"PGD271"}),
+        ("BashSensor(task_id='c', bash_command='exit 0', retry_exit_code=2)", {"PGD311"}),
+        ("FileSensor(task_id='c', filepath='/data/in/*.csv')", {"PGD271"}),
+        ("FileSensor(task_id='c', filepath='in/x.csv')", {"PGD271"}),  # fs_default: base "/"
+        ("FileSensor(task_id='c', filepath='x.csv', fs_conn_id='landing')", {"PGD311"}),
+        ("FileSensor(task_id='c', filepath='{{ ds }}.csv')", {"PGD311"}),
+    ],
+)
+def test_command_sensor_labels(tmp_path, sensor, codes_expected):
+    codes = translate(
+        tmp_path,
+        "from airflow.sensors.bash import BashSensor\n"
+        "from airflow.sensors.filesystem import FileSensor\n"
+        f"c = {sensor}\nc >> [a, b]",
+    )
+    assert {c for c in codes if c in ("PGD271", "PGD311")} == codes_expected, codes
+    if "PGD271" in codes:
+        assert "worker's host" in codes["PGD271"][0]

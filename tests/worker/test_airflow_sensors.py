@@ -11,6 +11,9 @@ timeout and a none_failed task after it still runs.
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from pgdurable import pipeline
@@ -78,3 +81,67 @@ def test_time_sensors_wait_for_their_moment_or_skip_on_timeout(wf, tables, clock
     wf.run()
     assert wf.status(instance) == "completed", wf.nodes(instance)
     assert sorted(log(tables)) == expected
+
+
+COMMAND_SENSORS = """
+import pendulum
+from airflow import DAG
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+from airflow.sensors.bash import BashSensor
+from airflow.sensors.filesystem import FileSensor
+
+with DAG("s3_command_sensors", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
+    flag = BashSensor(
+        task_id="flag_says_go",
+        bash_command='echo poked >> "$SPOOL/pokes"; test "$(cat "$SPOOL/flag" 2>/dev/null)" = go',
+        env={"SPOOL": SPOOL},
+        poke_interval=1,
+        timeout=120,
+    )
+    landed = FileSensor(task_id="csv_landed", filepath=SPOOL + "/in/*.csv", poke_interval=1)
+    never = BashSensor(
+        task_id="never", bash_command="exit 3", timeout=1, poke_interval=1, soft_fail=True
+    )
+    done = SQLExecuteQueryOperator(task_id="done", sql="INSERT INTO log VALUES ('done')")
+    after = SQLExecuteQueryOperator(
+        task_id="after_never", sql="INSERT INTO log VALUES ('after never')", trigger_rule="none_failed"
+    )
+    [flag, landed] >> done
+    never >> after
+"""
+
+
+def test_bash_and_file_sensors_poke_commands_on_the_worker_host(
+    wf, tables, tmp_path, background_worker
+):
+    """The sensors poke (false) until the flag says go and a .csv lands, then go on;
+    `exit 3` is a false poke (not a failure): its sensor is skipped on timeout."""
+    spool = tmp_path / "spool it's"  # a quote in the path stays data
+    (spool / "in").mkdir(parents=True)
+    dag = tmp_path / "s3_command_sensors.py"
+    dag.write_text(f"SPOOL = {str(spool)!r}\n" + COMMAND_SENSORS)
+    (result,) = airflow.translate(airflow.read_paths([dag]), TranslateContext()).results
+    assert result.workflow is not None, result.diagnostics
+    codes = [d.code for d in result.diagnostics]
+    assert codes.count("PGD271") == 3 and "PGD311" not in codes, result.diagnostics
+    tables.execute("SELECT pgdurable.grant_code('alice', 'command:bash')")
+    tables.execute("SELECT pgdurable.grant_code('alice', 'command:python3')")
+    instance = wf.start(encode(result.workflow.body))
+    programs = [os.path.realpath(shutil.which(p) or p) for p in ("bash", "python3")]
+    code_root = tmp_path / "code"
+    code_root.mkdir()
+    background_worker(code=CodeConfig.build([str(code_root)], allow_programs=programs))
+    pokes = spool / "pokes"
+    wait_for(
+        lambda: pokes.exists() and len(pokes.read_text().split()) >= 2,
+        timeout=60,
+        what="two pokes",
+    )
+    (spool / "flag").write_text("wait")
+    (spool / "in" / "notes.txt").write_text("not yet")  # no .csv: still false
+    wait_for(lambda: "after never" in log(tables), timeout=60, what="the skipped sensor")
+    assert wf.status(instance) == "running" and "done" not in log(tables)
+    (spool / "flag").write_text("go")
+    (spool / "in" / "orders.csv").write_text("id\n1\n")
+    wf.wait_status(instance, "completed", timeout=60)
+    assert sorted(log(tables)) == ["after never", "done"]

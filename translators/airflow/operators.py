@@ -50,6 +50,8 @@ KINDS = {
     "day_of_week_sensor": "durable poke loop of a weekday test",
     "time_sensor": "durable poke loop until a time of day",
     "date_time_sensor": "durable poke loop until an instant",
+    "bash_sensor": "durable poke loop of a bash command step (exit 0 = done)",
+    "file_sensor": "durable poke loop of a file check on the worker host",
     "unsupported": "manual stub",
 }
 
@@ -98,6 +100,8 @@ OPERATORS: dict[str, OperatorSpec] = {
     "TimeSensorAsync": OperatorSpec("time_sensor"),
     "DateTimeSensor": OperatorSpec("date_time_sensor"),
     "DateTimeSensorAsync": OperatorSpec("date_time_sensor"),
+    "BashSensor": OperatorSpec("bash_sensor"),
+    "FileSensor": OperatorSpec("file_sensor"),
 }
 
 # TaskFlow decorators: ``@task``, ``@task.<flavour>`` (and the 2.x

@@ -4,6 +4,8 @@
   ``DateTimeSensor(Async)`` with literal targets): the poke is one SQL test of
   the clock, with each version's rule (see each function);
 
+* ``BashSensor`` (exit 0 = true) and ``FileSensor`` (Airflow's glob rule, run by
+  the worker host's ``python3``): a command step whose failure is a false poke;
 * ``PythonSensor`` and ``@task.sensor``: the callable is extracted like a
 ``PythonOperator``'s (``python_tasks.py``) and runs as a Python step in mode
 ``sensor``: the worker side (``pgdurable.airflow_context.run``) tests the
@@ -19,6 +21,7 @@ holds no worker slot, which is what reschedule is for.
 from __future__ import annotations
 
 from pgdurable import model as m
+from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.dagfile import ClockTime, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
@@ -172,3 +175,102 @@ def date_time_sensor(task: Task, ctx: Context) -> Work:
     if _async(task):
         _late_wake(task, ctx)
     return _sensor_loop(task, ctx, m.Sql(f"SELECT {POKE_CLOCK} > {moment}"), "poke")
+
+
+# -- command sensors -----------------------------------------------------------------
+
+# FileSensor's poke, run by the worker host's python3 with Airflow's own rule: the
+# first glob match that is a file, or a directory holding a file somewhere below.
+_FILE_POKE = (
+    "import glob, os, sys\n"
+    "for path in glob.glob(sys.argv[1], recursive=sys.argv[2] == '1'):\n"
+    "    if os.path.isfile(path) or any(files for _, _, files in os.walk(path)):\n"
+    "        sys.exit(0)\n"
+    "sys.exit(1)\n"
+)
+
+
+def _exit_zero_poke(command: m.Command, task: Task) -> m.Node:
+    """True when the command exits 0; any other exit is a false poke (the command
+    step fails, and the failure is the answer). The answer is a named result read
+    by a last step: a TRY that recovered returns an error object, always true."""
+    flag = f"ok_{sid(task.task_id)}"
+    attempt = m.Try(
+        m.Seq((command, m.Sql("SELECT true AS ok", name=flag))),
+        m.Sql("SELECT false AS ok", name=flag),
+    )
+    return m.Seq((attempt, m.Sql(f"SELECT ${flag}::boolean")))
+
+
+def _host_note(task: Task, ctx: Context, what: str, program: str) -> None:
+    role = ctx.run_as or "ROLE"
+    ctx.diag.add(
+        "PGD271",
+        f"task {task.task_id!r}: {what} on a pgdurable worker's host as the worker's OS user "
+        "(not on the Airflow worker), with only AIRFLOW_CTX_* and the task's env; any failure "
+        "of the step (also a refused grant) counts as a false poke, so the sensor times out "
+        f"instead of failing; grant: SELECT pgdurable.grant_code({literal(role)}, "
+        f"{literal('command:' + program)}) (it runs any {program} code)",
+        task.ref,
+    )
+
+
+def bash_sensor(task: Task, ctx: Context) -> Work:
+    from pgdurable.translators.airflow import bash, tasks
+
+    command = task.args.get("bash_command")
+    if not isinstance(command, str) or not command.strip():
+        return stub(task, "bash_command is not a literal", ctx)
+    if ctx.portable:
+        return stub(task, "code steps are not portable (--portable)", ctx)
+    if task.args.get("retry_exit_code") is not None:
+        return stub(
+            task,
+            "retry_exit_code (only that exit code pokes again, others fail the task) is not "
+            "translated; make the command exit 0 or non-zero only",
+            ctx,
+        )
+    own_env = task.args.get("env")
+    if own_env is not None and not isinstance(own_env, dict):
+        return stub(task, "env is not a literal dict", ctx)
+    env = tasks._env_for(task, ctx)
+    rendered = templates.render_raw(command, env)
+    variables = {str(k): templates.render_raw(str(v), env) for k, v in (own_env or {}).items()}
+    variables.update(bash.context_env(ctx.dag.dag_id, task, env))
+    # Airflow writes the command to a script and runs `bash script` (exit is a builtin)
+    step = m.Command(
+        (bash.SHELL, "-c", rendered), tuple(sorted(variables.items())), None, source=task.ref
+    )
+    _host_note(task, ctx, "the bash command runs", bash.SHELL)
+    return _sensor_loop(task, ctx, _exit_zero_poke(step, task), "poke")
+
+
+def file_sensor(task: Task, ctx: Context) -> Work:
+    filepath = task.args.get("filepath")
+    if not isinstance(filepath, str) or "{{" in filepath or "{%" in filepath or not filepath:
+        return stub(task, "filepath is not a literal path (templates are not read here)", ctx)
+    if ctx.portable:
+        return stub(task, "code steps are not portable (--portable)", ctx)
+    conn = ctx.dag.task_arg(task, "fs_conn_id", "fs_default")
+    recursive = task.args.get("recursive", False)
+    if not isinstance(recursive, bool):
+        return stub(task, f"recursive is not a literal ({recursive})", ctx)
+    if not filepath.startswith("/"):
+        if conn != "fs_default":
+            return stub(
+                task,
+                f"a relative filepath under fs_conn_id {conn!r}, whose base path (its extra "
+                "`path`) pgdurable cannot read: give the absolute path",
+                ctx,
+            )
+        # Airflow's default fs_default connection has the base path "/"
+        filepath = "/" + filepath
+    step = m.Command(
+        ("python3", "-c", _FILE_POKE, filepath, "1" if recursive else "0"),
+        None,
+        None,
+        source=task.ref,
+    )
+    # deferrable: Airflow's FileTrigger polls every poke_interval too
+    _host_note(task, ctx, f"the file {filepath!r} is looked for", "python3")
+    return _sensor_loop(task, ctx, _exit_zero_poke(step, task), "poke")

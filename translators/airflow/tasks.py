@@ -1284,6 +1284,8 @@ _HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
     "day_of_week_sensor": _control("day_of_week_sensor"),
     "time_sensor": _control("time_sensor"),
     "date_time_sensor": _control("date_time_sensor"),
+    "bash_sensor": _control("bash_sensor"),
+    "file_sensor": _control("file_sensor"),
     "sql": _sql,
     "sql_check": _check,
     "sql_value_check": _value_check,
