@@ -16,6 +16,7 @@ import shutil
 
 import pytest
 
+from pgdurable import model as m
 from pgdurable import pipeline
 from pgdurable.model import encode
 from pgdurable.testing import wait_for
@@ -145,3 +146,36 @@ def test_bash_and_file_sensors_poke_commands_on_the_worker_host(
     (spool / "in" / "orders.csv").write_text("id\n1\n")
     wf.wait_status(instance, "completed", timeout=60)
     assert sorted(log(tables)) == ["after never", "done"]
+
+
+def test_wait_sensor_sleeps_durably_from_the_task_start(wf, tables, tmp_path):
+    """3.x WaitSensor: time_to_wait=timedelta(seconds=2) waits 2 s between the rows
+    before and after it; an int is minutes (time_to_wait=2: 120 s)."""
+    head = (
+        "from datetime import timedelta\n"
+        "from airflow.sdk import DAG\n"
+        "from airflow.providers.standard.sensors.time_delta import WaitSensor\n"
+        "from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator as Q\n"
+        'with DAG("waits", schedule=None):\n'
+    )
+    minutes = tmp_path / "minutes.py"
+    minutes.write_text(head + '    WaitSensor(task_id="minutes", time_to_wait=2)\n')
+    (result,) = airflow.translate(airflow.read_paths([minutes]), TranslateContext()).results
+    assert [n.seconds for n in m.walk(result.workflow.body) if isinstance(n, m.Sleep)] == [120]
+    dag = tmp_path / "waits.py"
+    dag.write_text(
+        head + "    (\n"
+        "        Q(task_id='before', sql=\"INSERT INTO log VALUES ('before')\")\n"
+        "        >> WaitSensor(task_id='pause', time_to_wait=timedelta(seconds=2))\n"
+        "        >> Q(task_id='after', sql=\"INSERT INTO log VALUES ('after')\")\n"
+        "    )\n"
+    )
+    (result,) = airflow.translate(airflow.read_paths([dag]), TranslateContext()).results
+    assert not [d for d in result.diagnostics if d.code == "PGD311"]
+    instance = wf.start(encode(result.workflow.body))
+    wf.run()
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    gap = tables.value(
+        "SELECT extract(epoch FROM max(at) - min(at)) FROM log WHERE v IN ('before', 'after')"
+    )
+    assert log(tables) == ["before", "after"] and 2 <= gap < 10

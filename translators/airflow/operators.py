@@ -52,6 +52,7 @@ KINDS = {
     "date_time_sensor": "durable poke loop until an instant",
     "bash_sensor": "durable poke loop of a bash command step (exit 0 = done)",
     "file_sensor": "durable poke loop of a file check on the worker host",
+    "wait_sensor": "durable sleep of time_to_wait",
     "unsupported": "manual stub",
 }
 
@@ -102,6 +103,7 @@ OPERATORS: dict[str, OperatorSpec] = {
     "DateTimeSensorAsync": OperatorSpec("date_time_sensor"),
     "BashSensor": OperatorSpec("bash_sensor"),
     "FileSensor": OperatorSpec("file_sensor"),
+    "WaitSensor": OperatorSpec("wait_sensor"),
 }
 
 # TaskFlow decorators: ``@task``, ``@task.<flavour>`` (and the 2.x

@@ -274,3 +274,16 @@ def file_sensor(task: Task, ctx: Context) -> Work:
     # deferrable: Airflow's FileTrigger polls every poke_interval too
     _host_note(task, ctx, f"the file {filepath!r} is looked for", "python3")
     return _sensor_loop(task, ctx, _exit_zero_poke(step, task), "poke")
+
+
+def wait_sensor(task: Task, ctx: Context) -> Work:
+    """3.x ``WaitSensor``: wait ``time_to_wait`` (a timedelta, or an int of minutes)
+    from when the task starts: a durable sleep (Airflow sleeps int(seconds))."""
+    from pgdurable.translators.airflow.tasks import _seconds
+
+    wait = _seconds(
+        task.args.get("time_to_wait"), None, minutes_if_int=True, task=task, name="time_to_wait"
+    )
+    if wait is None:
+        return stub(task, "time_to_wait is not a literal timedelta or number of minutes", ctx)
+    return Work(m.Sleep(int(wait), source=task.ref))

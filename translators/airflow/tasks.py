@@ -1286,6 +1286,7 @@ _HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
     "date_time_sensor": _control("date_time_sensor"),
     "bash_sensor": _control("bash_sensor"),
     "file_sensor": _control("file_sensor"),
+    "wait_sensor": _control("wait_sensor"),
     "sql": _sql,
     "sql_check": _check,
     "sql_value_check": _value_check,
