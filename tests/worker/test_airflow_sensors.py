@@ -179,3 +179,37 @@ def test_wait_sensor_sleeps_durably_from_the_task_start(wf, tables, tmp_path):
         "SELECT extract(epoch FROM max(at) - min(at)) FROM log WHERE v IN ('before', 'after')"
     )
     assert log(tables) == ["before", "after"] and 2 <= gap < 10
+
+
+@pytest.mark.parametrize("generation", [2, 3])
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [
+        ("2024-06-01 10:00:00+00", ["now"]),
+        # 23:30 + 1 h is 00:30: 2.x compares times of day (23:30 > 00:30), 3.x puts
+        # 00:30 on the start's date (already past): both go on at once, as in Airflow
+        ("2024-06-01 23:30:00+00", ["later", "now"]),
+    ],
+)
+def test_time_sensor_targets_computed_at_parse_time(
+    wf, tables, tmp_path, generation, start, expected
+):
+    """The task's start (the loop's first step) and the poke clock are pinned: the
+    clock one second after the start; the loop's timeout runs on the real clock."""
+    source = (DAGS / "s4_parse_time_sensor.py").read_text()
+    if generation == 3:
+        source = source.replace("from airflow import DAG", "from airflow.sdk import DAG").replace(
+            "airflow.sensors.time_sensor", "airflow.providers.standard.sensors.time"
+        )
+    dag = tmp_path / "s4_parse_time_sensor.py"
+    dag.write_text(source)
+    (result,) = airflow.translate(airflow.read_paths([dag]), TranslateContext()).results
+    assert [d.code for d in result.diagnostics if d.code == "PGD284"] == ["PGD284"] * 2
+    graph = encode(result.workflow.body)
+    assert graph.count("SELECT now() AS started") == 2
+    graph = graph.replace("SELECT now() AS started", f"SELECT timestamptz '{start}' AS started")
+    clock = f"(timestamptz '{start}' + interval '1 second')"
+    instance = wf.start(graph.replace("statement_timestamp()", clock))
+    wf.run()
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    assert sorted(log(tables)) == expected

@@ -20,6 +20,8 @@ holds no worker slot, which is what reschedule is for.
 
 from __future__ import annotations
 
+import re
+
 from pgdurable import model as m
 from pgdurable.translators.airflow import templates
 from pgdurable.translators.airflow.dagfile import ClockTime, Task, Timestamp, Unknown
@@ -105,10 +107,36 @@ def day_of_week_sensor(task: Task, ctx: Context) -> Work:
     return _sensor_loop(task, ctx, poke, "poke")
 
 
+# ``datetime.now(tz=UTC)[ + timedelta(unit=n)].time()``: a target computed each time
+# the file is parsed (the source text of the value the reader could not evaluate)
+_PARSE_NOW = re.compile(
+    r"^\(?\s*(?:datetime\.)?datetime\.now\(\s*(?:tz\s*=\s*)?"
+    r"(?:datetime\.timezone\.utc|timezone\.utc|datetime\.UTC|UTC)\s*\)"
+    r"(?:\s*\+\s*(?:datetime\.)?timedelta\(\s*(seconds|minutes|hours)\s*=\s*(\d{1,6})\s*\))?"
+    r"\s*\)?\.time\(\)$"
+)
+_UNIT = {"seconds": 1, "minutes": 60, "hours": 3600}
+
+
+def _parse_time_offset(target: object) -> int | None:
+    """Seconds after "now at parse time" of a target written as ``datetime.now(tz=UTC)
+    (+ timedelta(...)).time()``, or None when the value is not of that shape."""
+    if not isinstance(target, Unknown):
+        return None
+    match = _PARSE_NOW.match(" ".join(target.text.split()))
+    if match is None:
+        return None
+    unit, count = match.group(1), match.group(2)
+    return int(count) * _UNIT[unit] if unit else 0
+
+
 def time_sensor(task: Task, ctx: Context) -> Work:
     from pgdurable.translators.airflow import controls
 
     target = task.args.get("target_time")
+    offset = _parse_time_offset(target)
+    if offset is not None:
+        return _parse_time_sensor(task, ctx, offset)
     if not isinstance(target, ClockTime) or target.zone_unknown:
         shown = target.text if isinstance(target, Unknown) else repr(target)
         ctx.diag.add(
@@ -287,3 +315,31 @@ def wait_sensor(task: Task, ctx: Context) -> Work:
     if wait is None:
         return stub(task, "time_to_wait is not a literal timedelta or number of minutes", ctx)
     return Work(m.Sleep(int(wait), source=task.ref))
+
+
+def _parse_time_sensor(task: Task, ctx: Context, offset: int) -> Work:
+    """A TimeSensor whose target_time is the UTC time of day when the file is parsed
+    (plus ``offset`` s). Airflow's worker parses the file when the try starts, so
+    the target is taken from the task's start; each version's poke rule then
+    applies as for a literal time (the 1.10/2.x time-of-day test wraps at midnight)."""
+    from pgdurable.translators.airflow import controls
+
+    zone = controls.dag_timezone(ctx) or "UTC"
+    started = f"$poke_start_{sid(task.task_id)}::timestamptz"
+    clock_time = f"((({started} + interval '{offset} seconds') AT TIME ZONE 'UTC')::time)"
+    ctx.diag.add(
+        "PGD284",
+        f"task {task.task_id!r}: target_time is computed when the DAG file is parsed "
+        "(datetime.now()); the workflow takes the task's start as that moment (Airflow: when "
+        "the worker parses the file for the try, just before it)",
+        task.ref,
+    )
+    if ctx.generation < 3 and not _async(task):
+        poke = m.Sql(f"SELECT ({POKE_CLOCK} AT TIME ZONE {literal(zone)})::time > {clock_time}")
+    else:
+        moment = (
+            f"((({started} AT TIME ZONE {literal(zone)})::date + {clock_time}) "
+            f"AT TIME ZONE {literal(zone)})"
+        )
+        poke = m.Sql(f"SELECT {POKE_CLOCK} > {moment}")
+    return _sensor_loop(task, ctx, poke, "poke")
