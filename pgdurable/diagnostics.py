@@ -150,6 +150,9 @@ CODES: dict[str, Code] = {
     ),
     "PGD277": Code(Severity.WARNING, Fidelity.APPROXIMATE, "container command runs on worker host"),
     "PGD278": Code(Severity.INFO, Fidelity.EXACT, "asset schedule waits for producer signals"),
+    "PGD295": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "asset events come from outside the import"
+    ),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -177,6 +180,7 @@ CODES: dict[str, Code] = {
     "PGD331": Code(Severity.WARNING, Fidelity.MANUAL, "the job runs as a superuser"),
     "PGD332": Code(Severity.WARNING, Fidelity.MANUAL, "the queue task cannot be called as is"),
     "PGD333": Code(Severity.WARNING, Fidelity.MANUAL, "no DAG translated here updates the asset"),
+    "PGD355": Code(Severity.WARNING, Fidelity.MANUAL, "asset updated by an AssetWatcher"),
 }
 
 

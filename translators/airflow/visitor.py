@@ -44,6 +44,9 @@ from pgdurable.translators.airflow.dagfile import (
 _DAG_CLASSES = {"DAG"}
 _GROUP_CLASSES = {"TaskGroup"}
 _MAX_UNROLL = 1000  # tasks built by one loop; more is a diagnostic
+# False whenever Python runs the file (Airflow's parser included): only type checkers
+# take the `if TYPE_CHECKING:` branch, so the reader takes the `else:` one.
+_TYPE_CHECKING = {"typing.TYPE_CHECKING", "typing_extensions.TYPE_CHECKING"}
 
 
 class ReadError(Exception):
@@ -791,6 +794,8 @@ class Reader:
                 return {"True": True, "False": False, "None": None}[node.value]
             if node.value in env:
                 return env[node.value]
+            if self.qualified(node) in _TYPE_CHECKING:
+                return False
             return Unknown(node.value)
         if isinstance(node, cst.List | cst.Tuple | cst.Set):
             out: list[Any] = []
@@ -1007,6 +1012,8 @@ class Reader:
             return name.lower()
         if name == "__name__":
             return Unknown("__name__")
+        if qname in _TYPE_CHECKING:
+            return False
         return Unknown(self.src(node))
 
     def call(self, node: cst.Call, env: dict[str, Any]) -> Any:
