@@ -150,6 +150,9 @@ CODES: dict[str, Code] = {
     ),
     "PGD277": Code(Severity.WARNING, Fidelity.APPROXIMATE, "container command runs on worker host"),
     "PGD278": Code(Severity.INFO, Fidelity.EXACT, "asset schedule waits for producer signals"),
+    "PGD296": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "a setup's indirect failure/skip not applied"
+    ),
     "PGD295": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "asset events come from outside the import"
     ),

@@ -66,3 +66,140 @@ def test_type_checking_is_false_when_airflow_parses_the_file(wf, log, tmp_path):
     wf.run()
     assert wf.status(instance) == "completed"
     assert log() == ["run", "not"]
+
+
+SETUP_TEARDOWN = """
+    import pendulum
+    from airflow.sdk import DAG
+    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+
+    def step(name):
+        # fails when the config table holds 'fail <name>'
+        return (
+            f"INSERT INTO log VALUES ('{name}');"
+            f" SELECT 1 / (1 - (SELECT count(*) FROM config WHERE flag = 'fail {name}'))"
+        )
+
+    with DAG("cluster", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
+        create = SQLExecuteQueryOperator(
+            task_id="create", conn_id="postgres_default", sql=step("create")
+        ).as_setup()
+        work = SQLExecuteQueryOperator(task_id="work", conn_id="postgres_default", sql=step("work"))
+        delete = SQLExecuteQueryOperator(
+            task_id="delete", conn_id="postgres_default", sql=step("delete")
+        ).as_teardown(setups=create, on_failure_fail_dagrun=FAIL_DAGRUN)
+        create >> work >> delete
+        with delete:
+            report = SQLExecuteQueryOperator(
+                task_id="report", conn_id="postgres_default", sql=step("report")
+            )
+"""
+
+
+@pytest.fixture
+def config(database, alice):
+    database.execute("CREATE TABLE config (flag text)")
+    database.execute("GRANT ALL ON config TO alice")
+    return lambda *flags: [database.execute("INSERT INTO config VALUES (%s)", [f]) for f in flags]
+
+
+@pytest.mark.parametrize(
+    ("fails", "fail_dagrun", "ran", "status"),
+    [
+        ((), False, {"create", "work", "report", "delete"}, "completed"),
+        # the teardown runs after a failed work task, and the DAG run fails (work is a leaf)
+        (("work",), False, {"create", "report", "delete"}, "failed"),
+        # a failed teardown does not fail the DAG run ...
+        (("delete",), False, {"create", "work", "report"}, "completed"),
+        # ... unless on_failure_fail_dagrun=True
+        (("delete",), True, {"create", "work", "report"}, "failed"),
+        # no setup succeeded: neither the work nor the teardown runs
+        (("create",), False, set(), "failed"),
+    ],
+)
+def test_setup_and_teardown_follow_airflows_rules(
+    wf, log, config, tmp_path, fails, fail_dagrun, ran, status
+):
+    (result,) = translate(
+        tmp_path, SETUP_TEARDOWN.replace("FAIL_DAGRUN", str(fail_dagrun))
+    ).values()
+    assert str(result.fidelity) == "exact", result.diagnostics
+    config(*(f"fail {f}" for f in fails))
+    instance = wf.start(encode(result.workflow.body))
+    wf.run()
+    assert wf.status(instance) == status, wf.output(instance)
+    assert set(log()) == ran  # a failed task's insert is rolled back with it
+    order = log()
+    if "delete" in order:  # `with delete:` put report between the setup and the teardown
+        assert order.index("delete") > order.index("report") > order.index("create")
+
+
+def test_a_setup_skipped_by_a_branch_skips_its_teardown_and_tolerant_rules_are_flagged(tmp_path):
+    (result,) = translate(
+        tmp_path,
+        SETUP_TEARDOWN.replace("FAIL_DAGRUN", "False").replace(
+            'sql=step("report")', 'sql=step("report"), trigger_rule="all_done"'
+        ),
+    ).values()
+    assert str(result.fidelity) == "approximate"
+    (note,) = [d for d in result.diagnostics if d.code == "PGD296"]
+    assert "'report'" in note.message and "'create'" in note.message
+
+
+TASKFLOW_SETUP = """
+    import pendulum
+    from airflow.sdk import DAG, setup, task, teardown
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+
+    def note(text):
+        PostgresHook(postgres_conn_id="postgres_default").run(
+            "INSERT INTO log VALUES (%s)", parameters=(text,)
+        )
+
+
+    with DAG("taskflow_cluster", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
+
+        @setup
+        def create_cluster():
+            note("create")
+            return "c-1"
+
+        @task
+        def work():
+            note("work")
+            raise ValueError("the work fails")
+
+        @teardown
+        def delete_cluster(cluster_id):
+            note("delete " + cluster_id)
+
+        with delete_cluster(create_cluster()):
+            work()
+"""
+
+
+def test_taskflow_setup_teardown_in_a_with_block_runs_the_teardown_after_failed_work(
+    wf, database, log, tmp_path
+):
+    from pgdurable import pipeline
+    from pgdurable.worker.code_roots import CodeConfig
+
+    dag_file = tmp_path / "taskflow_cluster.py"
+    dag_file.write_text(textwrap.dedent(TASKFLOW_SETUP))
+    out = tmp_path / "out"
+    (result,) = pipeline.import_airflow(
+        paths=[dag_file], out_dir=out, default_username="alice"
+    ).results
+    assert str(result.fidelity) == "exact", result.diagnostics
+    database.execute(
+        "SELECT pgdurable.grant_code('alice', %s)",
+        ["python:airflow_tasks.taskflow_cluster:*"],
+    )
+    instance = wf.start(encode(result.workflow.body))
+    wf.run(code=CodeConfig.build([str(out)]))
+    # `with delete_cluster(create_cluster()):` put work between them; the teardown gets
+    # the setup's return value and runs although work failed; work fails the DAG run
+    assert log() == ["create", "work", "delete c-1"]  # the hook commits, as in Airflow
+    assert wf.status(instance) == "failed"
+    assert "work=failed" in wf.output(instance)

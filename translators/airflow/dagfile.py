@@ -85,6 +85,8 @@ class Task:
     replacement: str | None = None
     mapped: Mapped | None = None  # .expand(...) / .expand_kwargs(...)
     qualified: str | None = None  # the operator's qualified class name, when imported
+    setup_role: str | None = None  # "setup" / "teardown" (setup_teardown.py)
+    fail_dagrun: bool = False  # a teardown's on_failure_fail_dagrun
 
 
 @dataclass
