@@ -153,6 +153,9 @@ CODES: dict[str, Code] = {
     "PGD296": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "a setup's indirect failure/skip not applied"
     ),
+    "PGD297": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "ExternalTaskMarker: clearing does not propagate"
+    ),
     "PGD295": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "asset events come from outside the import"
     ),

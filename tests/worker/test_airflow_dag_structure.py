@@ -203,3 +203,86 @@ def test_taskflow_setup_teardown_in_a_with_block_runs_the_teardown_after_failed_
     assert log() == ["create", "work", "delete c-1"]  # the hook commits, as in Airflow
     assert wf.status(instance) == "failed"
     assert "work=failed" in wf.output(instance)
+
+
+TRIGGER_AND_WAIT = """
+    import pendulum
+    from airflow.sdk import DAG
+    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    with DAG("load_o'hara", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
+        SQLExecuteQueryOperator(
+            task_id="load", conn_id="postgres_default",
+            sql="INSERT INTO log VALUES ('load'); SELECT 1 / (1 - (SELECT count(*) FROM config))",
+        )
+
+    with DAG("controller", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
+        TriggerDagRunOperator(
+            task_id="run_load", trigger_dag_id="load_o'hara", wait_for_completion=True,
+            poke_interval=1, ALLOWED
+        ) >> SQLExecuteQueryOperator(
+            task_id="after", conn_id="postgres_default", sql="INSERT INTO log VALUES ('after')"
+        )
+"""
+
+
+@pytest.mark.parametrize(
+    ("allowed", "fail", "status", "ran"),
+    [
+        ("", False, "completed", ["load", "after"]),
+        # the default failed_states=['failed'] fails the waiting task
+        ("", True, "failed", []),
+        # a failed run in allowed_states but not in failed_states goes on
+        ('allowed_states=["success", "failed"], failed_states=[]', True, "completed", ["after"]),
+    ],
+)
+def test_trigger_dag_run_waits_for_the_started_run(
+    wf, database, log, config, tmp_path, allowed, fail, status, ran
+):
+    from pgdurable import apply as applying
+    from pgdurable import pipeline
+
+    dag_file = tmp_path / "controller.py"
+    dag_file.write_text(textwrap.dedent(TRIGGER_AND_WAIT.replace("ALLOWED", allowed)))
+    out = tmp_path / "out"
+    report = pipeline.import_airflow(paths=[dag_file], out_dir=out, default_username="alice")
+    results = {r.name: r for r in report.results}
+    controller = results["controller"]
+    assert str(controller.fidelity) == "exact", controller.diagnostics
+    with database.connect() as conn:
+        applying.apply_directory(out, applying.DatabaseSink(conn))
+    database.execute("GRANT USAGE ON SCHEMA airflow_dags TO alice")
+    if fail:
+        config("fail")
+    instance = wf.start(encode(controller.workflow.body))
+    wf.run()
+    assert wf.status(instance) == status, wf.output(instance)
+    assert log() == ran
+    if status == "failed":
+        assert "load_o'hara failed with failed states failed" in wf.output(instance)
+
+
+def test_an_external_task_marker_is_a_no_op_step_approximate(wf, log, tmp_path):
+    (result,) = translate(
+        tmp_path,
+        """
+        from datetime import datetime
+        from airflow import DAG
+        from airflow.sensors.external_task import ExternalTaskMarker
+        from airflow.providers.postgres.operators.postgres import PostgresOperator
+
+        with DAG("parent", schedule_interval=None, start_date=datetime(2024, 1, 1)):
+            PostgresOperator(task_id="load", sql="INSERT INTO log VALUES ('load')") >> (
+                ExternalTaskMarker(task_id="mark", external_dag_id="child",
+                                   external_task_id="wait_for_load")
+            )
+        """,
+    ).values()
+    assert str(result.fidelity) == "approximate", result.diagnostics
+    (note,) = [d for d in result.diagnostics if d.code == "PGD297"]
+    assert "clearing does not propagate" in note.message and "'wait_for_load'" in note.message
+    instance = wf.start(encode(result.workflow.body))
+    wf.run()
+    assert wf.status(instance) == "completed"
+    assert log() == ["load"]
