@@ -286,3 +286,67 @@ def test_an_external_task_marker_is_a_no_op_step_approximate(wf, log, tmp_path):
     wf.run()
     assert wf.status(instance) == "completed"
     assert log() == ["load"]
+
+
+OR_TIME = """
+    import pendulum
+    from airflow.sdk import DAG, Asset
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+
+    ORDERS = Asset("orders")
+    PRICES = Asset("prices")
+
+    with DAG(
+        "orders_or_weekly",
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable("0 1 * * 3", timezone="UTC"), assets=ORDERS & PRICES
+        ),
+        start_date=pendulum.datetime(2024, 1, 1),
+    ):
+        SQLExecuteQueryOperator(
+            task_id="report", conn_id="postgres_default",
+            sql="INSERT INTO log VALUES ('{{ ts }}')",
+        )
+"""
+
+
+def test_asset_or_time_runs_on_the_timetable_and_on_asset_events(
+    wf, database, log, tmp_path, background_worker
+):
+    from pgdurable import model as m
+    from pgdurable.testing import wait_for
+    from pgdurable.translators.airflow import assets
+
+    (result,) = translate(tmp_path, OR_TIME).values()
+    assert str(result.fidelity) == "approximate", result.diagnostics  # PGD205 (no overlap)
+    assert "PGD314" not in {d.code for d in result.diagnostics}  # PGD295: no producer here
+    body = result.workflow.body
+    assert isinstance(body, m.Join) and len(body.branches) == 2
+    assert any(
+        isinstance(n, m.WaitForSchedule) and n.cron == "0 1 * * WED"
+        for n in m.walk(body.branches[0])
+    )
+    # the asset loop: both assets (`&`), independent of the weekly tick
+    instance = wf.start(encode(body))
+    background_worker()
+
+    def waiting() -> int:
+        return database.value(
+            "SELECT count(*) FROM df.nodes WHERE instance_id = %s AND node_type = 'SIGNAL'"
+            " AND status = 'running' AND query::jsonb ->> 'timeout_seconds' IS NULL",
+            [instance],
+        )
+
+    wait_for(lambda: waiting() == 2, timeout=30)
+    before = database.value("SELECT now()")
+    assert database.value(assets.emit_sql("orders"), user="alice") == 1
+    wait_for(lambda: waiting() == 1, timeout=30)
+    assert log() == []
+    assert database.value(assets.emit_sql("prices"), user="alice") == 1
+    wait_for(lambda: len(log()) == 1, timeout=30)
+    # an asset-triggered run's logical date is the time it started, not the last Wednesday tick
+    ts = database.value("SELECT %s::timestamptz", [log()[0]])
+    assert ts >= before.replace(microsecond=0)
+    database.execute("SELECT df.cancel(%s)", [instance])

@@ -40,6 +40,16 @@ class Asset:
 
 
 @dataclass(frozen=True)
+class OrTime:
+    """``DatasetOrTimeSchedule``/``AssetOrTimeSchedule``: a timetable and an asset
+    condition, each as the reader evaluated it (``or_time.py``)."""
+
+    text: str
+    timetable: Any
+    assets: Any
+
+
+@dataclass(frozen=True)
 class Timestamp:
     """A literal date such as ``datetime(2024, 1, 1)``, as ISO text."""
 

@@ -29,7 +29,7 @@ from croniter import croniter
 
 from pgdurable import model as m
 from pgdurable.translators import vixie
-from pgdurable.translators.airflow.dagfile import Asset, Duration, Timestamp, Unknown
+from pgdurable.translators.airflow.dagfile import Asset, Duration, OrTime, Timestamp, Unknown
 
 PRESETS = {
     "@hourly": "0 * * * *",
@@ -225,6 +225,10 @@ def plan(
             )
         )
         return p
+    if isinstance(schedule, OrTime):
+        from pgdurable.translators.airflow import or_time  # it builds on this module
+
+        return or_time.plan(schedule, generation, start_date)
     if isinstance(schedule, Asset) or (isinstance(schedule, list) and schedule):
         from pgdurable.translators.airflow import assets  # it builds on this module
 

@@ -36,6 +36,7 @@ from pgdurable.translators.airflow.dagfile import (
     Duration,
     Function,
     Mapped,
+    OrTime,
     Task,
     Timestamp,
     Unknown,
@@ -1137,6 +1138,9 @@ class Reader:
             return None
         if short == "Label":
             return LabelValue(str(args[0]) if args else "")
+        if short in ("DatasetOrTimeSchedule", "AssetOrTimeSchedule"):
+            condition = kwargs.get("assets", kwargs.get("datasets"))
+            return OrTime(self.src(node), kwargs.get("timetable"), condition)
         if short in ("Dataset", "Asset", "AssetAlias", "AssetAll", "AssetAny", "DatasetAll"):
             return Asset(self.src(node))
         if short in ("days_ago",):
