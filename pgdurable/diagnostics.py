@@ -156,6 +156,10 @@ CODES: dict[str, Code] = {
     "PGD297": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "ExternalTaskMarker: clearing does not propagate"
     ),
+    "PGD298": Code(Severity.INFO, Fidelity.EXACT, "partition key from the cron tick"),
+    "PGD299": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "PartitionedAtRuntime: on demand, no key"
+    ),
     "PGD295": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "asset events come from outside the import"
     ),
@@ -186,6 +190,8 @@ CODES: dict[str, Code] = {
     "PGD331": Code(Severity.WARNING, Fidelity.MANUAL, "the job runs as a superuser"),
     "PGD332": Code(Severity.WARNING, Fidelity.MANUAL, "the queue task cannot be called as is"),
     "PGD333": Code(Severity.WARNING, Fidelity.MANUAL, "no DAG translated here updates the asset"),
+    "PGD356": Code(Severity.WARNING, Fidelity.MANUAL, "partitioned schedule not translated"),
+    "PGD357": Code(Severity.WARNING, Fidelity.MANUAL, "a custom timetable class"),
     "PGD355": Code(Severity.WARNING, Fidelity.MANUAL, "asset updated by an AssetWatcher"),
 }
 

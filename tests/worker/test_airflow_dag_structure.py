@@ -320,7 +320,7 @@ def test_asset_or_time_runs_on_the_timetable_and_on_asset_events(
     from pgdurable.translators.airflow import assets
 
     (result,) = translate(tmp_path, OR_TIME).values()
-    assert str(result.fidelity) == "approximate", result.diagnostics  # PGD205 (no overlap)
+    assert str(result.fidelity) == "approximate", result.diagnostics  # PGD295: no producer here
     assert "PGD314" not in {d.code for d in result.diagnostics}  # PGD295: no producer here
     body = result.workflow.body
     assert isinstance(body, m.Join) and len(body.branches) == 2
@@ -350,3 +350,73 @@ def test_asset_or_time_runs_on_the_timetable_and_on_asset_events(
     ts = database.value("SELECT %s::timestamptz", [log()[0]])
     assert ts >= before.replace(microsecond=0)
     database.execute("SELECT df.cancel(%s)", [instance])
+
+
+PARTITIONS = """
+    from airflow.sdk import DAG, Asset, PartitionedAssetTimetable, PartitionedAtRuntime
+    from airflow.sdk import CronPartitionTimetable, StartOfHourMapper
+    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+    from plugins.workday import AfterWorkdayTimetable
+
+    STATS = Asset("stats")
+
+    def insert(v):
+        return SQLExecuteQueryOperator(
+            task_id="t", conn_id="postgres_default", sql=f"INSERT INTO log VALUES ('{v}')"
+        )
+
+    with DAG("hourly", schedule=CronPartitionTimetable("0 * * * *", timezone="UTC")):
+        insert("{{ ds }}")
+    with DAG("daily_key", schedule=CronPartitionTimetable(
+            "30 6 * * *", timezone="UTC", key_format="%Y/%m/%d 'h'%H")):
+        insert("{{ ds }}")
+    with DAG("shifted", schedule=CronPartitionTimetable("0 * * * *", timezone="UTC", run_offset=-1)):
+        insert("x")
+    with DAG("by_region", schedule=PartitionedAtRuntime()):
+        insert("region")
+    with DAG("combine", schedule=PartitionedAssetTimetable(
+            assets=STATS, default_partition_mapper=StartOfHourMapper())):
+        insert("x")
+    with DAG("workday", schedule=AfterWorkdayTimetable()):
+        insert("x")
+"""
+
+
+def test_partitioned_schedules_and_custom_timetables(wf, database, log, tmp_path):
+    results = translate(tmp_path, PARTITIONS)
+    codes = {name: {d.code for d in r.diagnostics} for name, r in results.items()}
+    fidelity = {name: str(r.fidelity) for name, r in results.items()}
+    assert fidelity == {
+        "hourly": "exact",
+        "daily_key": "exact",
+        "shifted": "manual",
+        "by_region": "approximate",
+        "combine": "manual",
+        "workday": "manual",
+    }, codes
+    assert "PGD298" in codes["hourly"] and "PGD356" in codes["shifted"] | codes["combine"]
+    assert "PGD299" in codes["by_region"] and "PGD357" in codes["workday"]
+    workday = next(d for d in results["workday"].diagnostics if d.code == "PGD357")
+    assert "AfterWorkdayTimetable" in workday.message
+
+    def key(name: str, instant: str) -> str:
+        from pgdurable import model as m
+
+        (dates,) = [
+            n.query
+            for n in m.walk(results[name].workflow.body)
+            if getattr(n, "name", "") == "dag_run"
+        ]
+        return database.value(
+            "SELECT partition_key FROM ("
+            + dates.replace("now()", f"timestamptz '{instant}'")
+            + ") AS d"
+        )
+
+    # the tick the run belongs to, formatted as Airflow formats the partition date
+    assert key("hourly", "2025-03-04 10:17:12+00") == "2025-03-04T10:00:00"
+    assert key("daily_key", "2025-03-04 06:31:00+00") == "2025/03/04 'h'06"
+    # on demand: the trigger function starts a run, which runs without a key
+    instance = wf.start(encode(results["by_region"].workflow.body))
+    wf.run()
+    assert wf.status(instance) == "completed" and log() == ["region"]

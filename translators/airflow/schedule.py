@@ -253,6 +253,11 @@ def plan(
     found = timetables.plan(str(what), generation, start_date)
     if found is not None:
         return found
+    from pgdurable.translators.airflow import partitions  # it builds on this module
+
+    found = partitions.plan(str(what), generation, start_date)
+    if found is not None:
+        return found
     return Plan(
         "manual",
         str(what),
