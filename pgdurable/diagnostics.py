@@ -192,6 +192,7 @@ CODES: dict[str, Code] = {
     "PGD333": Code(Severity.WARNING, Fidelity.MANUAL, "no DAG translated here updates the asset"),
     "PGD356": Code(Severity.WARNING, Fidelity.MANUAL, "partitioned schedule not translated"),
     "PGD357": Code(Severity.WARNING, Fidelity.MANUAL, "a custom timetable class"),
+    "PGD358": Code(Severity.WARNING, Fidelity.MANUAL, "an asset alias schedule"),
     "PGD355": Code(Severity.WARNING, Fidelity.MANUAL, "asset updated by an AssetWatcher"),
 }
 

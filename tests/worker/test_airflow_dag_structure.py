@@ -420,3 +420,29 @@ def test_partitioned_schedules_and_custom_timetables(wf, database, log, tmp_path
     instance = wf.start(encode(results["by_region"].workflow.body))
     wf.run()
     assert wf.status(instance) == "completed" and log() == ["region"]
+
+
+def test_external_task_sensors_and_asset_aliases_stay_manual_saying_what_to_do(tmp_path):
+    results = translate(
+        tmp_path,
+        """
+        from datetime import timedelta
+        from airflow.sdk import DAG, AssetAlias
+        from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+
+        with DAG("child", schedule="@daily"):
+            ExternalTaskSensor(task_id="wait", external_dag_id="parent",
+                               external_task_id="load", execution_delta=timedelta(hours=1))
+        with DAG("by_alias", schedule=[AssetAlias("new-partitions")]):
+            ExternalTaskSensor(task_id="wait", external_dag_id="parent")
+        """,
+    )
+    assert {n: str(r.fidelity) for n, r in results.items()} == {
+        "child": "manual",
+        "by_alias": "manual",
+    }
+    (sensor,) = [d for d in results["child"].diagnostics if d.code == "PGD311"]
+    assert "'load'" in sensor.message and "'parent'" in sensor.message
+    assert "execution_delta" in sensor.message and "outlets=" in sensor.message
+    (alias,) = [d for d in results["by_alias"].diagnostics if d.code == "PGD358"]
+    assert "'new-partitions'" in alias.message

@@ -41,6 +41,15 @@ class NotStatic(Exception):
     """An asset expression the translator cannot read without running the file."""
 
 
+class Aliased(Exception):
+    """An ``AssetAlias``/``DatasetAlias`` in the schedule: the assets behind it are added
+    at run time by the producing tasks (``outlet_events[alias].add(Asset(...))``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 class Watched(Exception):
     """An asset updated by an ``AssetWatcher`` (a trigger polled by Airflow's triggerer:
     a file deleted, a message queue): events no task of any DAG emits."""
@@ -74,6 +83,8 @@ def _expression(node: cst.BaseExpression) -> tuple[str, list]:
             name = (
                 func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
             )
+            if name in ("AssetAlias", "DatasetAlias"):
+                raise Aliased(_key(call))
             if name in ONE:
                 key = _key(call)
                 for a in call.args:
@@ -100,7 +111,7 @@ def keys(value: object) -> list[str] | None:
         return None
     try:
         tree = _expression(cst.parse_expression(f"({text})"))
-    except (cst.ParserSyntaxError, NotStatic, Watched):
+    except (cst.ParserSyntaxError, NotStatic, Watched, Aliased):
         return None
     return sorted(set(_leaves(tree)))
 
@@ -141,6 +152,21 @@ def plan(value: object) -> base.Plan | None:
         tree = _expression(cst.parse_expression(f"({text})"))
     except (cst.ParserSyntaxError, NotStatic):
         return None
+    except Aliased as alias:
+        return base.Plan(
+            "manual",
+            f"assets {text}",
+            notes=[
+                (
+                    "PGD358",
+                    f"the schedule waits for the asset alias {alias.name!r}: which assets it "
+                    "stands for is decided at run time by the producing tasks "
+                    "(outlet_events[AssetAlias(...)].add(Asset(...))), so it is not resolved "
+                    "statically. When you know those assets, schedule on them "
+                    "(schedule=[Asset(...)]: translated, each producer signals this workflow)",
+                )
+            ],
+        )
     except Watched as watched:
         return base.Plan(
             "manual",

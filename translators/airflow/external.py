@@ -102,3 +102,31 @@ def marker_note(task: Task) -> str:
         "nothing when it runs, and neither does the workflow: clearing does not propagate "
         "(pgdurable has no clear; re-run the other workflow yourself)"
     )
+
+
+def sensor_problem(task: Task) -> str:
+    """Why an ``ExternalTaskSensor`` stays manual, and what to write instead. (It waits
+    for the other DAG's run at the same logical date, shifted by ``execution_delta`` /
+    ``execution_date_fn``, to have the task(s) in ``allowed_states``; the translated
+    workflows do not record a task's state per logical date in a form another
+    workflow can read, so it is not translated.)"""
+    other = task.args.get("external_dag_id")
+    ids = task.args.get("external_task_ids") or task.args.get("external_task_id")
+    group = task.args.get("external_task_group_id")
+    what = (
+        f"task group {group!r}"
+        if group is not None
+        else f"task(s) {ids!r}"
+        if ids is not None
+        else "the whole DAG run"
+    )
+    shift = ""
+    if task.args.get("execution_delta") is not None or task.args.get("execution_date_fn"):
+        shift = " (shifted by execution_delta/execution_date_fn)"
+    return (
+        f"ExternalTaskSensor waits for {what} of DAG {other!r} at this run's logical date{shift}; "
+        "pgdurable's run history does not record another workflow's task states per logical "
+        "date. Replace the pair by an asset (outlets=[Asset(...)] on the awaited task, "
+        "schedule=[Asset(...)] on this DAG: translated, with Airflow's rule) or by a "
+        f"TriggerDagRunOperator in {other!r} that starts this DAG after that task"
+    )

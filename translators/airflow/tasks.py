@@ -1083,6 +1083,10 @@ def _empty(task: Task, ctx: Context) -> Work:
     return Work(None, can_fail=False)
 
 
+def _external_sensor(task: Task, ctx: Context) -> Work:
+    return stub(task, external.sensor_problem(task), ctx)
+
+
 def _external_marker(task: Task, ctx: Context) -> Work:
     ctx.diag.add("PGD297", external.marker_note(task), task.ref)
     return Work(None, can_fail=False)
@@ -1281,6 +1285,7 @@ _HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
     "bash": _bash,
     "empty": _empty,
     "external_marker": _external_marker,
+    "external_sensor": _external_sensor,
     "python": _python,
     "branch_python": _branch_python,
     "short_circuit": _short_circuit,
