@@ -1071,6 +1071,10 @@ class Reader:
         name = node.attr.value
         if isinstance(base, TaskRef) and name == "output":
             return base
+        if isinstance(base, TaskRef) and name == "task_id":
+            return base.task_id  # `external_task_id=parent_task.task_id`
+        if isinstance(base, Dag) and name == "dag_id":
+            return base.dag_id
         if isinstance(base, TaskRef | Group | Function | Dag | str | dict | list | Partial):
             return BoundMethod(base, name)
         qname = self.qualified(node) or ""
@@ -1141,7 +1145,16 @@ class Reader:
         if short in ("DatasetOrTimeSchedule", "AssetOrTimeSchedule"):
             condition = kwargs.get("assets", kwargs.get("datasets"))
             return OrTime(self.src(node), kwargs.get("timetable"), condition)
-        if short in ("Dataset", "Asset", "AssetAlias", "AssetAll", "AssetAny", "DatasetAll"):
+        if short in (
+            "Dataset",
+            "Asset",
+            "AssetAlias",
+            "DatasetAlias",
+            "AssetAll",
+            "AssetAny",
+            "DatasetAll",
+            "DatasetAny",
+        ):
             return Asset(self.src(node))
         if short in ("days_ago",):
             return Timestamp(f"days_ago({args[0] if args else ''})")
