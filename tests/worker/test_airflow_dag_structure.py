@@ -446,3 +446,14 @@ def test_external_task_sensors_and_asset_aliases_stay_manual_saying_what_to_do(t
     assert "execution_delta" in sensor.message and "outlets=" in sensor.message
     (alias,) = [d for d in results["by_alias"].diagnostics if d.code == "PGD358"]
     assert "'new-partitions'" in alias.message
+
+
+def test_a_waited_trigger_with_a_logical_date_stays_manual(tmp_path):
+    results = translate(
+        tmp_path,
+        TRIGGER_AND_WAIT.replace("ALLOWED", 'logical_date="{{ logical_date }}"'),
+    )
+    controller = results["controller"]
+    assert str(controller.fidelity) == "manual"
+    (problem,) = [d for d in controller.diagnostics if d.code == "PGD311"]
+    assert "logical_date is not passed" in problem.message

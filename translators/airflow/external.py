@@ -53,6 +53,13 @@ def wait_problem(task: Task) -> str | None:
         failed is not None and _states(failed, []) is None
     ):
         return "allowed_states/failed_states are not literal lists of DagRunState values"
+    passed = [k for k in ("logical_date", "execution_date", "trigger_run_id") if task.args.get(k)]
+    if passed:
+        # the wait would be exact, the started run would not: it gets its own dates
+        return (
+            f"{'/'.join(passed)} is not passed to the started workflow (its run has its own "
+            "start time as logical date and run id); drop it or start the run yourself"
+        )
     interval = task.args.get("poke_interval", 60)
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
         return "poke_interval is not a literal number of seconds"
