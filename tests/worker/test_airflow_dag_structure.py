@@ -457,3 +457,32 @@ def test_a_waited_trigger_with_a_logical_date_stays_manual(tmp_path):
     assert str(controller.fidelity) == "manual"
     (problem,) = [d for d in controller.diagnostics if d.code == "PGD311"]
     assert "logical_date is not passed" in problem.message
+
+
+def test_only_airflows_setup_and_teardown_decorators_mark_tasks():
+    from pgdurable.translators.airflow.visitor import read
+
+    (dag,) = read(
+        "x.py",
+        textwrap.dedent(
+            """
+            from airflow.sdk import DAG, setup, teardown
+            from mylib import setup as my_setup
+            with DAG("x", schedule=None):
+                @setup
+                def a():
+                    return 1
+                @my_setup
+                def b():
+                    return 2
+                @teardown(on_failure_fail_dagrun=True)
+                def c(x):
+                    pass
+                c.override(task_id="cc")(a())
+                b()
+            """
+        ),
+    ).dags
+    roles = {t: (task.setup_role, task.fail_dagrun) for t, task in dag.tasks.items()}
+    assert roles == {"a": ("setup", False), "cc": ("teardown", True)}
+    assert ("a", "cc") in dag.edges

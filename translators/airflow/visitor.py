@@ -409,7 +409,9 @@ class Reader:
             short = self.src(expr)
             if name.endswith(".dag") or short == "dag":
                 fn.decorator = "dag"
-            elif name.endswith((".setup", ".teardown")) or short in ("setup", "teardown"):
+            elif (name.startswith("airflow") and name.endswith((".setup", ".teardown"))) or (
+                not name and short in ("setup", "teardown")
+            ):
                 fn.decorator = (
                     "task"  # @setup/@teardown wrap a @task (decorators/setup_teardown.py)
                 )
@@ -1201,6 +1203,9 @@ class Reader:
                 )
                 clone.closure = getattr(target, "closure", {})  # type: ignore[attr-defined]
                 clone.reader = getattr(target, "reader", None)  # type: ignore[attr-defined]
+                for kept in ("setup_role", "fail_dagrun"):  # @setup/@teardown survive .override
+                    if hasattr(target, kept):
+                        setattr(clone, kept, getattr(target, kept))
                 clone.decorator_args.update(kwargs)
                 return clone
             if name == "partial":
