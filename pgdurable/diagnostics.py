@@ -155,6 +155,19 @@ CODES: dict[str, Code] = {
     "PGD282": Code(Severity.WARNING, Fidelity.APPROXIMATE, "LatestOnly: manual runs not known"),
     "PGD283": Code(Severity.WARNING, Fidelity.APPROXIMATE, "sensor backoff not carried"),
     "PGD284": Code(Severity.WARNING, Fidelity.APPROXIMATE, "time sensor wakes at a poke"),
+    "PGD296": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "a setup's indirect failure/skip not applied"
+    ),
+    "PGD297": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "ExternalTaskMarker: clearing does not propagate"
+    ),
+    "PGD298": Code(Severity.INFO, Fidelity.EXACT, "partition key from the cron tick"),
+    "PGD299": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "PartitionedAtRuntime: on demand, no key"
+    ),
+    "PGD295": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "asset events come from outside the import"
+    ),
     # unsupported
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
@@ -186,6 +199,10 @@ CODES: dict[str, Code] = {
     "PGD341": Code(Severity.WARNING, Fidelity.MANUAL, "week_day not literal"),
     "PGD342": Code(Severity.WARNING, Fidelity.MANUAL, "LatestOnly: schedule has no fixed period"),
     "PGD343": Code(Severity.WARNING, Fidelity.MANUAL, "time sensor target not literal"),
+    "PGD356": Code(Severity.WARNING, Fidelity.MANUAL, "partitioned schedule not translated"),
+    "PGD357": Code(Severity.WARNING, Fidelity.MANUAL, "a custom timetable class"),
+    "PGD358": Code(Severity.WARNING, Fidelity.MANUAL, "an asset alias schedule"),
+    "PGD355": Code(Severity.WARNING, Fidelity.MANUAL, "asset updated by an AssetWatcher"),
 }
 
 

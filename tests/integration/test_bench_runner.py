@@ -90,10 +90,14 @@ FIDELITY_DAGS = {
             EmptyOperator(task_id="noop")
     """,
     "3.3.2/consumer.py": """
-        from airflow.sdk import DAG, Asset
+        from airflow.sdk import DAG, Asset, AssetWatcher
         from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+        from airflow.providers.standard.triggers.file import FileDeleteTrigger
 
-        with DAG("consumer", schedule=[Asset("s3://lake/orders")]):
+        ORDERS = Asset("s3://lake/orders", watchers=[
+            AssetWatcher(name="drop", trigger=FileDeleteTrigger(filepath="/data/orders.csv"))])
+
+        with DAG("consumer", schedule=[ORDERS]):
             SQLExecuteQueryOperator(task_id="load", conn_id="postgres_default", sql="SELECT 1")
     """,
 }
@@ -121,7 +125,7 @@ def test_the_fidelity_scenario_reports_each_airflow_version(tmp_path):
     assert "| 2.10.5 | 2 | 1 | 0 | 1 | 0 | 50% |" in text
     assert "| 3.3.2 | 1 | 0 | 0 | 1 | 0 | 0% |" in text
     assert "| all | 3 | 1 | 0 | 2 | 0 | 33% |" in text
-    assert "PGD314 ×1" in text and "PGD333 ×1" in text
+    assert "PGD357 ×1" in text and "PGD355 ×1" in text
     (section,) = json.loads(done.stdout)["sections"]
-    assert section["data"]["versions"]["2.10.5"]["causes"] == {"PGD314": 1}
+    assert section["data"]["versions"]["2.10.5"]["causes"] == {"PGD357": 1}
     assert section["data"]["share"] == 1 / 3

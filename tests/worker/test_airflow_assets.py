@@ -7,6 +7,7 @@ from __future__ import annotations
 from pgdurable.model import encode
 from pgdurable.testing import wait_for
 from pgdurable.translators import airflow
+from pgdurable.translators.airflow import assets
 from pgdurable.translators.base import TranslateContext
 
 DAGS = """
@@ -96,16 +97,100 @@ def test_a_dag_runs_when_all_its_datasets_were_updated(
     database.execute("SELECT df.cancel(%s)", [consumer])
 
 
-def test_a_dataset_nobody_updates_here_keeps_the_consumer_manual(tmp_path):
-    dag_file = tmp_path / "report.py"
-    dag_file.write_text(
-        DAGS.split('with DAG("load_orders"')[0] + DAGS.split("outlets=[CUSTOMERS],\n    )\n")[1]
+HOSTILE = "s3://lake/it's\n$$ */ orders"
+ELSEWHERE = f"""
+import pendulum
+from airflow.sdk import DAG, Asset
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+
+RAW = Asset({HOSTILE!r})
+PRICES = Asset("prices")
+FX = Asset("fx")
+
+with DAG("report", schedule=RAW & (PRICES | FX), start_date=pendulum.datetime(2024, 1, 1)):
+    SQLExecuteQueryOperator(
+        task_id="build", conn_id="postgres_default", sql="INSERT INTO log VALUES ('report')"
     )
-    (report,) = airflow.translate(airflow.read_paths([dag_file]), TranslateContext()).results
-    assert str(report.fidelity) == "manual"
-    problem = next(d for d in report.diagnostics if d.code == "PGD333")
-    assert "postgres://warehouse/public/orders" in problem.message
-    assert report.workflow is not None and report.workflow.start is False
+"""
+
+
+def test_assets_nobody_updates_here_wait_for_the_event_a_person_emits(
+    database, wf, alice, tmp_path, background_worker
+):
+    """No producer among the translated DAGs: the consumer still waits, as Airflow
+    waits for events from another folder or the REST API, with Airflow's expression
+    rule (`&` all, `|` any); the statement the diagnostic gives emits the event."""
+    dag_file = tmp_path / "report.py"
+    dag_file.write_text(ELSEWHERE)
+    (report,) = airflow.translate(
+        airflow.read_paths([dag_file]), TranslateContext(default_username="alice")
+    ).results
+    assert str(report.fidelity) == "approximate", report.diagnostics
+    (problem,) = [d for d in report.diagnostics if d.code == "PGD295"]
+    assert "no producer among the translated DAGs" in problem.message
+    assert report.workflow is not None and report.workflow.start is not False
+    statements = {key: assets.emit_sql(key) for key in (HOSTILE, "prices", "fx")}
+    for statement in statements.values():
+        assert statement in problem.message and "\n" not in statement.replace(HOSTILE, "")
+    database.execute("CREATE TABLE log (v text, at timestamptz DEFAULT clock_timestamp())")
+    database.execute("GRANT ALL ON log TO alice")
+
+    def runs() -> int:
+        return database.value("SELECT count(*) FROM log WHERE v = 'report'")
+
+    def waiting(name: str) -> int:
+        return database.value(
+            "SELECT count(*) FROM df.nodes WHERE instance_id = %s AND node_type = 'SIGNAL'"
+            " AND status = 'running' AND query::jsonb ->> 'timeout_seconds' IS NULL"
+            " AND query::jsonb ->> 'signal_name' = %s",
+            [consumer, "asset:" + name],
+        )
+
+    def emit(key: str) -> int:
+        return database.value(statements[key], user=alice)
+
+    consumer = wf.start(encode(report.workflow.body))
+    background_worker()
+    wait_for(lambda: waiting(HOSTILE) == 1 and waiting("prices") == 1, timeout=30)
+    assert emit("fx") == 1  # one of PRICES | FX: not the RAW part yet
+    wait_for(lambda: waiting(HOSTILE) == 1 and waiting("fx") == 0, timeout=30)
+    assert runs() == 0
+    assert emit(HOSTILE) == 1
+    wait_for(lambda: runs() == 1, timeout=30)
+    # the next run needs both sides again
+    wait_for(lambda: waiting(HOSTILE) == 1 and waiting("prices") == 1, timeout=30)
+    assert emit(HOSTILE) == 1  # taken by the wait
+    wait_for(lambda: waiting(HOSTILE) == 0, timeout=30)
+    assert emit(HOSTILE) == 1  # pending
+    assert emit(HOSTILE) == 0  # several updates count once
+    assert runs() == 1
+    assert emit("prices") == 1
+    wait_for(lambda: runs() == 2, timeout=30)
+    database.execute("SELECT df.cancel(%s)", [consumer])
+
+
+def test_an_asset_watcher_stays_manual_naming_it(tmp_path):
+    dag_file = tmp_path / "watch.py"
+    dag_file.write_text(
+        """
+from airflow.sdk import DAG, Asset, AssetWatcher, task
+from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+ORDERS = Asset("orders", watchers=[
+    AssetWatcher(name="orders_queue", trigger=MessageQueueTrigger(queue="sqs://orders"))])
+
+with DAG("watch", schedule=[ORDERS]):
+    @task
+    def hello():
+        return 1
+    hello()
+"""
+    )
+    (item,) = airflow.translate(airflow.read_paths([dag_file]), TranslateContext()).results
+    assert str(item.fidelity) == "manual"
+    (problem,) = [d for d in item.diagnostics if d.code == "PGD355"]
+    assert "AssetWatcher" in problem.message and "MessageQueueTrigger" in problem.message
+    assert "'orders'" in problem.message and assets.emit_sql("orders") in problem.message
 
 
 TIMETABLES = """
@@ -159,3 +244,25 @@ def test_timetable_conditions_are_the_local_time_and_the_instant(database, tmp_p
     assert at(local, "2025-01-05 17:00+00")  # 18:00 any day
     (not_yet,) = set(conditions("launch"))
     assert at(not_yet, "2031-03-01 07:59+00") and not at(not_yet, "2031-03-01 08:00+00")
+
+
+def test_a_producer_of_a_hostile_uri_is_found(tmp_path):
+    """A URI with a quote and a line break is dollar-quoted in the producer's step; the
+    batch still sees that it signals the consumer (exact, no PGD295)."""
+    producer = ELSEWHERE.replace(
+        'with DAG("report"',
+        'with DAG("load", schedule=None):\n'
+        '    SQLExecuteQueryOperator(task_id="t", conn_id="postgres_default", sql="SELECT 1",\n'
+        "                            outlets=[RAW, PRICES, FX])\n\n"
+        'with DAG("report"',
+    )
+    dag_file = tmp_path / "both.py"
+    dag_file.write_text(producer)
+    results = {
+        r.name: r
+        for r in airflow.translate(
+            airflow.read_paths([dag_file]), TranslateContext(default_username="alice")
+        ).results
+    }
+    assert assets.signalled(results["load"].workflow.body) == {HOSTILE, "prices", "fx"}
+    assert str(results["report"].fidelity) == "exact", results["report"].diagnostics

@@ -123,8 +123,10 @@ def _report_foreign_triggers(results: list[ItemResult], triggers: list[list[Trig
 
 
 def _report_unproduced_assets(results: list[ItemResult]) -> None:
-    """A DAG scheduled on an asset no DAG of this batch updates would wait forever:
-    it is manual (registered, not started) until its producers are imported too."""
+    """A DAG scheduled on an asset no DAG of this batch updates runs, in Airflow, only
+    when an event of that asset comes from elsewhere (a DAG of another folder, the REST
+    API): the workflow is started and waits for that event just the same; the
+    diagnostic gives the statement that emits it."""
     produced: set[str] = set()
     for result in results:
         if result.workflow is not None:
@@ -136,16 +138,17 @@ def _report_unproduced_assets(results: list[ItemResult]) -> None:
         if not missing:
             continue
         added = Diagnostic(
-            "PGD333",
-            "no DAG translated here has a task with outlets updating "
-            + ", ".join(repr(k) for k in missing)
-            + ", so the workflow would wait forever: import the producing DAGs' files in the "
-            "same run (their tasks then signal this workflow), or signal it yourself with "
-            "SELECT df.signal(<instance id>, 'asset:<name>') where the update happens",
+            "PGD295",
+            "no producer among the translated DAGs: no task translated here has outlets "
+            "updating " + ", ".join(repr(k) for k in missing) + ". The workflow waits for "
+            "those asset events as Airflow waits for events from elsewhere (another DAG "
+            "folder, the REST API); it runs only when someone emits them, as the role "
+            "that runs this workflow: "
+            + "; ".join(assets.emit_sql(k) for k in missing)
+            + " (or import the producing DAGs' files in the same run)",
             result.source_ref,
         )
-        workflow = replace(result.workflow, start=False)
-        results[i] = replace(result, diagnostics=(*result.diagnostics, added), workflow=workflow)
+        results[i] = replace(result, diagnostics=(*result.diagnostics, added))
 
 
 def _disambiguate(results: list[ItemResult]) -> None:

@@ -24,12 +24,10 @@ on the caller's instances. An asset is identified by its name
 
 from __future__ import annotations
 
-import re
-
 import libcst as cst
 
 from pgdurable import model as m
-from pgdurable.sqltext import literal
+from pgdurable.sqltext import SqlLexError, literal, tokenize
 from pgdurable.translators.airflow import schedule as base
 from pgdurable.translators.airflow.dagfile import Asset
 
@@ -37,11 +35,29 @@ PREFIX = "asset:"
 ALL = {"DatasetAll", "AssetAll"}
 ANY = {"DatasetAny", "AssetAny"}
 ONE = {"Dataset", "Asset"}
-_SIGNALLED = re.compile(r"'asset:((?:[^']|'')*)' AS asset_signal")
 
 
 class NotStatic(Exception):
     """An asset expression the translator cannot read without running the file."""
+
+
+class Aliased(Exception):
+    """An ``AssetAlias``/``DatasetAlias`` in the schedule: the assets behind it are added
+    at run time by the producing tasks (``outlet_events[alias].add(Asset(...))``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class Watched(Exception):
+    """An asset updated by an ``AssetWatcher`` (a trigger polled by Airflow's triggerer:
+    a file deleted, a message queue): events no task of any DAG emits."""
+
+    def __init__(self, key: str, source: str) -> None:
+        super().__init__(key)
+        self.key = key
+        self.source = source
 
 
 def _key(call: cst.Call) -> str:
@@ -67,8 +83,14 @@ def _expression(node: cst.BaseExpression) -> tuple[str, list]:
             name = (
                 func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
             )
+            if name in ("AssetAlias", "DatasetAlias"):
+                raise Aliased(_key(call))
             if name in ONE:
-                return "one", [_key(call)]
+                key = _key(call)
+                for a in call.args:
+                    if a.keyword is not None and a.keyword.value == "watchers":
+                        raise Watched(key, cst.Module([]).code_for_node(a.value))
+                return "one", [key]
             if name in ALL | ANY:
                 return ("all" if name in ALL else "any"), [_expression(a.value) for a in call.args]
     raise NotStatic
@@ -89,7 +111,7 @@ def keys(value: object) -> list[str] | None:
         return None
     try:
         tree = _expression(cst.parse_expression(f"({text})"))
-    except (cst.ParserSyntaxError, NotStatic):
+    except (cst.ParserSyntaxError, NotStatic, Watched, Aliased):
         return None
     return sorted(set(_leaves(tree)))
 
@@ -130,6 +152,36 @@ def plan(value: object) -> base.Plan | None:
         tree = _expression(cst.parse_expression(f"({text})"))
     except (cst.ParserSyntaxError, NotStatic):
         return None
+    except Aliased as alias:
+        return base.Plan(
+            "manual",
+            f"assets {text}",
+            notes=[
+                (
+                    "PGD358",
+                    f"the schedule waits for the asset alias {alias.name!r}: which assets it "
+                    "stands for is decided at run time by the producing tasks "
+                    "(outlet_events[AssetAlias(...)].add(Asset(...))), so it is not resolved "
+                    "statically. When you know those assets, schedule on them "
+                    "(schedule=[Asset(...)]: translated, each producer signals this workflow)",
+                )
+            ],
+        )
+    except Watched as watched:
+        return base.Plan(
+            "manual",
+            f"assets {text}",
+            notes=[
+                (
+                    "PGD355",
+                    f"the schedule's asset {watched.key!r} is updated by an AssetWatcher "
+                    f"({watched.source[:120]}): a trigger Airflow's triggerer polls (a file, "
+                    "a message queue), which no workflow runs. Run that check yourself (a "
+                    "sensor-like workflow, or the system that writes the file/message) and "
+                    "emit the event with: " + emit_sql(watched.key),
+                )
+            ],
+        )
     wait = _wait(tree)
     assets = sorted(set(_leaves(tree)))
     drains = [_drain(key, i) for i, key in enumerate(assets)]
@@ -165,27 +217,53 @@ def plan(value: object) -> base.Plan | None:
     return found
 
 
+def _signal_parts(key: str, who: str) -> list[str]:
+    """The lines of the statement that signals every waiting consumer of ``key`` once
+    (a key may hold line breaks: join the lines, never split the text)."""
+    name = literal(signal_name(key))
+    return [
+        f"SELECT count(df.signal(c.instance_id, {name}, {literal(who)})) AS asset_updates",
+        f"FROM (SELECT DISTINCT n.instance_id, {name} AS asset_signal",
+        "      FROM df.nodes n JOIN df.instances i ON i.id = n.instance_id",
+        "      WHERE n.node_type = 'SIGNAL'",
+        f"        AND n.query::jsonb ->> 'signal_name' = {name}",
+        "        AND i.status NOT IN ('completed', 'failed', 'cancelled')) AS c",
+        "WHERE NOT EXISTS (SELECT 1 FROM pgdurable.signals s",
+        f"                  WHERE s.instance_id = c.instance_id AND s.name = {name})",
+    ]
+
+
 def producer_step(key: str, who: str) -> m.Sql:
     """The step after a producing task: signal each waiting consumer of ``key`` once."""
-    name = literal(signal_name(key))
-    return m.Sql(
-        f"SELECT count(df.signal(c.instance_id, {name}, {literal(who)})) AS asset_updates\n"
-        f"FROM (SELECT DISTINCT n.instance_id, {literal(PREFIX + key)} AS asset_signal\n"
-        "      FROM df.nodes n JOIN df.instances i ON i.id = n.instance_id\n"
-        "      WHERE n.node_type = 'SIGNAL'\n"
-        f"        AND n.query::jsonb ->> 'signal_name' = {name}\n"
-        "        AND i.status NOT IN ('completed', 'failed', 'cancelled')) AS c\n"
-        "WHERE NOT EXISTS (SELECT 1 FROM pgdurable.signals s\n"
-        f"                  WHERE s.instance_id = c.instance_id AND s.name = {name})"
-    )
+    return m.Sql("\n".join(_signal_parts(key, who)))
+
+
+def emit_sql(key: str) -> str:
+    """The one statement a person (or another system) runs to record an update of
+    ``key``, as a producing task's step does: every waiting consumer, once. It works
+    on the caller's instances (``df.signal``): run it as the consumers' role."""
+    return " ".join(part.strip() for part in _signal_parts(key, "{}"))
 
 
 def signalled(node: m.Node) -> set[str]:
-    """Asset keys a workflow's producer steps signal."""
+    """Asset keys a workflow's producer steps signal: the string literal before
+    ``AS asset_signal``, read with the SQL lexer (a key with a quote or a line break
+    is dollar-quoted)."""
     found: set[str] = set()
     for n in m.walk(node):
-        if isinstance(n, m.Sql):
-            found |= {k.replace("''", "'") for k in _SIGNALLED.findall(n.query)}
+        if isinstance(n, m.Sql) and "AS asset_signal" in n.query:
+            try:
+                tokens = [t for t in tokenize(n.query) if t.kind not in ("space", "comment")]
+            except SqlLexError:
+                continue
+            for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False):
+                if (
+                    a.kind == "string"
+                    and b.text.upper() == "AS"
+                    and c.text == "asset_signal"
+                    and (a.value or "").startswith(PREFIX)
+                ):
+                    found.add((a.value or "").removeprefix(PREFIX))
     return found
 
 

@@ -38,7 +38,14 @@ from pathlib import PurePosixPath
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import comment, dollar_quote, literal
-from pgdurable.translators.airflow import assets, graph, rules, schedule, templates
+from pgdurable.translators.airflow import (
+    assets,
+    graph,
+    rules,
+    schedule,
+    setup_teardown,
+    templates,
+)
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
@@ -187,7 +194,15 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
             acc |= desc[d]
         desc[tid] = acc
 
-    rule_of = {tid: _rule(dag, dag.tasks[tid], diag, ctx.generation) for tid in order}
+    rule_of = {
+        tid: setup_teardown.rule_of(
+            dag.tasks[tid], _rule(dag, dag.tasks[tid], diag, ctx.generation)
+        )
+        for tid in order
+    }
+    is_setup = {tid: dag.tasks[tid].setup_role == setup_teardown.SETUP for tid in order}
+    for note in setup_teardown.scope_notes(dag, order, rule_of, desc):
+        diag.add("PGD296", note)
     plans: dict[str, _Plan] = {}
     for tid in order:
         work = works[tid]
@@ -229,10 +244,18 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
                 elif sw.follow != "true":
                     forced.append(f"coalesce(${'st_' + sid(s)}.follow?, true)")
                 extra_skip = sw.follow != "true"
-        decisions = rules.possible_decisions(rule_of[tid], [plans[u].possible for u in up[tid]])
+        if rule_of[tid] == setup_teardown.RULE:
+            decisions = setup_teardown.possible_decisions(
+                [(is_setup[u], plans[u].possible) for u in up[tid]]
+            )
+        else:
+            decisions = rules.possible_decisions(rule_of[tid], [plans[u].possible for u in up[tid]])
         if extra_skip:
             decisions.add(rules.SKIPPED)
-        captured = work.can_fail and any(rule_of[d] in rules.TOLERANT for d in desc[tid])
+        captured = work.can_fail and (
+            any(rule_of[d] in rules.TOLERANT for d in desc[tid])
+            or setup_teardown.ignorable(dag.tasks[tid])  # its failure leaves the run as it is
+        )
         possible = {d for d in decisions if d != rules.RUN}
         if rules.RUN in decisions:
             possible.add(rules.SUCCESS)
@@ -248,7 +271,7 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
             forced=forced,
         )
 
-    leaves = [t for t in order if not down[t]]
+    leaves = setup_teardown.effective_leaves(dag, order, down)
     failing_leaves = [
         t for t in leaves if plans[t].possible & {rules.FAILED, rules.UPSTREAM_FAILED}
     ]
@@ -271,7 +294,9 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
     nodes: dict[str, m.Node | None] = {}
     uses_extensions = False
     for tid in order:
-        node, ext = _task_node(dag.tasks[tid], works[tid], plans[tid], up[tid], rule_of[tid], ctx)
+        node, ext = _task_node(
+            dag.tasks[tid], works[tid], plans[tid], up[tid], rule_of[tid], ctx, is_setup
+        )
         uses_extensions |= ext
         nodes[tid] = node
 
@@ -398,7 +423,13 @@ def _flatten(steps: list[m.Node]) -> list[m.Node]:
 
 
 def _task_node(
-    task: Task, work: Work, plan: _Plan, upstream: list[str], rule: str, ctx: Context
+    task: Task,
+    work: Work,
+    plan: _Plan,
+    upstream: list[str],
+    rule: str,
+    ctx: Context,
+    is_setup: dict[str, bool] | None = None,
 ) -> tuple[m.Node | None, bool]:
     st = f"st_{sid(task.task_id)}"
     ext = False
@@ -436,7 +467,12 @@ def _task_node(
     if run is None:
         run = m.Sleep(0)
     refs = [f"$st_{sid(u)}" for u in upstream]
-    cond, upfailed = rules.sql(rule, refs) if refs else ("true", "false")
+    if rule == setup_teardown.RULE:
+        cond, upfailed = setup_teardown.sql(
+            refs, [(is_setup or {}).get(u, False) for u in upstream]
+        )
+    else:
+        cond, upfailed = rules.sql(rule, refs) if refs else ("true", "false")
     conjuncts = [c for c in [cond, *(plan.forced or [])] if c != "true"] or ["true"]
     condition = " AND ".join(f"({c})" if len(conjuncts) > 1 else c for c in conjuncts)
     if plan.observed:

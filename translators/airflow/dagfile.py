@@ -40,6 +40,16 @@ class Asset:
 
 
 @dataclass(frozen=True)
+class OrTime:
+    """``DatasetOrTimeSchedule``/``AssetOrTimeSchedule``: a timetable and an asset
+    condition, each as the reader evaluated it (``or_time.py``)."""
+
+    text: str
+    timetable: Any
+    assets: Any
+
+
+@dataclass(frozen=True)
 class Timestamp:
     """A literal date such as ``datetime(2024, 1, 1)``, as ISO text."""
 
@@ -96,6 +106,8 @@ class Task:
     replacement: str | None = None
     mapped: Mapped | None = None  # .expand(...) / .expand_kwargs(...)
     qualified: str | None = None  # the operator's qualified class name, when imported
+    setup_role: str | None = None  # "setup" / "teardown" (setup_teardown.py)
+    fail_dagrun: bool = False  # a teardown's on_failure_fail_dagrun
 
 
 @dataclass

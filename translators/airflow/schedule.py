@@ -29,7 +29,7 @@ from croniter import croniter
 
 from pgdurable import model as m
 from pgdurable.translators import vixie
-from pgdurable.translators.airflow.dagfile import Asset, Duration, Timestamp, Unknown
+from pgdurable.translators.airflow.dagfile import Asset, Duration, OrTime, Timestamp, Unknown
 
 PRESETS = {
     "@hourly": "0 * * * *",
@@ -225,6 +225,10 @@ def plan(
             )
         )
         return p
+    if isinstance(schedule, OrTime):
+        from pgdurable.translators.airflow import or_time  # it builds on this module
+
+        return or_time.plan(schedule, generation, start_date)
     if isinstance(schedule, Asset) or (isinstance(schedule, list) and schedule):
         from pgdurable.translators.airflow import assets  # it builds on this module
 
@@ -247,6 +251,11 @@ def plan(
     from pgdurable.translators.airflow import timetables  # it builds on this module
 
     found = timetables.plan(str(what), generation, start_date)
+    if found is not None:
+        return found
+    from pgdurable.translators.airflow import partitions  # it builds on this module
+
+    found = partitions.plan(str(what), generation, start_date)
     if found is not None:
         return found
     return Plan(

@@ -31,7 +31,7 @@ from pgdurable.sqltext import (
     split_statements,
 )
 from pgdurable.sqltext import literal as sql_literal
-from pgdurable.translators.airflow import bash, python_tasks, templates
+from pgdurable.translators.airflow import bash, external, python_tasks, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
@@ -1005,14 +1005,13 @@ def _trigger(task: Task, ctx: Context) -> Work:
             f"task {task.task_id!r}: TriggerDagRunOperator conf is not passed to the started workflow",
             task.ref,
         )
+    start = m.Sql(f"SELECT {trigger_function(target)}() AS instance_id", source=task.ref)
     if task.args.get("wait_for_completion"):
-        ctx.diag.add(
-            "PGD311",
-            f"task {task.task_id!r}: wait_for_completion is not translated (the workflow "
-            "starts the other one and goes on)",
-            task.ref,
-        )
-    return Work(m.Sql(f"SELECT {trigger_function(target)}() AS instance_id", source=task.ref))
+        problem = external.wait_problem(task)
+        if problem is not None:
+            return stub(task, f"wait_for_completion: {problem}", ctx)
+        return Work(external.wait_for_run(task, start, sid(task.task_id)))
+    return Work(start)
 
 
 def _psql(command: str, task: Task, ctx: Context) -> Work | None:
@@ -1081,6 +1080,15 @@ def _bash(task: Task, ctx: Context) -> Work:
 
 
 def _empty(task: Task, ctx: Context) -> Work:
+    return Work(None, can_fail=False)
+
+
+def _external_sensor(task: Task, ctx: Context) -> Work:
+    return stub(task, external.sensor_problem(task), ctx)
+
+
+def _external_marker(task: Task, ctx: Context) -> Work:
+    ctx.diag.add("PGD297", external.marker_note(task), task.ref)
     return Work(None, can_fail=False)
 
 
@@ -1300,6 +1308,8 @@ _HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
     "trigger_dagrun": _trigger,
     "bash": _bash,
     "empty": _empty,
+    "external_marker": _external_marker,
+    "external_sensor": _external_sensor,
     "python": _python,
     "branch_python": _branch_python,
     "short_circuit": _short_circuit,

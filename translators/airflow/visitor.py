@@ -28,7 +28,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from pgdurable.diagnostics import SourceRef
 from pgdurable.translators import pyguard
-from pgdurable.translators.airflow import operators
+from pgdurable.translators.airflow import operators, setup_teardown
 from pgdurable.translators.airflow.dagfile import (
     Asset,
     ClockTime,
@@ -37,6 +37,7 @@ from pgdurable.translators.airflow.dagfile import (
     Duration,
     Function,
     Mapped,
+    OrTime,
     Task,
     Timestamp,
     Unknown,
@@ -45,6 +46,9 @@ from pgdurable.translators.airflow.dagfile import (
 _DAG_CLASSES = {"DAG"}
 _GROUP_CLASSES = {"TaskGroup"}
 _MAX_UNROLL = 1000  # tasks built by one loop; more is a diagnostic
+# False whenever Python runs the file (Airflow's parser included): only type checkers
+# take the `if TYPE_CHECKING:` branch, so the reader takes the `else:` one.
+_TYPE_CHECKING = {"typing.TYPE_CHECKING", "typing_extensions.TYPE_CHECKING"}
 
 
 class ReadError(Exception):
@@ -206,6 +210,7 @@ class Reader:
         self.group_stack: list[Group] = []
         self.problems: list[tuple[str, str, SourceRef]] = []  # not tied to one DAG yet
         self.depth = 0
+        self.setup_context_depth = 0  # inside `with <setup/teardown task>:`
 
     # -- helpers ----------------------------------------------------------------
 
@@ -302,8 +307,10 @@ class Reader:
 
     def exec_with(self, node: cst.With, env: dict[str, Any]) -> None:
         pushed: list[str] = []
+        values: list[Any] = []
         for item in node.items:
             value = self.eval(item.item, env)
+            values.append(value)
             if isinstance(value, Dag):
                 self.dag_stack.append(value)
                 pushed.append("dag")
@@ -312,11 +319,40 @@ class Reader:
                 pushed.append("group")
             if item.asname is not None:
                 self.bind(item.asname.name, value, env)
+        contexts = [(d, ids) for d, ids in (self._setup_context(v) for v in values) if ids]
+        if contexts and self.setup_context_depth:
+            self.problem(
+                "PGD315",
+                "nested `with` blocks of setup/teardown tasks are not translated (Airflow "
+                "links the inner setups and teardowns to the outer ones); write the "
+                "dependencies with >>",
+                node,
+            )
+            contexts = []
+        before = {id(d): list(d.tasks) for d, _ in contexts}
+        self.setup_context_depth += bool(contexts)
         try:
             self.exec_block(node.body.body, env)
         finally:
+            self.setup_context_depth -= bool(contexts)
             for kind in reversed(pushed):
                 (self.dag_stack if kind == "dag" else self.group_stack).pop()
+        for dag, entered in contexts:
+            created = [t for t in dag.tasks if t not in before[id(dag)]]
+            setup_teardown.context_exit(dag, entered, created, self.edge)
+
+    @staticmethod
+    def _setup_context(value: Any) -> tuple[Dag | None, list[str]]:
+        """``with task:`` over setup or teardown tasks (a task, an XComArg, a list,
+        ``s >> t``): the DAG and the tasks entered, else (None, [])."""
+        refs = _task_refs(value)
+        if not refs or any(r.dag is not refs[0].dag for r in refs):
+            return None, []
+        dag = refs[0].dag
+        ids = [r.task_id for r in refs]
+        if all(setup_teardown.role(dag, t) is not None for t in ids):
+            return dag, ids
+        return None, []
 
     def exec_for(self, node: cst.For, env: dict[str, Any]) -> None:
         items = self.eval(node.iter, env)
@@ -374,11 +410,20 @@ class Reader:
             short = self.src(expr)
             if name.endswith(".dag") or short == "dag":
                 fn.decorator = "dag"
+            elif (name.startswith("airflow") and name.endswith((".setup", ".teardown"))) or (
+                not name and short in ("setup", "teardown")
+            ):
+                fn.decorator = (
+                    "task"  # @setup/@teardown wrap a @task (decorators/setup_teardown.py)
+                )
+                fn.setup_role = short.rsplit(".", 1)[-1]  # type: ignore[attr-defined]
             elif name.endswith(".task_group") or short == "task_group":
                 fn.decorator = "task_group"
             elif short.startswith("task") and (name.startswith("airflow") or not name):
                 fn.decorator = short if short in operators.DECORATORS else short
             fn.decorator_args = call_args
+        if getattr(fn, "setup_role", None) == "teardown":
+            fn.fail_dagrun = fn.decorator_args.pop("on_failure_fail_dagrun", False)  # type: ignore[attr-defined]
         return fn
 
     def analyze(self, fn: Function, bound: dict[str, Any] | None = None) -> None:
@@ -667,6 +712,12 @@ class Reader:
             for up in _task_refs(value):
                 if up.dag is dag:
                     self.edge(dag, up.task_id, ref.task_id)
+        flavour_role = getattr(fn, "setup_role", None)
+        if flavour_role == "setup":
+            setup_teardown.mark_setup(dag.tasks[ref.task_id])
+        elif flavour_role == "teardown":
+            fail = getattr(fn, "fail_dagrun", False)
+            setup_teardown.mark_teardown(dag, dag.tasks[ref.task_id], [], fail, self.edge)
         return ref
 
     def map_task(
@@ -719,6 +770,26 @@ class Reader:
                 clone.closure = getattr(fn, "closure", {})  # type: ignore[attr-defined]
                 self.analyze(clone, {**fixed, **instance})
                 task.mapped.callables.append(clone)
+
+    def setup_teardown(self, ref: TaskRef, how: str, kwargs: dict[str, Any], node) -> Any:
+        task = ref.dag.tasks.get(ref.task_id)
+        if task is None:
+            return ref
+        if how == "as_setup":
+            setup_teardown.mark_setup(task)
+            return ref
+        setups = kwargs.get("setups", [])
+        ids = [t for d, t in self.endpoints(setups, downstream=False) if d is ref.dag]
+        if _not_tasks(setups if isinstance(setups, list | tuple) else [setups]):
+            self.problem(
+                "PGD315",
+                f"`{self.src(node)[:80]}`: setups= is not a task of the file; not translated",
+                node,
+            )
+            return Unknown(self.src(node))
+        fail = kwargs.get("on_failure_fail_dagrun", False)
+        setup_teardown.mark_teardown(ref.dag, task, ids, fail, self.edge)
+        return ref
 
     def edge(self, dag: Dag, up: str, down: str, label: str | None = None) -> None:
         if (up, down) not in dag.edges:
@@ -792,6 +863,8 @@ class Reader:
                 return {"True": True, "False": False, "None": None}[node.value]
             if node.value in env:
                 return env[node.value]
+            if self.qualified(node) in _TYPE_CHECKING:
+                return False
             return Unknown(node.value)
         if isinstance(node, cst.List | cst.Tuple | cst.Set):
             out: list[Any] = []
@@ -1001,6 +1074,10 @@ class Reader:
         name = node.attr.value
         if isinstance(base, TaskRef) and name == "output":
             return base
+        if isinstance(base, TaskRef) and name == "task_id":
+            return base.task_id  # `external_task_id=parent_task.task_id`
+        if isinstance(base, Dag) and name == "dag_id":
+            return base.dag_id
         if isinstance(base, TaskRef | Group | Function | Dag | str | dict | list | Partial):
             return BoundMethod(base, name)
         qname = self.qualified(node) or ""
@@ -1008,6 +1085,8 @@ class Reader:
             return name.lower()
         if name == "__name__":
             return Unknown("__name__")
+        if qname in _TYPE_CHECKING:
+            return False
         return Unknown(self.src(node))
 
     def call(self, node: cst.Call, env: dict[str, Any]) -> Any:
@@ -1066,7 +1145,19 @@ class Reader:
             return None
         if short == "Label":
             return LabelValue(str(args[0]) if args else "")
-        if short in ("Dataset", "Asset", "AssetAlias", "AssetAll", "AssetAny", "DatasetAll"):
+        if short in ("DatasetOrTimeSchedule", "AssetOrTimeSchedule"):
+            condition = kwargs.get("assets", kwargs.get("datasets"))
+            return OrTime(self.src(node), kwargs.get("timetable"), condition)
+        if short in (
+            "Dataset",
+            "Asset",
+            "AssetAlias",
+            "DatasetAlias",
+            "AssetAll",
+            "AssetAny",
+            "DatasetAll",
+            "DatasetAny",
+        ):
             return Asset(self.src(node))
         if short in ("days_ago",):
             return Timestamp(f"days_ago({args[0] if args else ''})")
@@ -1099,6 +1190,8 @@ class Reader:
             if name in ("expand", "expand_kwargs") and isinstance(target, TaskRef):
                 self.map_task(target, name, args, kwargs, {}, None)
                 return target
+            if name in ("as_setup", "as_teardown") and isinstance(target, TaskRef):
+                return self.setup_teardown(target, name, kwargs, node)
             return Unknown(self.src(node))
         if isinstance(target, Function):
             if name == "override":
@@ -1111,6 +1204,9 @@ class Reader:
                 )
                 clone.closure = getattr(target, "closure", {})  # type: ignore[attr-defined]
                 clone.reader = getattr(target, "reader", None)  # type: ignore[attr-defined]
+                for kept in ("setup_role", "fail_dagrun"):  # @setup/@teardown survive .override
+                    if hasattr(target, kept):
+                        setattr(clone, kept, getattr(target, kept))
                 clone.decorator_args.update(kwargs)
                 return clone
             if name == "partial":
