@@ -582,14 +582,23 @@ class Reader:
         positional = [*params.posonly_params, *params.params]
         for p, value in zip(positional, args, strict=False):
             local[p.name.value] = value
+        named = set()
         for p in [*positional, *params.kwonly_params]:
             name = p.name.value
+            named.add(name)
             if name in kwargs:
                 local[name] = kwargs[name]
             elif name not in local:
                 local[name] = (
                     self.eval(p.default, local) if p.default is not None else Unknown(name)
                 )
+        # `def make(task_id, *args, **kwargs)`: what the named parameters do not take
+        if isinstance(params.star_arg, cst.Param):
+            local[params.star_arg.name.value] = tuple(args[len(positional) :])
+        if isinstance(params.star_kwarg, cst.Param):
+            local[params.star_kwarg.name.value] = {
+                k: v for k, v in kwargs.items() if k not in named
+            }
         self.depth += 1
         try:
             self.exec_block(fn.node.body.body, local)
@@ -1099,8 +1108,18 @@ class Reader:
             elif a.star == "*":
                 args.extend(value if isinstance(value, list | tuple) else [value])
             elif a.star == "**":
-                if isinstance(value, dict):
-                    kwargs.update(value)
+                if not isinstance(value, dict):
+                    # keywords we cannot see (trigger_rule, retries...) must not vanish
+                    if self.dag_stack:
+                        self.problem(
+                            "PGD315",
+                            f"`**{self.src(a.value)}` cannot be read without running the "
+                            f"file, so `{self.src(node.func)}(...)` is not translated; write "
+                            "its keywords out or bind them to a literal dict",
+                            node,
+                        )
+                    return Unknown(self.src(node))
+                kwargs.update(value)
             else:
                 args.append(value)
         func = self.eval(node.func, env)
