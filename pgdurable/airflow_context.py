@@ -183,8 +183,23 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
     try:
         args = [state.argument(v) for v in payload.get("op_args") or []]
         merged = state.context()
+        allowed = payload.get("context_keys")
+        if allowed is not None:
+            # a virtualenv / external Python task: Airflow passes only its serializable
+            # context keys (no ti), templates_dict as an op_kwarg
+            keep = set(allowed) | ({"templates_dict"} if payload.get("templates_dict") else set())
+            merged = {k: v for k, v in merged.items() if k in keep}
         merged.update({k: state.argument(v) for k, v in (payload.get("op_kwargs") or {}).items()})
-        value = function(*args, **_keywords(function, args, merged))
+        mapping = merged.pop(MAP_KEY, None)
+        if mapping is None:
+            value = function(*args, **_keywords(function, args, merged))
+        else:
+            value = []
+            for index, instance in enumerate(_instances(payload.get("map_how"), mapping)):
+                if isinstance(merged.get("ti"), TaskInstance):
+                    merged["ti"].map_index = index
+                keywords = {**merged, **instance}
+                value.append(function(*args, **_keywords(function, args, keywords)))
     finally:
         _current.reset(token)
     try:
@@ -201,6 +216,31 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
     elif mode == "short_circuit":
         row["follow"] = bool(value)
     return {"rows": [row]}
+
+
+MAP_KEY = "__pgdurable_map__"  # translators/airflow/python_mapped.py
+
+
+def _instances(how: Any, mapping: Any) -> list[dict[str, Any]]:
+    """The keyword arguments of each mapped instance, in Airflow's map-index order:
+    ``expand`` takes the cross product of its keyword lists (the last varies
+    fastest), ``expand_kwargs`` one dict per element."""
+    import itertools
+
+    if how == "expand_kwargs":
+        if not isinstance(mapping, list) or not all(isinstance(m, dict) for m in mapping):
+            raise ValueError(f"expand_kwargs() expects a list of dicts, got {mapping!r}")
+        return [dict(m) for m in mapping]
+    if not isinstance(mapping, dict):
+        raise ValueError(f"expand() got {mapping!r}")
+    keys = list(mapping)
+    for key in keys:
+        if not isinstance(mapping[key], list):
+            raise ValueError(
+                f"expand() argument {key!r} must be a list, got {type(mapping[key]).__name__}"
+            )
+    combos = itertools.product(*(mapping[k] for k in keys))
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]
 
 
 def _branch(value: Any, downstream: list[str]) -> list[str]:

@@ -38,7 +38,7 @@ from pathlib import PurePosixPath
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import comment, dollar_quote, literal
-from pgdurable.translators.airflow import assets, graph, rules, schedule, templates
+from pgdurable.translators.airflow import assets, graph, python_mapped, rules, schedule, templates
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
@@ -322,6 +322,9 @@ def _mapped(task: Task, ctx: Context) -> Work:
     known at run time (an upstream's output) is a manual stub naming it."""
     mapped = task.mapped
     assert mapped is not None
+    looped = python_mapped.mapped_work(task, ctx)  # a TaskFlow callable: one looping step
+    if looped is not None:
+        return looped
     line = f" (line {task.ref.line})" if task.ref.line else ""
     call = f".{mapped.how}(...)"
     if mapped.instances is None:

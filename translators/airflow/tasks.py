@@ -31,7 +31,7 @@ from pgdurable.sqltext import (
     split_statements,
 )
 from pgdurable.sqltext import literal as sql_literal
-from pgdurable.translators.airflow import bash, python_tasks, templates
+from pgdurable.translators.airflow import bash, python_isolated, python_tasks, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
@@ -1282,6 +1282,7 @@ _HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
     "sql_decorated": _sql_decorated,
     "bash_decorated": _bash_decorated,
 }
+_HANDLERS.update(python_isolated.HANDLERS)  # virtualenv / external Python tasks
 
 
 def policies(task: Task, work: m.Node, ctx: Context) -> m.Node:

@@ -710,12 +710,14 @@ class Reader:
             else:
                 unknown = _describe(value)
         task.mapped = Mapped(how, instances, unknown[:120])
+        task.mapped.values = dict(kwargs) if how == "expand" else (args[0] if args else None)
         if fn is not None and instances is not None:
             # a TaskFlow callable is analysed again per instance, with its mapped
             # arguments bound, so SQL built from them becomes literal SQL
             for instance in instances:
                 clone = Function(fn.name, fn.node, fn.decorator, dict(fn.decorator_args), fn.ref)
                 clone.closure = getattr(fn, "closure", {})  # type: ignore[attr-defined]
+                clone.reader = getattr(fn, "reader", None)  # type: ignore[attr-defined]
                 self.analyze(clone, {**fixed, **instance})
                 task.mapped.callables.append(clone)
 
@@ -860,8 +862,9 @@ class Reader:
         if isinstance(node, cst.Call):
             return self.call(node, env)
         if isinstance(node, cst.Lambda):
-            fn = Function("<lambda>", node)
+            fn = Function("<lambda>", node, ref=self.ref(node))
             fn.closure = env  # type: ignore[attr-defined]
+            fn.reader = self  # type: ignore[attr-defined]  # extracted as a named function
             return fn
         return Unknown(self.src(node))
 
@@ -1067,6 +1070,10 @@ class Reader:
             return LabelValue(str(args[0]) if args else "")
         if short in ("Dataset", "Asset", "AssetAlias", "AssetAll", "AssetAny", "DatasetAll"):
             return Asset(self.src(node))
+        if short == "is_venv_installed":
+            from pgdurable.translators.airflow import python_isolated
+
+            return python_isolated.venv_installed(self, node)
         if short in ("days_ago",):
             return Timestamp(f"days_ago({args[0] if args else ''})")
         if short == "get" and ".Variable" in qname:
