@@ -115,3 +115,38 @@ def test_without_the_grant_the_run_is_refused(wf, tables, tmp_path):
     result = imported("py_taskflow_etl", out)
     with pytest.raises(Exception, match="grant_code"):
         start_at(wf, result, "2024-06-01")
+
+
+@pytest.mark.parametrize(
+    ("day", "side", "other"),
+    [("2024-03-05", "go_right", "go_left"), ("2024-03-04", "go_left", "go_right")],
+)
+def test_lambdas_isolated_tasks_and_run_time_mapping(wf, tables, tmp_path, day, side, other):
+    """py_isolated_mapped: expectations from Airflow's rules. The lambda branch reads
+    ds (its last digit odd -> go_right, even -> go_left); the virtualenv callable gets only the
+    serializable context (no ti: its default None); the mapped tasks see
+    get_nums' [1, 2, 3] at run time (times x3 -> [3, 6, 9], add_10 over that list
+    with ti.map_index 0..2), expand_kwargs gives one call per dict."""
+    out = tmp_path / "out"
+    result = imported("py_isolated_mapped", out)
+    grant(tables, "py_isolated_mapped")
+    instance = start_at(wf, result, day)
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    (stored,) = log(tables)
+    times_out, added, pairs, venv_out, in_venv_out, external_out = json.loads(stored)
+    assert times_out == [3, 6, 9]
+    assert added == [[13, 0], [16, 1], [19, 2]]
+    assert pairs == ["x1", "y2"]
+    assert json.loads(venv_out) == {"x": 42, "ds": day, "ti": True}
+    assert in_venv_out == day.replace("-", "") + "!"
+    assert external_out == 6
+    returned = [
+        row["return_value"]
+        for kind, status, value, _ in wf.nodes(instance)
+        if kind == "PYTHON" and status == "completed"
+        for row in value["rows"]
+    ]
+    # the branch's row and the chosen task's own (a lambda **ctx returning its task
+    # id); the other side was skipped
+    assert returned.count(side) == 2 and other not in returned

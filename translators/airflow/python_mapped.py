@@ -46,8 +46,10 @@ def mapped_work(task: Task, ctx: Context) -> Work | None:
     mapped = task.mapped
     if mapped is None or task.kind not in _KINDS or not task.operator.startswith("@"):
         return None
-    if mapped.instances is not None and mapped.callables and all(
-        getattr(fn, "sql_calls", None) for fn in mapped.callables
+    if (
+        mapped.instances is not None
+        and mapped.callables
+        and all(getattr(fn, "sql_calls", None) for fn in mapped.callables)
     ):
         return None  # every instance is literal SQL: the exact per-instance steps
     values = mapped.values
@@ -60,6 +62,10 @@ def mapped_work(task: Task, ctx: Context) -> Work | None:
             return None
     elif not _mapped_value(values):
         return None
+    from pgdurable.translators.airflow.python_tasks import _refs
+
+    if any(r.task_id not in ctx.env.python_results for r in _refs([values])):
+        return None  # an upstream that is not a Python step: compile._mapped says so
     kwargs = {**task.call_kwargs, MAP_KEY: dict(values) if mapped.how == "expand" else values}
     looped = replace(task, call_kwargs=kwargs, mapped=None)
     name = f"r_{tasks.sid(task.task_id)}"

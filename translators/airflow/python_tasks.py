@@ -484,9 +484,8 @@ def _json_value(value: Any, env: templates.Env, what: str) -> Any:
 def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
     """The Python step of ``task`` (its callable extracted into the DAG's module);
     raises Refused naming what keeps it manual."""
-    from pgdurable.translators.airflow.visitor import TaskRef
-
     from pgdurable.translators.airflow import python_isolated
+    from pgdurable.translators.airflow.visitor import TaskRef
 
     fn: Function | None = task.callable
     if fn is None:
@@ -626,8 +625,10 @@ def _unprovided_context(node: Any, positional: int, kwargs: dict, generation: in
         missing |= _BEFORE_3
     for name in names:
         mapped = kwargs.get("__pgdurable_map__")
-        if name in missing and name not in kwargs and not (
-            isinstance(mapped, dict) and name in mapped
+        if (
+            name in missing
+            and name not in kwargs
+            and not (isinstance(mapped, dict) and name in mapped)
         ):
             raise Refused(
                 f"the callable (line {line}) takes the Airflow context key {name!r}, which "
