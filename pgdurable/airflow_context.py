@@ -191,7 +191,13 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
             merged = {k: v for k, v in merged.items() if k in keep}
         merged.update({k: state.argument(v) for k, v in (payload.get("op_kwargs") or {}).items()})
         mapping = merged.pop(MAP_KEY, None)
-        if mapping is None:
+        skipped = False
+        if mapping is None and payload.get("skippable"):
+            try:
+                value = function(*args, **_keywords(function, args, merged))
+            except AirflowSkipException:
+                value, skipped = None, True  # Airflow: the task ends skipped, no XCom
+        elif mapping is None:
             value = function(*args, **_keywords(function, args, merged))
         else:
             value = []
@@ -210,6 +216,10 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
             f"which is not JSON (Airflow's XCom would refuse it too): {exc}"
         ) from None
     row: dict[str, Any] = {"return_value": value, "xcom": state.pushed}
+    if payload.get("skippable"):
+        row["skipped"] = skipped
+        if skipped:
+            row["xcom"] = {}
     mode = payload.get("mode")
     if mode == "branch":
         row["follow"] = _branch(value, payload.get("downstream") or [])
@@ -256,6 +266,48 @@ def _branch(value: Any, downstream: list[str]) -> list[str]:
             f"'branch_task_ids' must contain only valid task_ids. Invalid tasks found: {invalid}."
         )
     return chosen
+
+
+OPERATOR_KEY = "__pgdurable_operator__"  # translators/airflow/python_operators.py
+
+
+class BaseOperator:
+    """A stand-in for Airflow's BaseOperator, for an operator class defined in the DAG
+    file: ``task_id``, every constructor keyword as an attribute, ``log``. Other
+    members of Airflow's class are not here (AttributeError when used)."""
+
+    template_fields: tuple[str, ...] = ()
+
+    def __init__(self, task_id: str | None = None, **kwargs: Any) -> None:
+        self.task_id = task_id
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    @property
+    def log(self) -> Any:
+        import logging
+
+        return logging.getLogger(f"airflow.task.operators.{type(self).__name__}")
+
+    def execute(self, context: Any) -> Any:
+        raise NotImplementedError()
+
+
+class EmptyOperator(BaseOperator):
+    """Airflow's EmptyOperator as a base class: ``execute`` does nothing."""
+
+    def execute(self, context: Any) -> Any:
+        return None
+
+
+DummyOperator = EmptyOperator  # its 1.x/2.x name
+
+
+def execute_operator(cls: type, context: dict[str, Any]) -> Any:
+    """Build the operator with the task's constructor arguments (template fields
+    already rendered, upstream results resolved) and run ``execute(context)``."""
+    kwargs = context.pop(OPERATOR_KEY, None) or {}
+    return cls(**kwargs).execute(context)
 
 
 def get_current_context() -> dict[str, Any]:

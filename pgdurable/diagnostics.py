@@ -157,6 +157,9 @@ CODES: dict[str, Code] = {
         "virtualenv / external Python task runs in the worker's environment",
     ),
     "PGD291": Code(Severity.WARNING, Fidelity.APPROXIMATE, "is_venv_installed() taken as true"),
+    "PGD293": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "in-file operator runs on a stand-in BaseOperator"
+    ),
     "PGD292": Code(Severity.WARNING, Fidelity.APPROXIMATE, "mapped Python task loops in one step"),
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),

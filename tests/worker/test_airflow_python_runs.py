@@ -150,3 +150,25 @@ def test_lambdas_isolated_tasks_and_run_time_mapping(wf, tables, tmp_path, day, 
     # the branch's row and the chosen task's own (a lambda **ctx returning its task
     # id); the other side was skipped
     assert returned.count(side) == 2 and other not in returned
+
+
+@pytest.mark.parametrize(("day", "skipped"), [("2024-03-04", False), ("2024-03-05", True)])
+def test_operators_defined_in_the_dag_file_run_and_skip(wf, tables, tmp_path, day, skipped):
+    """py_file_operators: AddOneOperator gets start()'s 41 through its template field
+    (the non-templated label stays as written) and returns 42 and its own task id;
+    SkipOnOddDayOperator raises AirflowSkipException on an odd ds, so it and its
+    all_success downstream are skipped (a TaskFlow task raising it alike), while
+    record (none_failed) still runs and reads None for them, as Airflow's XCom of
+    skipped tasks."""
+    out = tmp_path / "out"
+    result = imported("py_file_operators", out)
+    grant(tables, "py_file_operators")
+    instance = start_at(wf, result, day)
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    (stored,) = log(tables)
+    added = {"value": 42, "label": "{{ ds }}", "task": 'add-one\'s "op"'}
+    if skipped:
+        assert stored == repr([added, None, None, None])
+    else:
+        assert stored == repr([added, day, "ran", "ran too"])

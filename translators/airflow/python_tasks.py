@@ -53,6 +53,10 @@ PROVIDED = {
     "AirflowException",
     "AirflowFailException",
     "AirflowSkipException",
+    # bases of an operator class defined in the DAG file (python_operators.py)
+    "BaseOperator",
+    "EmptyOperator",
+    "DummyOperator",
 }
 _DYNAMIC = {"__import__", "importlib.import_module", "exec", "eval", "compile", "globals"}
 _CONN_KEYWORDS = ("postgres_conn_id", "conn_id")
@@ -219,6 +223,8 @@ class _Extraction:
         for root in nodes:
             self._calls(root)
         for access in accesses:
+            if access.is_annotation:
+                continue  # not evaluated: the task module has `from __future__ import annotations`
             node_ = access.node
             name = (
                 node_.value if isinstance(node_, cst.Name) else self.facts.code.code_for_node(node_)
@@ -577,6 +583,9 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
         payload["downstream"] = sorted(d for u, d in ctx.dag.edges if u == task.task_id)
     if isolation is not None:
         payload["context_keys"] = sorted(isolation.context_keys)
+    if work.skip_exception and mode == "python" and not (task.kind == "python_venv"):
+        # AirflowSkipException ends the task skipped (python_operators.skippable)
+        payload["skippable"] = True
     env.uses_dates = True
     work.commit()
     fn_name = fn.name
@@ -711,7 +720,7 @@ def report(step: Step, task: Task, ctx: Context) -> None:
             "not the Airflow worker's: install the same versions there",
             task.ref,
         )
-    if step.skip_exception:
+    if step.skip_exception and not dict(step.node.kwargs).get("skippable"):
         ctx.diag.add(
             "PGD245",
             f"task {task.task_id!r}: raising AirflowSkipException fails the step instead of "

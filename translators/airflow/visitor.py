@@ -336,6 +336,8 @@ class Reader:
 
     def exec_if(self, node: cst.If, env: dict[str, Any]) -> None:
         test = self.eval(node.test, env)
+        if self.src(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            test = False  # always false when the file runs (only type checkers see it true)
         if isinstance(test, Unknown):
             if "__name__" in self.src(node.test):
                 return  # `if __name__ == "__main__": dag.test()` - not part of the DAG
@@ -638,6 +640,7 @@ class Reader:
             replacement=replacement,
             qualified=qname,
         )
+        task.reader = self  # type: ignore[attr-defined]  # an in-file operator class is extracted
         return self.add_task(task, dag, node)
 
     def taskflow_call(self, fn: Function, args: list[Any], kwargs: dict[str, Any], node) -> Any:
