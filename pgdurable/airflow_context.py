@@ -111,6 +111,7 @@ class _Run:
         rows = _json(payload.get("dag_run"))
         self.dag_run: dict[str, Any] = rows[0] if isinstance(rows, list) and rows else {}
         self.pushed: dict[str, Any] = {}
+        self.outlet_events = OutletEvents()
 
     def xcom(self, task_id: str, key: str) -> Any:
         rows = _json((self.payload.get("xcom") or {}).get(task_id))
@@ -141,6 +142,13 @@ class _Run:
             "task": _Obj(task_id=self.payload.get("task_id")),
             "dag_run": _Obj(run_id=run.get("run_id"), logical_date=logical),
             "templates_dict": self.payload.get("templates_dict"),
+            # a scheduled or triggered run is not `airflow tasks test`
+            "test_mode": False,
+            "task_instance_key_str": (
+                f"{self.payload.get('dag_id')}__{self.payload.get('task_id')}__"
+                f"{run.get('ds_nodash')}"
+            ),
+            "outlet_events": self.outlet_events,
         }
         if self.payload.get("generation", 2) < 3:
             context.update(
@@ -192,7 +200,9 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
         merged.update({k: state.argument(v) for k, v in (payload.get("op_kwargs") or {}).items()})
         mapping = merged.pop(MAP_KEY, None)
         skipped = False
-        if mapping is None and payload.get("skippable"):
+        if mapping is None and inspect.isgeneratorfunction(function):
+            value = _exhaust(function(*args, **_keywords(function, args, merged)), state)
+        elif mapping is None and payload.get("skippable"):
             try:
                 value = function(*args, **_keywords(function, args, merged))
             except AirflowSkipException:
@@ -216,6 +226,9 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
             f"which is not JSON (Airflow's XCom would refuse it too): {exc}"
         ) from None
     row: dict[str, Any] = {"return_value": value, "xcom": state.pushed}
+    if state.outlet_events.extras():
+        # kept with the task's result: no asset event carries them to consumers here
+        row["outlet_events"] = state.outlet_events.extras()
     if payload.get("skippable"):
         row["skipped"] = skipped
         if skipped:
@@ -266,6 +279,75 @@ def _branch(value: Any, downstream: list[str]) -> list[str]:
             f"'branch_task_ids' must contain only valid task_ids. Invalid tasks found: {invalid}."
         )
     return chosen
+
+
+class Dataset:
+    """``Dataset(uri)`` / ``Asset(name=..., uri=...)``: an identity for outlet events."""
+
+    def __init__(
+        self, uri: str | None = None, extra: dict | None = None, *, name: str | None = None,
+        group: str | None = None, **_: Any,
+    ) -> None:  # fmt: skip
+        self.uri = uri if uri is not None else name
+        self.name = name if name is not None else uri
+        self.group = group
+        self.extra = dict(extra or {})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dataset) and (self.uri, self.name) == (other.uri, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self.uri, self.name))
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.uri!r})"
+
+
+Asset = Dataset  # Airflow 3's name
+
+
+class Metadata:
+    """``yield Metadata(asset, extra)`` from a task: extras for that asset's event."""
+
+    def __init__(self, target: Any, extra: dict, alias: Any = None) -> None:
+        if alias is not None:
+            raise AirflowException("Metadata with an alias is not translated (asset aliases)")
+        self.uri = target.uri if isinstance(target, Dataset) else str(target)
+        self.extra = dict(extra)
+
+
+class _OutletEvent:
+    def __init__(self) -> None:
+        self.extra: dict[str, Any] = {}
+
+    def add(self, *_: Any, **__: Any) -> None:
+        raise AirflowException("asset alias events are not translated")
+
+
+class OutletEvents:
+    """``outlet_events[asset].extra``: the extras the task sets, by asset URI."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, _OutletEvent] = {}
+
+    def __getitem__(self, key: Any) -> _OutletEvent:
+        uri = key.uri if isinstance(key, Dataset) else str(key)
+        return self._events.setdefault(uri, _OutletEvent())
+
+    def extras(self) -> dict[str, dict[str, Any]]:
+        return {uri: e.extra for uri, e in self._events.items() if e.extra}
+
+
+def _exhaust(generator: Any, state: _Run) -> Any:
+    """Airflow's rule for a generator callable: each yielded Metadata updates its
+    asset's extras, anything else is ignored; the return value is the generator's."""
+    while True:
+        try:
+            item = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(item, Metadata):
+            state.outlet_events[item.uri].extra.update(item.extra)
 
 
 OPERATOR_KEY = "__pgdurable_operator__"  # translators/airflow/python_operators.py

@@ -160,6 +160,9 @@ CODES: dict[str, Code] = {
     "PGD293": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "in-file operator runs on a stand-in BaseOperator"
     ),
+    "PGD294": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "outlet extras kept in the step result only"
+    ),
     "PGD292": Code(Severity.WARNING, Fidelity.APPROXIMATE, "mapped Python task loops in one step"),
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),

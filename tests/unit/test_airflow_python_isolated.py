@@ -141,13 +141,13 @@ def test_a_callable_asking_for_an_unprovided_context_key_stays_manual():
         + """
 with DAG("d", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
     @task
-    def f(outlet_events=None):
+    def f(triggering_asset_events=None):
         return 1
     f()
 """
     )
     assert result.fidelity == Fidelity.MANUAL
-    assert "'outlet_events'" in str(result.diagnostics)
+    assert "'triggering_asset_events'" in str(result.diagnostics)
 
 
 def test_a_mapping_over_an_upstream_result_is_approximate_and_loops_in_order():
@@ -204,3 +204,30 @@ else:
     assert result.workflow is not None
     assert result.fidelity == Fidelity.APPROXIMATE
     assert "PGD291" in codes(result)
+
+
+def test_outlet_extras_are_approximate_and_inlet_events_stay_manual():
+    code = (
+        HEAD
+        + """
+from airflow.datasets import Dataset
+from airflow.datasets.metadata import Metadata
+
+out = Dataset("s3://x")
+
+with DAG("d", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    @task(outlets=[out])
+    def produce():
+        yield Metadata(out, {"n": 1})
+    produce()
+"""
+    )
+    result = translate(code)
+    assert result.fidelity == Fidelity.APPROXIMATE and "PGD294" in codes(result)
+    consumer = translate(
+        code.replace('yield Metadata(out, {"n": 1})', "pass").replace(
+            "def produce():", "def produce(inlet_events=None):"
+        )
+    )
+    assert consumer.fidelity == Fidelity.MANUAL
+    assert "'inlet_events'" in str(consumer.diagnostics)

@@ -172,3 +172,29 @@ def test_operators_defined_in_the_dag_file_run_and_skip(wf, tables, tmp_path, da
         assert stored == repr([added, None, None, None])
     else:
         assert stored == repr([added, day, "ran", "ran too"])
+
+
+def test_outlet_extras_by_yield_and_context_stay_in_the_result_row(wf, tables, tmp_path):
+    """Airflow's rules: a generator callable's yielded Metadata updates its asset's
+    extras and its return value is the task's; outlet_events[asset].extra sets them;
+    test_mode is False outside `airflow tasks test`."""
+    out = tmp_path / "out"
+    result = imported("py_outlet_extras", out)
+    grant(tables, "py_outlet_extras")
+    instance = start_at(wf, result, "2024-03-05")
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    rows = [
+        row
+        for kind, status, value, _ in wf.nodes(instance)
+        if kind == "PYTHON" and status == "completed"
+        for row in value["rows"]
+    ]
+    uri = "s3://reports/daily.csv"
+    assert {
+        "return_value": "done",
+        "xcom": {},
+        "outlet_events": {uri: {"day": "2024-03-05"}},
+    } in rows
+    key = "py_outlet_extras__by_context__20240305"
+    assert {"return_value": [False, key], "xcom": {}, "outlet_events": {uri: {"rows": 3}}} in rows

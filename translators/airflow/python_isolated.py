@@ -48,6 +48,8 @@ BASE_KEYS = {
     "prev_ds",
     "tomorrow_ds",
     "yesterday_ds",
+    "test_mode",
+    "task_instance_key_str",
 }
 PENDULUM_KEYS = {"data_interval_start", "data_interval_end", "logical_date", "execution_date"}
 AIRFLOW_KEYS = {"dag", "dag_run", "task", "params"}

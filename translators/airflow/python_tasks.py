@@ -57,6 +57,10 @@ PROVIDED = {
     "BaseOperator",
     "EmptyOperator",
     "DummyOperator",
+    # outlet extras (airflow_context.OutletEvents); aliases are not provided
+    "Dataset",
+    "Asset",
+    "Metadata",
 }
 _DYNAMIC = {"__import__", "importlib.import_module", "exec", "eval", "compile", "globals"}
 _CONN_KEYWORDS = ("postgres_conn_id", "conn_id")
@@ -466,6 +470,7 @@ class Step:
     entry: str
     third_party: set[str]
     skip_exception: bool
+    outlet_extras: bool = False  # sets outlet_events[...].extra or yields Metadata
 
 
 def _json_value(value: Any, env: templates.Env, what: str) -> Any:
@@ -603,7 +608,9 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
         f"{module.name}:{entry}", (), tuple(sorted(payload.items())), name=name, source=task.ref
     )
     env.python_results.add(task.task_id)
-    return Step(node, entry, set(work.third_party), work.skip_exception)
+    source = facts.code.code_for_node(fn.node)
+    extras = "outlet_events" in source or any(i.endswith("import Metadata") for i in work.imports)
+    return Step(node, entry, set(work.third_party), work.skip_exception, extras)
 
 
 # Airflow context keys (2.x and 3.x) that pgdurable's context does not provide: a
@@ -611,13 +618,12 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
 _AIRFLOW_CONTEXT_KEYS = {
     "conf", "conn", "exception", "expanded_ti_count", "inlets", "inlet_events",
     "macros", "map_index_template", "next_ds_nodash", "next_execution_date", "outlets",
-    "outlet_events", "prev_data_interval_start_success", "prev_data_interval_end_success",
+    "prev_data_interval_start_success", "prev_data_interval_end_success",
     "prev_ds_nodash", "prev_execution_date", "prev_execution_date_success",
-    "prev_start_date_success", "prev_end_date_success", "task_instance_key_str",
-    "test_mode", "tomorrow_ds_nodash", "triggering_dataset_events",
-    "triggering_asset_events", "ts_nodash_with_tz", "var", "yesterday_ds_nodash",
-    "task_state_store", "asset_state_store", "task_reschedule_count", "partition_key",
-    "partition_date",
+    "prev_start_date_success", "prev_end_date_success", "tomorrow_ds_nodash",
+    "triggering_dataset_events", "triggering_asset_events", "ts_nodash_with_tz", "var",
+    "yesterday_ds_nodash", "task_state_store", "asset_state_store",
+    "task_reschedule_count", "partition_key", "partition_date",
 }  # fmt: skip
 # provided only for Airflow 1.x/2.x (airflow_context._Run.context)
 _BEFORE_3 = {"execution_date", "next_ds", "prev_ds", "yesterday_ds", "tomorrow_ds"}
@@ -718,6 +724,15 @@ def report(step: Step, task: Task, ctx: Context) -> None:
             f"task {task.task_id!r}: the callable imports {', '.join(sorted(step.third_party))}, "
             "which run with the packages and the Python version of the worker's environment, "
             "not the Airflow worker's: install the same versions there",
+            task.ref,
+        )
+    if step.outlet_extras:
+        ctx.diag.add(
+            "PGD294",
+            f"task {task.task_id!r}: the extras it sets on outlet assets (outlet_events[...]"
+            ".extra, yield Metadata) are kept in the step's result row (outlet_events), not "
+            "in an asset event: a consumer reading inlet_events or triggering events does "
+            "not see them",
             task.ref,
         )
     if step.skip_exception and not dict(step.node.kwargs).get("skippable"):
