@@ -215,6 +215,9 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
                 if isinstance(merged.get("ti"), TaskInstance):
                     merged["ti"].map_index = index
                 keywords = {**merged, **instance}
+                if payload.get("map_target") == "operator":  # constructor arguments
+                    own = {**(merged.get(OPERATOR_KEY) or {}), **instance}
+                    keywords = {**merged, OPERATOR_KEY: own}
                 value.append(function(*args, **_keywords(function, args, keywords)))
     finally:
         _current.reset(token)

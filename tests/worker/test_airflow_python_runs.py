@@ -159,7 +159,8 @@ def test_operators_defined_in_the_dag_file_run_and_skip(wf, tables, tmp_path, da
     SkipOnOddDayOperator raises AirflowSkipException on an odd ds, so it and its
     all_success downstream are skipped (a TaskFlow task raising it alike), while
     record (none_failed) still runs and reads None for them, as Airflow's XCom of
-    skipped tasks."""
+    skipped tasks. AddOneOperator.partial(...).expand(value=nums()) builds the
+    operator once per value of nums()' [10, 20] and hands record the list."""
     out = tmp_path / "out"
     result = imported("py_file_operators", out)
     grant(tables, "py_file_operators")
@@ -168,10 +169,11 @@ def test_operators_defined_in_the_dag_file_run_and_skip(wf, tables, tmp_path, da
     assert wf.status(instance) == "completed", wf.nodes(instance)
     (stored,) = log(tables)
     added = {"value": 42, "label": "{{ ds }}", "task": 'add-one\'s "op"'}
+    mapped = [{"value": n + 1, "label": "m", "task": "mapped_add"} for n in (10, 20)]
     if skipped:
-        assert stored == repr([added, None, None, None])
+        assert stored == repr([added, None, None, None, mapped])
     else:
-        assert stored == repr([added, day, "ran", "ran too"])
+        assert stored == repr([added, day, "ran", "ran too", mapped])
 
 
 def test_outlet_extras_by_yield_and_context_stay_in_the_result_row(wf, tables, tmp_path):

@@ -14,14 +14,18 @@ all, ``max_active_tis_per_dag`` and ``max_map_length`` are not applied, an empty
 list makes the step return ``[]`` where Airflow skips the task).
 
 A literal mapping whose every instance translates to SQL keeps the per-instance
-SQL steps of ``compile._mapped``. Classic operators (``Operator.partial().expand``)
-and ``XComArg.map`` stay manual.
+SQL steps of ``compile._mapped``. ``X.partial(...).expand(...)`` of an operator
+class defined in the DAG file loops the same way, building the operator per
+value (python_operators.py). Airflow's classic operators and ``XComArg.map``
+keep ``compile._mapped``'s handling.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from pgdurable import model as m
 
 if TYPE_CHECKING:
     from pgdurable.translators.airflow.dagfile import Task
@@ -44,7 +48,11 @@ def mapped_work(task: Task, ctx: Context) -> Work | None:
     from pgdurable.translators.airflow import tasks
 
     mapped = task.mapped
-    if mapped is None or task.kind not in _KINDS or not task.operator.startswith("@"):
+    if mapped is None:
+        return None
+    if task.operator.endswith(".partial") and task.kind == "unsupported":
+        return _operator(task, ctx)
+    if task.kind not in _KINDS or not task.operator.startswith("@"):
         return None
     if (
         mapped.instances is not None
@@ -53,7 +61,6 @@ def mapped_work(task: Task, ctx: Context) -> Work | None:
     ):
         return None  # every instance is literal SQL: the exact per-instance steps
     values = mapped.values
-    call = f".{mapped.how}(...)"
     if mapped.how == "expand":
         if not isinstance(values, dict) or not values or task.call_args:
             return None
@@ -79,6 +86,41 @@ def mapped_work(task: Task, ctx: Context) -> Work | None:
         if isinstance(step, str):
             return tasks.stub(task, f"a mapped Python callable: {step}", ctx)
     step = replace(step, kwargs=tuple(sorted({**dict(step.kwargs), "map_how": mapped.how}.items())))
+    _report(task, ctx)
+    return tasks.Work(step)
+
+
+def _operator(task: Task, ctx: Context) -> Work | None:
+    """``X.partial(...).expand(...)`` of an operator class defined in the DAG file: one
+    step building it per value (python_operators.py), the results as a list."""
+    from pgdurable.translators.airflow import python_operators, tasks
+    from pgdurable.translators.airflow.python_tasks import _refs
+
+    mapped = task.mapped
+    assert mapped is not None
+    values = mapped.values
+    if mapped.how == "expand":
+        if not isinstance(values, dict) or not values:
+            return None
+        if not all(_mapped_value(v) for v in values.values()):
+            return None
+    elif not _mapped_value(values):
+        return None
+    if any(r.task_id not in ctx.env.python_results for r in _refs([values])):
+        return None
+    single = replace(task, mapped=None)
+    single.reader = getattr(task, "reader", None)  # type: ignore[attr-defined]
+    work = python_operators.operator_work(single, ctx, (mapped.how, values))
+    if work is None or work.manual:
+        return work
+    _report(task, ctx)
+    return tasks.Work(work.node.steps[0]) if isinstance(work.node, m.Seq) else work
+
+
+def _report(task: Task, ctx: Context) -> None:
+    mapped = task.mapped
+    assert mapped is not None
+    call = f".{mapped.how}(...)"
     line = f" (line {task.ref.line})" if task.ref.line else ""
     ctx.diag.add(
         "PGD292",
@@ -89,4 +131,3 @@ def mapped_work(task: Task, ctx: Context) -> Work | None:
         "applied, and an empty list makes the step return [] where Airflow skips the task)",
         task.ref,
     )
-    return tasks.Work(step)

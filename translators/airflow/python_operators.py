@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pgdurable.translators.airflow.tasks import Context, Work
 
 OPERATOR_KEY = "__pgdurable_operator__"  # airflow_context.execute_operator reads it
+MAP_KEY = "__pgdurable_map__"  # python_mapped.py
 _BASES = ("BaseOperator", "EmptyOperator", "DummyOperator")  # airflow_context provides them
 
 
@@ -101,32 +102,33 @@ def _plain(value: Any, what: str) -> Any:
     raise Refused(f"{what} is not a static JSON value ({type(value).__name__})")
 
 
-def operator_work(task: Task, ctx: Context) -> Work | None:
+def operator_work(task: Task, ctx: Context, mapped: tuple[str, Any] | None = None) -> Work | None:
     """The Python step of a task whose operator class is defined in its DAG file,
     a stub naming why not, or None when the class is not such an operator."""
     from pgdurable.translators.airflow import python_tasks, tasks
     from pgdurable.translators.airflow.python_tasks import Refused
 
     reader = getattr(task, "reader", None)
-    if reader is None or not re.fullmatch(r"[A-Za-z_]\w*", task.operator):
+    cls = class_name(task)
+    if reader is None or cls is None:
         return None
-    node = _class(reader, task.operator)
+    node = _class(reader, cls)
     if node is None or not _is_operator(node, reader):
         return None
     line = reader.ref(node).line
-    what = f"{task.operator} (line {line}), an operator class defined in the DAG file"
+    what = f"{cls} (line {line}), an operator class defined in the DAG file"
     if ctx.portable or ctx.python_module is None:
         return tasks.stub(task, f"{what}: code steps are not portable (--portable)", ctx)
     module = ctx.python_module
     try:
-        step, third_party, fields = _step(task, ctx, node, reader, module)
+        step, third_party, fields = _step(task, ctx, node, reader, module, mapped)
     except Refused as exc:
         return tasks.stub(task, f"{what}: {exc}", ctx)
     python_tasks.report(python_tasks.Step(step, "", third_party, False), task, ctx)
     shown = ", ".join(sorted(fields)) or "none"
     ctx.diag.add(
         "PGD293",
-        f"task {task.task_id!r}: {task.operator}.execute() runs as a Python step on "
+        f"task {task.task_id!r}: {cls}.execute() runs as a Python step on "
         "pgdurable's stand-in BaseOperator (task_id, the constructor's arguments, log; "
         f"template fields rendered: {shown}); other BaseOperator members are not there and "
         "fail when used; AirflowSkipException skips the task as in Airflow",
@@ -154,7 +156,13 @@ def skippable(task: Task, step: m.Python) -> Work:
     return tasks.Work(m.Seq((step, finish)), state_node=True, may_skip=True)
 
 
-def _step(task: Task, ctx: Context, node: cst.ClassDef, reader: Any, module: Any):
+def class_name(task: Task) -> str | None:
+    """The class a task instantiates (``X`` or ``X.partial``), when it is a plain name."""
+    name = task.operator.removesuffix(".partial")
+    return name if re.fullmatch(r"[A-Za-z_]\w*", name) else None
+
+
+def _step(task: Task, ctx: Context, node: cst.ClassDef, reader: Any, module: Any, mapped=None):
     from pgdurable.translators.airflow import python_tasks
     from pgdurable.translators.airflow.python_tasks import Refused
 
@@ -174,6 +182,8 @@ def _step(task: Task, ctx: Context, node: cst.ClassDef, reader: Any, module: Any
         else:
             kwargs[key] = _plain(value, key)
     refs = python_tasks._refs([task.args.get(k) for k in fields if k in task.args])
+    if mapped is not None:
+        refs += python_tasks._refs([mapped[1]])
     upstream = python_tasks._ancestors(task.task_id, ctx)
     for ref in refs:
         if ref.task_id not in env.python_results:
@@ -197,6 +207,18 @@ def _step(task: Task, ctx: Context, node: cst.ClassDef, reader: Any, module: Any
         "params": python_tasks._json_value(params, env, "params"),
         "op_args": [],
         "op_kwargs": {OPERATOR_KEY: kwargs},
+        **(
+            {
+                "map_how": mapped[0],
+                "map_target": "operator",
+                "op_kwargs": {
+                    OPERATOR_KEY: kwargs,
+                    MAP_KEY: python_tasks._json_value(mapped[1], env, "the mapped values"),
+                },
+            }
+            if mapped is not None
+            else {}
+        ),
         "xcom": {t: f"$r_{python_tasks._sid(t)}.*" for t in xcom_from},
     }
     if work.variables:

@@ -641,7 +641,14 @@ class Reader:
             qualified=qname,
         )
         task.reader = self  # type: ignore[attr-defined]  # an in-file operator class is extracted
-        return self.add_task(task, dag, node)
+        ref = self.add_task(task, dag, node)
+        if spec is None:
+            # an upstream's .output given to an operator of the file: Airflow makes that
+            # task upstream (python_operators.py refuses it outside template_fields)
+            for up in _task_refs(list(kwargs.values())):
+                if up.dag is dag:
+                    self.edge(dag, up.task_id, ref.task_id)
+        return ref
 
     def taskflow_call(self, fn: Function, args: list[Any], kwargs: dict[str, Any], node) -> Any:
         dag = self.current_dag()
