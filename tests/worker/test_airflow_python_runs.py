@@ -200,3 +200,41 @@ def test_outlet_extras_by_yield_and_context_stay_in_the_result_row(wf, tables, t
     } in rows
     key = "py_outlet_extras__by_context__20240305"
     assert {"return_value": [False, key], "xcom": {}, "outlet_events": {uri: {"rows": 3}}} in rows
+
+
+HOSTILE_VENV_DAG = """
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.python import PythonVirtualenvOperator
+
+def needs_a_package():
+    import pgdurable_py19_absent_package
+    return pgdurable_py19_absent_package.VALUE
+
+with DAG("hostile_venv", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+    PythonVirtualenvOperator(
+        task_id="it's \\"odd\\"\\n*/ $$x", python_callable=needs_a_package,
+        requirements=["pgdurable-py19-absent-package"],
+    )
+"""
+
+
+def test_a_requirement_missing_on_the_worker_fails_naming_it(wf, tables, tmp_path):
+    """PGD290 says the requirements must be installed in the worker's environment;
+    when they are not, the step fails with the import error naming the package (the
+    task id with quotes, a newline and `*/` stays inert in the module and the SQL)."""
+    dag = tmp_path / "dags" / "hostile_venv.py"
+    dag.parent.mkdir()
+    dag.write_text(HOSTILE_VENV_DAG)
+    out = tmp_path / "out"
+    report = pipeline.import_airflow(paths=[dag], out_dir=out, default_username="alice")
+    (result,) = report.results
+    assert result.workflow is not None, result.diagnostics
+    assert "pgdurable-py19-absent-package" in str(result.diagnostics)
+    grant(tables, "hostile_venv")
+    instance = start_at(wf, result, "2024-03-05")
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "failed"
+    assert "No module named 'pgdurable_py19_absent_package'" in json.dumps(
+        wf.nodes(instance), default=str
+    )
