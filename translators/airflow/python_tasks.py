@@ -500,6 +500,13 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
 
     fn: Function | None = task.callable
     if fn is None:
+        raw = task.args.get("python_callable")
+        if isinstance(raw, Unknown):
+            raise Refused(
+                f"python_callable {raw} is not a function of the DAG file (imported from "
+                "another module, or computed): deploy that module on the worker's code path "
+                "and call it with a Python step by hand"
+            )
         raise Refused("no python_callable the reader could follow")
     reader = getattr(fn, "reader", None)
     isolation = python_isolated.isolation(task)
