@@ -198,6 +198,16 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
             keep = set(allowed) | ({"templates_dict"} if payload.get("templates_dict") else set())
             merged = {k: v for k, v in merged.items() if k in keep}
         merged.update({k: state.argument(v) for k, v in (payload.get("op_kwargs") or {}).items()})
+        if "provide_context" in payload:  # Airflow 1.x: all of the context, or none of it
+            own = {k: state.argument(v) for k, v in (payload.get("op_kwargs") or {}).items()}
+            keywords = merged if payload["provide_context"] else own
+            try:
+                value, skipped = function(*args, **keywords), False
+            except AirflowSkipException:
+                if not payload.get("skippable"):
+                    raise
+                value, skipped = None, True
+            return _row(value, state, payload, skipped)
         mapping = merged.pop(MAP_KEY, None)
         skipped = False
         if mapping is None and inspect.isgeneratorfunction(function):
@@ -221,6 +231,11 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
                 value.append(function(*args, **_keywords(function, args, keywords)))
     finally:
         _current.reset(token)
+    return _row(value, state, payload, skipped)
+
+
+def _row(value: Any, state: _Run, payload: dict[str, Any], skipped: bool) -> dict[str, Any]:
+    """The task's row from the callable's return value (checked as Airflow's JSON XCom)."""
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:

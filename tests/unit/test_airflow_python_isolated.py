@@ -11,6 +11,7 @@ import pytest
 
 from pgdurable import airflow_context as ac
 from pgdurable.diagnostics import Fidelity
+from pgdurable.model import Python, walk
 from pgdurable.translators import airflow
 from pgdurable.translators.base import TranslateContext
 
@@ -231,3 +232,42 @@ with DAG("d", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
     )
     assert consumer.fidelity == Fidelity.MANUAL
     assert "'inlet_events'" in str(consumer.diagnostics)
+
+
+def test_airflow_1_passes_the_context_only_with_provide_context():
+    row = {"ds": "2024-06-01", "ts": "2024-06-01T06:00:00+00:00", "run_id": "r"}
+    base = {"dag_run": json.dumps([row]), "generation": 1, "op_kwargs": {"n": 2}}
+
+    def named(n, ds=None):
+        return [n, ds]
+
+    # Airflow 1.10: python_callable(*op_args, **op_kwargs), no context at all
+    out = ac.run(named, {**base, "provide_context": False})
+    assert out["rows"][0]["return_value"] == [2, None]
+
+    def everything(n, **context):
+        return [n, context["ds"], "execution_date" in context]
+
+    out = ac.run(everything, {**base, "provide_context": True})
+    assert out["rows"][0]["return_value"] == [2, "2024-06-01", True]
+    # with provide_context every key is passed: a callable without **kwargs fails
+    with pytest.raises(TypeError):
+        ac.run(named, {**base, "provide_context": True})
+
+
+def test_airflow_1_classic_tasks_say_whether_they_get_the_context():
+    result = translate(
+        """
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.python_operator import PythonOperator
+
+def f(ds, **kwargs):
+    return ds
+
+dag = DAG("d", schedule_interval=None, start_date=datetime(2024, 1, 1))
+PythonOperator(task_id="t", python_callable=f, provide_context=True, dag=dag)
+"""
+    )
+    (step,) = [n for n in walk(result.workflow.body) if isinstance(n, Python)]
+    assert dict(step.kwargs)["provide_context"] is True

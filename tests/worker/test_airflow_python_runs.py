@@ -238,3 +238,43 @@ def test_a_requirement_missing_on_the_worker_fails_naming_it(wf, tables, tmp_pat
     assert "No module named 'pgdurable_py19_absent_package'" in json.dumps(
         wf.nodes(instance), default=str
     )
+
+
+AIRFLOW_1_DAG = """
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.python_operator import PythonOperator
+
+def with_context(**kwargs):
+    return kwargs["ds"]
+
+def without_context(n, ds=None):
+    return [n, ds]
+
+dag = DAG("py_airflow1", schedule_interval=None, start_date=datetime(2024, 1, 1))
+a = PythonOperator(task_id="a", python_callable=with_context, provide_context=True, dag=dag)
+b = PythonOperator(task_id="b", python_callable=without_context, op_kwargs={"n": 1}, dag=dag)
+a >> b
+"""
+
+
+def test_airflow_1_gives_the_context_only_with_provide_context(wf, tables, tmp_path):
+    """Airflow 1.10's PythonOperator calls python_callable(*op_args, **op_kwargs) and
+    adds the context only with provide_context=True: b's ds stays its default."""
+    dag = tmp_path / "dags" / "py_airflow1.py"
+    dag.parent.mkdir()
+    dag.write_text(AIRFLOW_1_DAG)
+    out = tmp_path / "out"
+    (result,) = pipeline.import_airflow(paths=[dag], out_dir=out, default_username="alice").results
+    assert result.workflow is not None, result.diagnostics
+    grant(tables, "py_airflow1")
+    instance = start_at(wf, result, "2024-03-05")
+    wf.run(code=CodeConfig.build([str(out)]))
+    assert wf.status(instance) == "completed", wf.nodes(instance)
+    returned = [
+        row["return_value"]
+        for kind, status, value, _ in wf.nodes(instance)
+        if kind == "PYTHON" and status == "completed"
+        for row in value["rows"]
+    ]
+    assert sorted(map(json.dumps, returned)) == sorted(map(json.dumps, ["2024-03-05", [1, None]]))

@@ -578,6 +578,13 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
     missing = [t for t in xcom_from if t not in upstream]
     if missing:
         raise Refused(f"reads the result of {missing[0]!r}, which is not upstream of it")
+    if ctx.generation < 2 and not task.operator.startswith("@"):
+        # Airflow 1.x passes the context only with provide_context=True (then all of
+        # it, as keywords); without it the callable gets op_args/op_kwargs alone
+        provide = task.args.get("provide_context", False)
+        if not isinstance(provide, bool):
+            raise Refused(f"provide_context is not a literal ({provide})")
+        payload["provide_context"] = provide
     if task.args.get("templates_dict") is not None:
         payload["templates_dict"] = _json_value(task.args["templates_dict"], env, "templates_dict")
     if work.variables:
