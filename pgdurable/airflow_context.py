@@ -123,6 +123,7 @@ class _Run:
         rows = _json(payload.get("dag_run"))
         self.dag_run: dict[str, Any] = rows[0] if isinstance(rows, list) and rows else {}
         self.pushed: dict[str, Any] = {}
+        self.outlet_events = OutletEvents()
 
     def xcom(self, task_id: str, key: str) -> Any:
         rows = _json((self.payload.get("xcom") or {}).get(task_id))
@@ -153,6 +154,13 @@ class _Run:
             "task": _Obj(task_id=self.payload.get("task_id")),
             "dag_run": _Obj(run_id=run.get("run_id"), logical_date=logical),
             "templates_dict": self.payload.get("templates_dict"),
+            # a scheduled or triggered run is not `airflow tasks test`
+            "test_mode": False,
+            "task_instance_key_str": (
+                f"{self.payload.get('dag_id')}__{self.payload.get('task_id')}__"
+                f"{run.get('ds_nodash')}"
+            ),
+            "outlet_events": self.outlet_events,
         }
         if self.payload.get("generation", 2) < 3:
             context.update(
@@ -195,10 +203,51 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
     try:
         args = [state.argument(v) for v in payload.get("op_args") or []]
         merged = state.context()
+        allowed = payload.get("context_keys")
+        if allowed is not None:
+            # a virtualenv / external Python task: Airflow passes only its serializable
+            # context keys (no ti), templates_dict as an op_kwarg
+            keep = set(allowed) | ({"templates_dict"} if payload.get("templates_dict") else set())
+            merged = {k: v for k, v in merged.items() if k in keep}
         merged.update({k: state.argument(v) for k, v in (payload.get("op_kwargs") or {}).items()})
-        value = function(*args, **_keywords(function, args, merged))
+        if "provide_context" in payload:  # Airflow 1.x: all of the context, or none of it
+            own = {k: state.argument(v) for k, v in (payload.get("op_kwargs") or {}).items()}
+            keywords = merged if payload["provide_context"] else own
+            try:
+                value, skipped = function(*args, **keywords), False
+            except AirflowSkipException:
+                if not payload.get("skippable"):
+                    raise
+                value, skipped = None, True
+            return _row(value, state, payload, skipped)
+        mapping = merged.pop(MAP_KEY, None)
+        skipped = False
+        if mapping is None and inspect.isgeneratorfunction(function):
+            value = _exhaust(function(*args, **_keywords(function, args, merged)), state)
+        elif mapping is None and payload.get("skippable"):
+            try:
+                value = function(*args, **_keywords(function, args, merged))
+            except AirflowSkipException:
+                value, skipped = None, True  # Airflow: the task ends skipped, no XCom
+        elif mapping is None:
+            value = function(*args, **_keywords(function, args, merged))
+        else:
+            value = []
+            for index, instance in enumerate(_instances(payload.get("map_how"), mapping)):
+                if isinstance(merged.get("ti"), TaskInstance):
+                    merged["ti"].map_index = index
+                keywords = {**merged, **instance}
+                if payload.get("map_target") == "operator":  # constructor arguments
+                    own = {**(merged.get(OPERATOR_KEY) or {}), **instance}
+                    keywords = {**merged, OPERATOR_KEY: own}
+                value.append(function(*args, **_keywords(function, args, keywords)))
     finally:
         _current.reset(token)
+    return _row(value, state, payload, skipped)
+
+
+def _row(value: Any, state: _Run, payload: dict[str, Any], skipped: bool) -> dict[str, Any]:
+    """The task's row from the callable's return value (checked as Airflow's JSON XCom)."""
     done = None
     if payload.get("mode") == "sensor":
         # a poke: Airflow's sensor tests the value's truth (PokeReturnValue: is_done),
@@ -213,6 +262,13 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
             f"which is not JSON (Airflow's XCom would refuse it too): {exc}"
         ) from None
     row: dict[str, Any] = {"return_value": value, "xcom": state.pushed}
+    if state.outlet_events.extras():
+        # kept with the task's result: no asset event carries them to consumers here
+        row["outlet_events"] = state.outlet_events.extras()
+    if payload.get("skippable"):
+        row["skipped"] = skipped
+        if skipped:
+            row["xcom"] = {}
     mode = payload.get("mode")
     if mode == "branch":
         row["follow"] = _branch(value, payload.get("downstream") or [])
@@ -221,6 +277,31 @@ def run(function: Callable[..., Any], payload: dict[str, Any]) -> dict[str, Any]
     elif mode == "sensor":
         row["follow"] = done
     return {"rows": [row]}
+
+
+MAP_KEY = "__pgdurable_map__"  # translators/airflow/python_mapped.py
+
+
+def _instances(how: Any, mapping: Any) -> list[dict[str, Any]]:
+    """The keyword arguments of each mapped instance, in Airflow's map-index order:
+    ``expand`` takes the cross product of its keyword lists (the last varies
+    fastest), ``expand_kwargs`` one dict per element."""
+    import itertools
+
+    if how == "expand_kwargs":
+        if not isinstance(mapping, list) or not all(isinstance(m, dict) for m in mapping):
+            raise ValueError(f"expand_kwargs() expects a list of dicts, got {mapping!r}")
+        return [dict(m) for m in mapping]
+    if not isinstance(mapping, dict):
+        raise ValueError(f"expand() got {mapping!r}")
+    keys = list(mapping)
+    for key in keys:
+        if not isinstance(mapping[key], list):
+            raise ValueError(
+                f"expand() argument {key!r} must be a list, got {type(mapping[key]).__name__}"
+            )
+    combos = itertools.product(*(mapping[k] for k in keys))
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]
 
 
 def _branch(value: Any, downstream: list[str]) -> list[str]:
@@ -236,6 +317,117 @@ def _branch(value: Any, downstream: list[str]) -> list[str]:
             f"'branch_task_ids' must contain only valid task_ids. Invalid tasks found: {invalid}."
         )
     return chosen
+
+
+class Dataset:
+    """``Dataset(uri)`` / ``Asset(name=..., uri=...)``: an identity for outlet events."""
+
+    def __init__(
+        self, uri: str | None = None, extra: dict | None = None, *, name: str | None = None,
+        group: str | None = None, **_: Any,
+    ) -> None:  # fmt: skip
+        self.uri = uri if uri is not None else name
+        self.name = name if name is not None else uri
+        self.group = group
+        self.extra = dict(extra or {})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dataset) and (self.uri, self.name) == (other.uri, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self.uri, self.name))
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.uri!r})"
+
+
+Asset = Dataset  # Airflow 3's name
+
+
+class Metadata:
+    """``yield Metadata(asset, extra)`` from a task: extras for that asset's event."""
+
+    def __init__(self, target: Any, extra: dict, alias: Any = None) -> None:
+        if alias is not None:
+            raise AirflowException("Metadata with an alias is not translated (asset aliases)")
+        self.uri = target.uri if isinstance(target, Dataset) else str(target)
+        self.extra = dict(extra)
+
+
+class _OutletEvent:
+    def __init__(self) -> None:
+        self.extra: dict[str, Any] = {}
+
+    def add(self, *_: Any, **__: Any) -> None:
+        raise AirflowException("asset alias events are not translated")
+
+
+class OutletEvents:
+    """``outlet_events[asset].extra``: the extras the task sets, by asset URI."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, _OutletEvent] = {}
+
+    def __getitem__(self, key: Any) -> _OutletEvent:
+        uri = key.uri if isinstance(key, Dataset) else str(key)
+        return self._events.setdefault(uri, _OutletEvent())
+
+    def extras(self) -> dict[str, dict[str, Any]]:
+        return {uri: e.extra for uri, e in self._events.items() if e.extra}
+
+
+def _exhaust(generator: Any, state: _Run) -> Any:
+    """Airflow's rule for a generator callable: each yielded Metadata updates its
+    asset's extras, anything else is ignored; the return value is the generator's."""
+    while True:
+        try:
+            item = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(item, Metadata):
+            state.outlet_events[item.uri].extra.update(item.extra)
+
+
+OPERATOR_KEY = "__pgdurable_operator__"  # translators/airflow/python_operators.py
+
+
+class BaseOperator:
+    """A stand-in for Airflow's BaseOperator, for an operator class defined in the DAG
+    file: ``task_id``, every constructor keyword as an attribute, ``log``. Other
+    members of Airflow's class are not here (AttributeError when used)."""
+
+    template_fields: tuple[str, ...] = ()
+
+    def __init__(self, task_id: str | None = None, **kwargs: Any) -> None:
+        self.task_id = task_id
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    @property
+    def log(self) -> Any:
+        import logging
+
+        return logging.getLogger(f"airflow.task.operators.{type(self).__name__}")
+
+    def execute(self, context: Any) -> Any:
+        raise NotImplementedError()
+
+
+class EmptyOperator(BaseOperator):
+    """Airflow's EmptyOperator as a base class: ``execute`` does nothing."""
+
+    def execute(self, context: Any) -> Any:
+        return None
+
+
+DummyOperator = EmptyOperator  # its 1.x/2.x name
+
+
+def execute_operator(cls: type, context: dict[str, Any]) -> Any:
+    """Build the operator with the task's constructor arguments (template fields
+    already rendered, upstream results resolved) and run ``execute(context)``."""
+    kwargs = context.pop(OPERATOR_KEY, None) or {}
+    return cls(**kwargs).execute(context)
 
 
 def get_current_context() -> dict[str, Any]:

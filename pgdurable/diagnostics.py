@@ -169,6 +169,19 @@ CODES: dict[str, Code] = {
         Severity.WARNING, Fidelity.APPROXIMATE, "asset events come from outside the import"
     ),
     # unsupported
+    "PGD290": Code(
+        Severity.WARNING,
+        Fidelity.APPROXIMATE,
+        "virtualenv / external Python task runs in the worker's environment",
+    ),
+    "PGD291": Code(Severity.WARNING, Fidelity.APPROXIMATE, "is_venv_installed() taken as true"),
+    "PGD293": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "in-file operator runs on a stand-in BaseOperator"
+    ),
+    "PGD294": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "outlet extras kept in the step result only"
+    ),
+    "PGD292": Code(Severity.WARNING, Fidelity.APPROXIMATE, "mapped Python task loops in one step"),
     "PGD301": Code(Severity.WARNING, Fidelity.MANUAL, "@reboot has no workflow equivalent"),
     "PGD302": Code(Severity.WARNING, Fidelity.MANUAL, "the command fails in pg_cron too"),
     "PGD303": Code(Severity.WARNING, Fidelity.MANUAL, "the command may not be valid SQL"),

@@ -41,6 +41,7 @@ from pgdurable.sqltext import comment, dollar_quote, literal
 from pgdurable.translators.airflow import (
     assets,
     graph,
+    python_mapped,
     rules,
     schedule,
     setup_teardown,
@@ -347,6 +348,9 @@ def _mapped(task: Task, ctx: Context) -> Work:
     known at run time (an upstream's output) is a manual stub naming it."""
     mapped = task.mapped
     assert mapped is not None
+    looped = python_mapped.mapped_work(task, ctx)  # a TaskFlow callable: one looping step
+    if looped is not None:
+        return looped
     line = f" (line {task.ref.line})" if task.ref.line else ""
     call = f".{mapped.how}(...)"
     if mapped.instances is None:

@@ -90,6 +90,7 @@ class Mapped:
     instances: list[dict[str, Any]] | None
     unknown: str = ""
     callables: list[Any] = field(default_factory=list)  # TaskFlow: the callable per instance
+    values: Any = None  # the mapped arguments as read: expand's kwargs / expand_kwargs' value
 
 
 @dataclass

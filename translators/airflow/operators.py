@@ -43,6 +43,8 @@ KINDS = {
     "python": "SQL steps when the callable only runs PostgresHook SQL",
     "branch_python": "branch on the callable's literal result",
     "short_circuit": "skip downstream on the callable's falsy result",
+    "python_venv": "virtualenv / external Python callable as a Python step (approximate)",
+    "branch_python_venv": "its branch variant: the returned ids decide the downstream tasks",
     "sql_decorated": "@task.sql: the returned SQL",
     "bash_decorated": "@task.bash: the returned command",
     "branch_datetime": "branch on now / the logical date within [target_lower, target_upper]",
@@ -109,6 +111,10 @@ OPERATORS: dict[str, OperatorSpec] = {
     "BashSensor": OperatorSpec("bash_sensor"),
     "FileSensor": OperatorSpec("file_sensor"),
     "WaitSensor": OperatorSpec("wait_sensor"),
+    "PythonVirtualenvOperator": OperatorSpec("python_venv"),
+    "ExternalPythonOperator": OperatorSpec("python_venv"),
+    "BranchPythonVirtualenvOperator": OperatorSpec("branch_python_venv"),
+    "BranchExternalPythonOperator": OperatorSpec("branch_python_venv"),
 }
 
 # TaskFlow decorators: ``@task``, ``@task.<flavour>`` (and the 2.x
@@ -121,6 +127,10 @@ DECORATORS: dict[str, str] = {
     "task.sql": "sql_decorated",
     "task.bash": "bash_decorated",
     "task.sensor": "python_sensor",
+    "task.virtualenv": "python_venv",
+    "task.external_python": "python_venv",
+    "task.branch_virtualenv": "branch_python_venv",
+    "task.branch_external_python": "branch_python_venv",
 }
 
 # Python callables: the hook classes whose SQL calls we can translate.

@@ -54,6 +54,14 @@ PROVIDED = {
     "AirflowFailException",
     "AirflowSkipException",
     "PokeReturnValue",
+    # bases of an operator class defined in the DAG file (python_operators.py)
+    "BaseOperator",
+    "EmptyOperator",
+    "DummyOperator",
+    # outlet extras (airflow_context.OutletEvents); aliases are not provided
+    "Dataset",
+    "Asset",
+    "Metadata",
 }
 _DYNAMIC = {"__import__", "importlib.import_module", "exec", "eval", "compile", "globals"}
 _CONN_KEYWORDS = ("postgres_conn_id", "conn_id")
@@ -74,6 +82,9 @@ class DagModule:
     nested: list[str] = field(default_factory=list)
     entries: list[tuple[str, str, str]] = field(default_factory=list)  # (task, entry, fn)
     third_party: set[str] = field(default_factory=set)
+    # literal constants bound once inside DAG-building code (`options = [...]` in a
+    # `with DAG` block) that a callable reads: name -> `name = <literal>`
+    constants: dict[str, str] = field(default_factory=dict)
 
     def text(self, header: list[str]) -> str:
         lines = [f"# {h}" for h in header]
@@ -84,6 +95,8 @@ class DagModule:
             "",
         ]
         body += sorted(self.imports, key=lambda line: (line.startswith("from"), line))
+        if self.constants:
+            body += ["", *(self.constants[k] for k in sorted(self.constants))]
         for index in sorted(self.parts):
             body += ["", "", self.parts[index].strip("\n")]
         for code in self.nested:
@@ -192,9 +205,14 @@ def _root_module(import_line: str) -> str:
 class _Extraction:
     """One callable's extraction into a DagModule (all or nothing)."""
 
-    def __init__(self, facts: _Module, module: DagModule) -> None:
+    def __init__(self, facts: _Module, module: DagModule, isolated: str | None = None) -> None:
         self.facts = facts
         self.module = module
+        # a virtualenv / external Python callable: Airflow copies only the function's
+        # source into the other interpreter, so it may read nothing from the module
+        # (``isolated`` is the function's own name, which the script does define)
+        self.isolated = isolated
+        self.constants: dict[str, str] = {}
         self.parts: dict[int, str] = {}
         self.imports: set[str] = set()
         self.third_party: set[str] = set()
@@ -210,6 +228,8 @@ class _Extraction:
         for root in nodes:
             self._calls(root)
         for access in accesses:
+            if access.is_annotation:
+                continue  # not evaluated: the task module has `from __future__ import annotations`
             node_ = access.node
             name = (
                 node_.value if isinstance(node_, cst.Name) else self.facts.code.code_for_node(node_)
@@ -233,6 +253,15 @@ class _Extraction:
                         f"{what} reads {name!r} (line {line}) from the code around it (a closure "
                         f"over line {self.facts.line(node)}); move it to module level"
                     )
+                if self.isolated is not None and name != self.isolated:
+                    raise Refused(
+                        f"{what} reads {name!r} (line {line}), defined outside the function: "
+                        "Airflow copies only the function's source into the virtualenv / "
+                        "external Python, where that name is not defined (NameError); import "
+                        "or define it inside the function"
+                    )
+                if self.isolated is not None:
+                    continue
                 self.global_name(name, node, line)
 
     def global_name(self, name: str, node: cst.CSTNode, line: int | None) -> None:
@@ -273,6 +302,10 @@ class _Extraction:
             self.seen.add(index)
             self.parts[index] = self._without_airflow_decorators(statement)
             self.element(self._body_nodes(statement), f"{name}()")
+            return
+        constant = _single_literal(statement, node, name, self.facts)
+        if constant is not None:
+            self.constants[name] = f"{name} = {constant}"
             return
         kind = type(statement).__name__.lower()
         raise Refused(
@@ -333,11 +366,68 @@ class _Extraction:
 
     def commit(self) -> None:
         self.module.parts.update(self.parts)
+        self.module.constants.update(self.constants)
         self.module.imports |= self.imports
         self.module.third_party |= self.third_party
 
 
 _ABSENT = object()
+
+_LITERAL_NODES = (
+    cst.SimpleString,
+    cst.ConcatenatedString,
+    cst.Integer,
+    cst.Float,
+    cst.List,
+    cst.Tuple,
+    cst.Set,
+    cst.Dict,
+    cst.Element,
+    cst.StarredElement,
+    cst.DictElement,
+    cst.Comma,
+    cst.LeftSquareBracket,
+    cst.RightSquareBracket,
+    cst.LeftCurlyBrace,
+    cst.RightCurlyBrace,
+    cst.LeftParen,
+    cst.RightParen,
+    cst.Colon,
+    cst.UnaryOperation,
+    cst.Minus,
+    cst.ParenthesizedWhitespace,
+    cst.SimpleWhitespace,
+    cst.TrailingWhitespace,
+    cst.EmptyLine,
+    cst.Newline,
+    cst.Comment,
+)
+
+
+def _single_literal(statement: cst.CSTNode, target: cst.CSTNode, name: str, facts: _Module):
+    """The value text of ``name = <literal>`` when that is the only binding of
+    ``name`` in the file and it sits inside DAG-building code (a ``with DAG``
+    block): a callable reading it at run time reads that value, whatever the
+    block does around it. Else None."""
+    module_scope = next(s for s in set(facts.scopes.values()) if isinstance(s, GlobalScope))
+    if len(list(module_scope[name])) != 1:
+        return None
+    for node in _walk(statement):
+        if (
+            isinstance(node, cst.Assign)
+            and len(node.targets) == 1
+            and node.targets[0].target is target
+        ):
+            value = node.value
+            if isinstance(value, cst.StarredElement) or not all(
+                isinstance(n, _LITERAL_NODES)
+                or (isinstance(n, cst.Name) and n.value in ("True", "False", "None"))
+                for n in _walk(value)
+            ):
+                return None
+            # parenthesised: continuation lines indented for the block stay valid
+            return "(" + facts.code.code_for_node(value).strip() + ")"
+    return None
 
 
 def _airflow_decorator(decorator: cst.Decorator, reader: Any) -> bool:
@@ -381,6 +471,7 @@ class Step:
     entry: str
     third_party: set[str]
     skip_exception: bool
+    outlet_extras: bool = False  # sets outlet_events[...].extra or yields Metadata
 
 
 def _json_value(value: Any, env: templates.Env, what: str) -> Any:
@@ -405,22 +496,39 @@ def _json_value(value: Any, env: templates.Env, what: str) -> Any:
 def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
     """The Python step of ``task`` (its callable extracted into the DAG's module);
     raises Refused naming what keeps it manual."""
+    from pgdurable.translators.airflow import python_isolated
     from pgdurable.translators.airflow.visitor import TaskRef
 
     fn: Function | None = task.callable
     if fn is None:
+        raw = task.args.get("python_callable")
+        if isinstance(raw, Unknown):
+            raise Refused(
+                f"python_callable {raw} is not a function of the DAG file (imported from "
+                "another module, or computed): deploy that module on the worker's code path "
+                "and call it with a Python step by hand"
+            )
         raise Refused("no python_callable the reader could follow")
     reader = getattr(fn, "reader", None)
-    if not isinstance(fn.node, cst.FunctionDef) or reader is None:
+    isolation = python_isolated.isolation(task)
+    lambda_ = isinstance(fn.node, cst.Lambda) and reader is not None and isolation is None
+    if not (isinstance(fn.node, cst.FunctionDef) or lambda_) or reader is None:
         raise Refused(f"the callable at line {task.ref.line} is a lambda or built dynamically")
     module = ctx.python_module
     assert module is not None
     facts = _facts(reader)
-    work = _Extraction(facts, module)
+    work = _Extraction(facts, module, fn.name if isolation is not None else None)
     line = fn.ref.line if fn.ref else None
+    if lambda_:
+        work.element([fn.node.params, fn.node.body], f"the lambda at line {line}")
+    else:
+        work.element(work._body_nodes(fn.node), f"{fn.name}() (line {line})")
+    if isolation is not None:
+        work.third_party |= python_isolated.inner_imports(fn.node, facts.code, line)
     nested = id(fn.node) not in {id(s) for s in facts.code.body}
-    work.element(work._body_nodes(fn.node), f"{fn.name}() (line {line})")
-    if nested:
+    if lambda_:
+        pass
+    elif nested:
         known = module.functions.get(fn.name)
         if known is not None and known != id(fn.node):
             raise Refused(f"another callable of this DAG is also named {fn.name}()")
@@ -449,11 +557,12 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
     )
     if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
         raise Refused("op_args/op_kwargs are not static")
-    for value in [*args, *kwargs.values()]:
+    for value in _refs([*args, *kwargs.values()]):  # nested too: a mapped value, a list
         if isinstance(value, TaskRef) and value.task_id not in env.python_results:
             raise Refused(
                 f"the argument from task {value.task_id!r} is not a translated Python task's result"
             )
+    _unprovided_context(fn.node, len(args), kwargs, ctx.generation, line)
     xcom_from = sorted(work.xcom_tasks | {v.task_id for v in _refs([*args, *kwargs.values()])})
     params = {**(ctx.dag.args.get("params") or {}), **(task.args.get("params") or {})}
     payload: dict[str, Any] = {
@@ -470,6 +579,13 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
     missing = [t for t in xcom_from if t not in upstream]
     if missing:
         raise Refused(f"reads the result of {missing[0]!r}, which is not upstream of it")
+    if ctx.generation < 2 and not task.operator.startswith("@"):
+        # Airflow 1.x passes the context only with provide_context=True (then all of
+        # it, as keywords); without it the callable gets op_args/op_kwargs alone
+        provide = task.args.get("provide_context", False)
+        if not isinstance(provide, bool):
+            raise Refused(f"provide_context is not a literal ({provide})")
+        payload["provide_context"] = provide
     if task.args.get("templates_dict") is not None:
         payload["templates_dict"] = _json_value(task.args["templates_dict"], env, "templates_dict")
     if work.variables:
@@ -485,10 +601,17 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
         payload["connections"] = conns
     if mode == "branch":
         payload["downstream"] = sorted(d for u, d in ctx.dag.edges if u == task.task_id)
+    if isolation is not None:
+        payload["context_keys"] = sorted(isolation.context_keys)
+    if work.skip_exception and mode == "python" and not (task.kind == "python_venv"):
+        # AirflowSkipException ends the task skipped (python_operators.skippable)
+        payload["skippable"] = True
     env.uses_dates = True
     work.commit()
     fn_name = fn.name
-    if nested and fn.name not in module.functions:
+    if lambda_:
+        fn_name = _lambda_function(fn.node, task.task_id, module, facts)
+    elif nested and fn.name not in module.functions:
         module.functions[fn.name] = id(fn.node)
         module.nested.append(work._without_airflow_decorators(fn.node))
     elif not nested:
@@ -500,7 +623,67 @@ def python_step(task: Task, ctx: Context, mode: str, name: str) -> Step:
         f"{module.name}:{entry}", (), tuple(sorted(payload.items())), name=name, source=task.ref
     )
     env.python_results.add(task.task_id)
-    return Step(node, entry, set(work.third_party), work.skip_exception)
+    source = facts.code.code_for_node(fn.node)
+    extras = "outlet_events" in source or any(i.endswith("import Metadata") for i in work.imports)
+    return Step(node, entry, set(work.third_party), work.skip_exception, extras)
+
+
+# Airflow context keys (2.x and 3.x) that pgdurable's context does not provide: a
+# callable naming one as a parameter would get its default (often None) here.
+_AIRFLOW_CONTEXT_KEYS = {
+    "conf", "conn", "exception", "expanded_ti_count", "inlets", "inlet_events",
+    "macros", "map_index_template", "next_ds_nodash", "next_execution_date", "outlets",
+    "prev_data_interval_start_success", "prev_data_interval_end_success",
+    "prev_ds_nodash", "prev_execution_date", "prev_execution_date_success",
+    "prev_start_date_success", "prev_end_date_success", "tomorrow_ds_nodash",
+    "triggering_dataset_events", "triggering_asset_events", "ts_nodash_with_tz", "var",
+    "yesterday_ds_nodash", "task_state_store", "asset_state_store",
+    "task_reschedule_count", "partition_key", "partition_date",
+}  # fmt: skip
+# provided only for Airflow 1.x/2.x (airflow_context._Run.context)
+_BEFORE_3 = {"execution_date", "next_ds", "prev_ds", "yesterday_ds", "tomorrow_ds"}
+
+
+def _unprovided_context(node: Any, positional: int, kwargs: dict, generation: int, line) -> None:
+    """Refuse a callable whose parameters name an Airflow context key pgdurable does
+    not provide (the step would run with the parameter's default instead)."""
+    params = node.params
+    names = [p.name.value for p in [*params.posonly_params, *params.params]][positional:]
+    names += [p.name.value for p in params.kwonly_params]
+    missing = set(_AIRFLOW_CONTEXT_KEYS)
+    if generation >= 3:
+        missing |= _BEFORE_3
+    for name in names:
+        mapped = kwargs.get("__pgdurable_map__")
+        if (
+            name in missing
+            and name not in kwargs
+            and not (isinstance(mapped, dict) and name in mapped)
+        ):
+            raise Refused(
+                f"the callable (line {line}) takes the Airflow context key {name!r}, which "
+                "pgdurable's context does not provide"
+            )
+
+
+def _lambda_function(node: cst.Lambda, task_id: str, module: DagModule, facts: _Module) -> str:
+    """A lambda written out as a named function of the task module (one per lambda,
+    however many tasks share it): ``def name(<its parameters>): return (<its body>)``,
+    the same signature, so Airflow's context-keyword rule treats it alike."""
+    for name, known in module.functions.items():
+        if known == id(node):
+            return name
+    module_scope = next(s for s in set(facts.scopes.values()) if isinstance(s, GlobalScope))
+    base = "_pgdurable_lambda_" + re.sub(r"\W", "_", task_id, flags=re.ASCII)
+    name, n = base, 1
+    while name in module.functions or module_scope[name]:
+        n += 1
+        name = f"{base}_{n}"
+    module.functions[name] = id(node)
+    params = facts.code.code_for_node(node.params)
+    body = facts.code.code_for_node(node.body).strip()
+    module.nested.append(f"def {name}({params}):\n    return (\n        {body}\n    )\n")
+    return name
 
 
 def _refs(values: list[Any]) -> list[Any]:
@@ -558,7 +741,16 @@ def report(step: Step, task: Task, ctx: Context) -> None:
             "not the Airflow worker's: install the same versions there",
             task.ref,
         )
-    if step.skip_exception:
+    if step.outlet_extras:
+        ctx.diag.add(
+            "PGD294",
+            f"task {task.task_id!r}: the extras it sets on outlet assets (outlet_events[...]"
+            ".extra, yield Metadata) are kept in the step's result row (outlet_events), not "
+            "in an asset event: a consumer reading inlet_events or triggering events does "
+            "not see them",
+            task.ref,
+        )
+    if step.skip_exception and not dict(step.node.kwargs).get("skippable"):
         ctx.diag.add(
             "PGD245",
             f"task {task.task_id!r}: raising AirflowSkipException fails the step instead of "

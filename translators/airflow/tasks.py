@@ -31,7 +31,14 @@ from pgdurable.sqltext import (
     split_statements,
 )
 from pgdurable.sqltext import literal as sql_literal
-from pgdurable.translators.airflow import bash, external, python_tasks, templates
+from pgdurable.translators.airflow import (
+    bash,
+    external,
+    python_isolated,
+    python_operators,
+    python_tasks,
+    templates,
+)
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
@@ -693,6 +700,9 @@ def _compile_work(task: Task, ctx: Context) -> Work:
     kind = task.kind
     handler = _HANDLERS.get(kind)
     if handler is None:
+        own = python_operators.operator_work(task, ctx)  # a class defined in the DAG file
+        if own is not None:
+            return own
         if task.qualified and not task.qualified.startswith("airflow"):
             line = f" at line {task.ref.line}" if task.ref.line else ""
             return stub(
@@ -1145,7 +1155,7 @@ def _python(task: Task, ctx: Context) -> Work:
         step = _code_step(task, ctx, "python", f"r_{sid(task.task_id)}")
         if isinstance(step, str):
             return stub(task, f"a Python callable: {step}", ctx)
-        return Work(step)
+        return python_operators.skippable(task, step)
     steps: list[m.Node] = []
     for call in sql_calls:
         conn = call.get("conn") or "postgres_default"
@@ -1316,6 +1326,7 @@ _HANDLERS: dict[str, Callable[[Task, Context], Work]] = {
     "sql_decorated": _sql_decorated,
     "bash_decorated": _bash_decorated,
 }
+_HANDLERS.update(python_isolated.HANDLERS)  # virtualenv / external Python tasks
 
 
 def policies(task: Task, work: m.Node, ctx: Context) -> m.Node:

@@ -693,7 +693,15 @@ class Reader:
             replacement=replacement,
             qualified=qname,
         )
-        return self.add_task(task, dag, node)
+        task.reader = self  # type: ignore[attr-defined]  # an in-file operator class is extracted
+        ref = self.add_task(task, dag, node)
+        if spec is None:
+            # an upstream's .output given to an operator of the file: Airflow makes that
+            # task upstream (python_operators.py refuses it outside template_fields)
+            for up in _task_refs(list(kwargs.values())):
+                if up.dag is dag:
+                    self.edge(dag, up.task_id, ref.task_id)
+        return ref
 
     def taskflow_call(self, fn: Function, args: list[Any], kwargs: dict[str, Any], node) -> Any:
         dag = self.current_dag()
@@ -771,12 +779,14 @@ class Reader:
             else:
                 unknown = _describe(value)
         task.mapped = Mapped(how, instances, unknown[:120])
+        task.mapped.values = dict(kwargs) if how == "expand" else (args[0] if args else None)
         if fn is not None and instances is not None:
             # a TaskFlow callable is analysed again per instance, with its mapped
             # arguments bound, so SQL built from them becomes literal SQL
             for instance in instances:
                 clone = Function(fn.name, fn.node, fn.decorator, dict(fn.decorator_args), fn.ref)
                 clone.closure = getattr(fn, "closure", {})  # type: ignore[attr-defined]
+                clone.reader = getattr(fn, "reader", None)  # type: ignore[attr-defined]
                 self.analyze(clone, {**fixed, **instance})
                 task.mapped.callables.append(clone)
 
@@ -943,8 +953,9 @@ class Reader:
         if isinstance(node, cst.Call):
             return self.call(node, env)
         if isinstance(node, cst.Lambda):
-            fn = Function("<lambda>", node)
+            fn = Function("<lambda>", node, ref=self.ref(node))
             fn.closure = env  # type: ignore[attr-defined]
+            fn.reader = self  # type: ignore[attr-defined]  # extracted as a named function
             return fn
         return Unknown(self.src(node))
 
@@ -1178,6 +1189,10 @@ class Reader:
             "DatasetAny",
         ):
             return Asset(self.src(node))
+        if short == "is_venv_installed":
+            from pgdurable.translators.airflow import python_isolated
+
+            return python_isolated.venv_installed(self, node)
         if short in ("days_ago",):
             return Timestamp(f"days_ago({args[0] if args else ''})")
         if short == "get" and ".Variable" in qname:
