@@ -41,9 +41,10 @@ _CRON_WRITE = re.compile(
     r"\b(update|delete\s+from|insert\s+into|truncate(\s+table)?|merge\s+into|copy)\s+cron\s*\.\s*job\b",
     re.IGNORECASE,
 )
-_HARMLESS_META = {"echo", "qecho", "warn", "set", "unset", "pset", "timing", "a", "t", "x",
-                  "o", "out", "encoding", "conninfo", "d", "dt", "dx", "l", "list", "p",
-                  "print", "r", "reset", "prompt", "setenv", "f", "h", "help", "?", "c"}
+# psql meta-commands that change what the script runs (included files, generated or
+# conditional statements, shell commands): not followed, reported (PGD362).
+_FOLLOWS_NOT = ("i", "ir", "include", "include_relative", "gexec", "if", "elif", "else")
+_FOLLOWS_NOT += ("endif", "g", "gset", "copy", "!")
 
 
 @dataclass(frozen=True)
@@ -307,8 +308,12 @@ def _calls_in(tokens: list[Token]) -> list[tuple[int, int, _Call | str]]:
             args, end = _arguments(tokens, i + 4)
             if end > len(tokens):
                 found.append(
-                    (i, len(tokens), f"the call of cron.{function} is never closed (no ')' "
-                     "before the end of the statement)")
+                    (
+                        i,
+                        len(tokens),
+                        f"the call of cron.{function} is never closed (no ')' "
+                        "before the end of the statement)",
+                    )
                 )
                 return found
             found.append((i, end, _Call(function, t.line, t.col, args)))
@@ -424,7 +429,9 @@ def _schedule(state: _Replay, call: _Call, args, ref: SourceRef, guard) -> None:
     if args.get("schedule") is None or args.get("command") is None:
         state.items.append(
             Unreadable(
-                name or f"line_{call.line}", ref, f"cron.{call.function} without a schedule or command"
+                name or f"line_{call.line}",
+                ref,
+                f"cron.{call.function} without a schedule or command",
             )
         )
         return
@@ -442,8 +449,10 @@ def _schedule(state: _Replay, call: _Call, args, ref: SourceRef, guard) -> None:
         for key, job in state.jobs.items():
             if job.jobname != name:
                 continue
-            same = True if job.username == username else (
-                where.UNKNOWN if job.username is None or username is None else False
+            same = (
+                True
+                if job.username == username
+                else (where.UNKNOWN if job.username is None or username is None else False)
             )
             if same is True and existing is None:
                 existing = key
@@ -488,9 +497,13 @@ def _is_cron_job(tokens: list[Token], i: int) -> bool:
 def _alias(tokens: list[Token], i: int) -> tuple[str | None, int]:
     t = tokens[i] if i < len(tokens) else None
     if t is not None and t.value == "as":
+        if i + 1 >= len(tokens):
+            raise where.Unsupported("AS without an alias")
         return tokens[i + 1].value, i + 2
-    if t is not None and t.kind == "ident" and t.value not in (
-        "set", "where", "returning", "using", "from"
+    if (
+        t is not None
+        and t.kind == "ident"
+        and t.value not in ("set", "where", "returning", "using", "from")
     ):
         return t.value, i + 1
     return None, i
@@ -553,18 +566,27 @@ def _update(state: _Replay, tokens: list[Token], ref: SourceRef) -> None:
     sure, maybe = state.matching(cond)
     if maybe:
         state.unknown_write(
-            maybe, ref, "UPDATE cron.job with a condition on a column the script does not set "
-            "(username, database, nodename or nodeport)"
+            maybe,
+            ref,
+            "UPDATE cron.job with a condition on a column the script does not set "
+            "(username, database, nodename or nodeport)",
         )
-    shown = ", ".join(f"{k} = {v!r}" if v is not None else f"{k} = (the script's role)"
-                      for k, v in changes.items())
+    shown = ", ".join(
+        f"{k} = {v!r}" if v is not None else f"{k} = (the script's role)"
+        for k, v in changes.items()
+    )
     for key in sure:
         state.jobs[key] = replace(state.jobs[key], **changes)  # type: ignore[arg-type]
-        state.note([key], "PGD258", f"the script changed this job in cron.job at line "
-                   f"{ref.line}: {shown}; replayed", ref)
+        state.note(
+            [key],
+            "PGD258",
+            f"the script changed this job in cron.job at line {ref.line}: {shown}; replayed",
+            ref,
+        )
         if "nodeport" in changes:
             state.note(
-                [key], "PGD262",
+                [key],
+                "PGD262",
                 f"the script set nodeport = {changes['nodeport']} (line {ref.line}): pg_cron "
                 "connects to that port, which is another cluster unless this one listens "
                 "there; the workflow runs in the worker's cluster",
@@ -582,8 +604,10 @@ def _delete(state: _Replay, tokens: list[Token], ref: SourceRef) -> None:
     sure, maybe = state.matching(cond)
     if maybe:
         state.unknown_write(
-            maybe, ref, "DELETE FROM cron.job with a condition on a column the script does "
-            "not set (username, database, nodename or nodeport)"
+            maybe,
+            ref,
+            "DELETE FROM cron.job with a condition on a column the script does "
+            "not set (username, database, nodename or nodeport)",
         )
     for key in sure:  # pg_cron no longer has the job: nothing to migrate
         state.jobs.pop(key)
@@ -648,7 +672,7 @@ def _statement(state: _Replay, tokens: list[Token]) -> None:
         return
     calls = _calls_in(tokens)
     consumed: set[int] = set()
-    for start, end, call in calls:
+    for start, end, _call in calls:
         consumed.update(range(start, end))
     # a statement that writes cron.job in another shape (WITH ... UPDATE, MERGE, COPY)
     rest = " ".join(t.text for k, t in enumerate(tokens) if k not in consumed)
@@ -690,8 +714,9 @@ def _only_calls(tokens: list[Token], consumed: set[int]) -> bool:
     for k in range(1, len(tokens)):
         if k in consumed or tokens[k].text == ",":
             continue
-        if words[k] == "as" or (k > 0 and words[k - 1] == "as" and tokens[k].kind in (
-            "ident", "qident")):
+        if words[k] == "as" or (
+            k > 0 and words[k - 1] == "as" and tokens[k].kind in ("ident", "qident")
+        ):
             continue
         return False
     return True
@@ -700,12 +725,14 @@ def _only_calls(tokens: list[Token], consumed: set[int]) -> bool:
 def _guarded(state: _Replay, tokens: list[Token], end: int, call: _Call) -> bool:
     """``SELECT cron.schedule(...) WHERE [NOT] EXISTS (SELECT ... FROM cron.job ...)``:
     replayed (True) when the guard can be decided."""
-    if len(tokens) <= end or tokens[end].value != "where" or call.function not in (
-        "schedule", "schedule_in_database", "unschedule"
+    if (
+        len(tokens) <= end
+        or tokens[end].value != "where"
+        or call.function not in ("schedule", "schedule_in_database", "unschedule")
     ):
         return False
-    negate = tokens[end + 1].value == "not"
     try:
+        negate = tokens[end + 1].value == "not"
         truth, after = _exists(state, tokens, end + 1 + negate)
     except (where.Unsupported, IndexError):
         return False
@@ -721,8 +748,11 @@ def _run_guarded(state: _Replay, call: _Call, truth: object, negate: bool, at: T
         # it may or may not run: the job exists in the replay with a manual note
         _apply_call(state, call)
         keys = [k for k, j in state.jobs.items() if j.ref == state.ref(call.line, call.col)]
-        state.unknown_write(keys or state.jobs, ref, "a guard on cron.job that depends on "
-                            "the script's role or database")
+        state.unknown_write(
+            keys or state.jobs,
+            ref,
+            "a guard on cron.job that depends on the script's role or database",
+        )
         return
     runs = (not truth) if negate else bool(truth)
     if not runs:
@@ -815,8 +845,9 @@ def _do_block(state: _Replay, tokens: list[Token], ref: SourceRef) -> None:
     except (_NotSimple, IndexError, where.Unsupported) as exc:
         item = _body_item(state, tokens, body, "a DO block", None)
         reason = f" ({exc})" if str(exc) else ""
-        state.items.append(replace(item, message=item.message.replace(
-            "is not read:", f"is not read{reason}:", 1)))
+        state.items.append(
+            replace(item, message=item.message.replace("is not read:", f"is not read{reason}:", 1))
+        )
         return
     state.jobs, state.items, state.next_id = trial.jobs, trial.items, trial.next_id
 
@@ -855,8 +886,9 @@ def _plpgsql_statements(state: _Replay, tokens: list[Token], i: int, stop) -> in
             pass  # a notice changes nothing in cron.job
         elif t.value in ("update", "delete", "truncate", "insert"):
             _statement(state, statement)
-        elif _CRON_MENTION.search(" ".join(x.text if x.kind != "string" else (x.value or "")
-                                           for x in statement)):
+        elif _CRON_MENTION.search(
+            " ".join(x.text if x.kind != "string" else (x.value or "") for x in statement)
+        ):
             raise _NotSimple(f"{_short(statement)}")
         i = end + 1
     if i >= len(tokens):
@@ -947,7 +979,11 @@ def read(text: str, file: str) -> list[Item]:
         nested = _nested_dollar(sql, exc)
         if nested:
             message, line, col = nested
-            return [Unreadable("script", SourceRef(file, line, col), f"cannot lex the script: {message}")]
+            return [
+                Unreadable(
+                    "script", SourceRef(file, line, col), f"cannot lex the script: {message}"
+                )
+            ]
         ref = SourceRef(file, exc.line, exc.col)
         return [Unreadable("script", ref, f"cannot lex the script: {exc.reason}")]
     state = _Replay(file)
@@ -969,10 +1005,24 @@ def read(text: str, file: str) -> list[Item]:
             if _meta(state, event) == "quit":
                 break
         else:
-            _statement(state, event)  # type: ignore[arg-type]
+            try:
+                _statement(state, event)  # type: ignore[arg-type]
+            except (IndexError, where.Unsupported) as exc:
+                # a statement cut short or shaped unlike the ones read: PostgreSQL may
+                # refuse it, but the reader cannot be sure it changed nothing
+                first = event[0]  # type: ignore[index]
+                text = " ".join(t.text for t in event)  # type: ignore[union-attr]
+                if _CRON_MENTION.search(text) or "cron" in text.lower():
+                    reason = f" ({exc})" if isinstance(exc, where.Unsupported) else ""
+                    state.unknown_write(
+                        state.jobs,
+                        state.ref(first.line, first.col),
+                        f"the statement {_short(event)}{reason}",  # type: ignore[arg-type]
+                    )
     if state.ignored_meta and state.jobs:
         state.note(
-            state.jobs, "PGD261",
+            state.jobs,
+            "PGD261",
             "the script has psql meta-commands the reader does not follow ("
             + ", ".join(state.ignored_meta[:5])
             + (", ..." if len(state.ignored_meta) > 5 else "")
@@ -1012,15 +1062,16 @@ def _meta(state: _Replay, meta: _Meta) -> str | None:
         return None
     if meta.command == "q" or meta.command == "quit":
         return "quit"
-    if meta.command in ("i", "ir", "include", "include_relative", "gexec", "if", "elif",
-                        "else", "endif", "g", "gset", "copy", "!"):
+    if meta.command in _FOLLOWS_NOT:
         what = {
             "gexec": "runs the query's results as statements",
             "if": "runs what follows only under a condition",
             "copy": "may load rows into a table",
             "!": "runs a shell command",
-        }.get(meta.command, "includes another file" if meta.command.startswith("i") else
-              "changes what runs")
+        }.get(
+            meta.command,
+            "includes another file" if meta.command.startswith("i") else "changes what runs",
+        )
         state.items.append(
             Unreadable(
                 f"line_{meta.line}",

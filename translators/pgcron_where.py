@@ -189,8 +189,18 @@ class Parser:
         # 'x'::text, 'x'::varchar: the cast does not change a text comparison
         while (t := self.peek()) is not None and t.text == "::":
             nxt = self.peek(1)
-            if nxt is None or nxt.value not in ("text", "varchar", "name", "bigint", "int",
-                                                "integer", "boolean", "bool", "int4", "int8"):
+            if nxt is None or nxt.value not in (
+                "text",
+                "varchar",
+                "name",
+                "bigint",
+                "int",
+                "integer",
+                "boolean",
+                "bool",
+                "int4",
+                "int8",
+            ):
                 raise Unsupported(f"a cast to {nxt.text if nxt else '?'!r}")
             self.pos += 2
 
@@ -227,7 +237,7 @@ class Parser:
     def _predicate(self) -> Callable[[Row], Truth]:
         column = self.column()
         t = self.peek()
-        op = (t.text.lower() if t is not None else "")
+        op = t.text.lower() if t is not None else ""
         negate = False
         if op == "not":
             negate, self.pos = True, self.pos + 1
@@ -300,9 +310,15 @@ class Parser:
                 return (value is None) != is_not
 
             return null
-        if column in BOOL_COLUMNS and not negate and (
-            t is None or t.kind == "semicolon" or t.value in ("and", "or", "returning")
-            or t.text == ")"
+        if (
+            column in BOOL_COLUMNS
+            and not negate
+            and (
+                t is None
+                or t.kind == "semicolon"
+                or t.value in ("and", "or", "returning")
+                or t.text == ")"
+            )
         ):
             return lambda row: row(column)  # type: ignore[return-value]
         got = "the end" if t is None else repr(t.text)

@@ -83,7 +83,9 @@ def test_delete_removes_the_job_and_no_workflow_is_started():
     )
     assert sorted(got) == ["a"]
     assert results("SELECT cron.schedule('a', '0 5 * * *', 'SELECT 1');\nTRUNCATE cron.job;") == {}
-    assert results("SELECT cron.schedule('a', '0 5 * * *', 'SELECT 1');\nDELETE FROM cron.job;") == {}
+    assert (
+        results("SELECT cron.schedule('a', '0 5 * * *', 'SELECT 1');\nDELETE FROM cron.job;") == {}
+    )
 
 
 def test_writes_the_reader_cannot_replay_make_the_jobs_manual():
@@ -257,8 +259,7 @@ def test_backslash_c_sets_the_database_and_role_pg_cron_records():
 
 def test_an_unknown_connect_target_and_includes_are_manual():
     got = results(
-        "\\c :target\nSELECT cron.schedule('a', '0 1 * * *', 'SELECT 1');\n"
-        "\\i more_jobs.sql\n"
+        "\\c :target\nSELECT cron.schedule('a', '0 1 * * *', 'SELECT 1');\n\\i more_jobs.sql\n"
     )
     assert got["a"].fidelity == Fidelity.MANUAL and "PGD362" in codes(got["a"])
     include = got["line_3"]
