@@ -159,6 +159,9 @@ class _Replay:
     next_id: int = 1
     database: str | None = None  # from \c; None: the database the file is applied to
     user: str | None = None  # from \c; None: the role that runs the script
+    role: str | None = None  # SET ROLE / SET SESSION AUTHORIZATION; None: the session's
+    local_role: str | None = None  # SET LOCAL ROLE, until the transaction ends
+    saved: tuple | None = None  # the replay at BEGIN, restored by ROLLBACK
     connect: Diagnostic | None = None  # the \c note (or its problem) for later schedules
     ignored_meta: list[str] = field(default_factory=list)
 
@@ -209,11 +212,16 @@ class _Replay:
                 maybe.append(key)
         return sure, maybe
 
+    def caller(self) -> str | None:
+        """current_user: the role cron.schedule records (None: the script's role)."""
+        return self.local_role or self.role or self.user
+
     def same_role(self, job: CronJob) -> object:
         """Is ``job`` the calling role's? (pg_cron keys named jobs on the role.)"""
-        if job.username == self.user:
+        caller = self.caller()
+        if job.username == caller:
             return True
-        if job.username is None or self.user is None:
+        if job.username is None or caller is None:
             return where.UNKNOWN
         return False
 
@@ -437,7 +445,7 @@ def _schedule(state: _Replay, call: _Call, args, ref: SourceRef, guard) -> None:
         return
     in_database = call.function == "schedule_in_database"
     database = args.get("database") if in_database else state.database
-    username = args.get("username") if in_database and args.get("username") else state.user
+    username = args.get("username") if in_database and args.get("username") else state.caller()
     fields = {
         "schedule": args["schedule"] or "",
         "command": args["command"] or "",
@@ -528,7 +536,7 @@ def _set_value(state: _Replay, column: str, parser: where.Parser) -> object:
         if column != "username":
             raise where.Unsupported(f"{column} = {t.text}")
         parser.pos += 1
-        return state.user  # None: the role that runs the script, as for its own jobs
+        return state.caller()  # None: the role that runs the script, as for its own jobs
     if t is not None and t.value == "current_database" and column == "database":
         if state.database is None:
             raise where.Unsupported("database = current_database() without \\c before it")
@@ -653,6 +661,8 @@ def _statement(state: _Replay, tokens: list[Token]) -> None:
     if w[:2] == ["delete", "from"] and _is_cron_job(tokens, 2):
         _delete(state, tokens, ref)
         return
+    if _session(state, tokens, w):
+        return
     if w[0] == "truncate":
         k = 2 if w[1] == "table" else 1
         if _is_cron_job(tokens, k):
@@ -719,6 +729,56 @@ def _only_calls(tokens: list[Token], consumed: set[int]) -> bool:
         ):
             continue
         return False
+    return True
+
+
+def _session(state: _Replay, tokens: list[Token], w: list[str | None]) -> bool:
+    """Transactions and the current role, which cron.schedule records as the owner:
+    ``SET [SESSION|LOCAL] ROLE``, ``SET SESSION AUTHORIZATION``, ``RESET ROLE``,
+    ``BEGIN`` ... ``COMMIT`` / ``ROLLBACK`` (a rolled-back schedule never happened)."""
+    if w[0] in ("begin", "start") and (len(w) == 1 or w[1] in ("transaction", "work", "isolation")):
+        state.saved = (dict(state.jobs), list(state.items), state.next_id, state.role)
+        return True
+    if w[0] in ("commit", "end", "rollback", "abort") and len(tokens) <= 3:
+        if w[0] in ("rollback", "abort") and state.saved is not None:
+            state.jobs, state.items, state.next_id, state.role = state.saved
+        state.saved, state.local_role = None, None
+        return True
+    if w[:2] == ["reset", "role"] or w[:3] == ["reset", "session", "authorization"]:
+        state.role = None
+        return True
+    if w[0] != "set":
+        return False
+    k = 1
+    local = w[1] == "local"
+    if w[1] in ("local", "session") and w[2] in ("role", "session"):
+        k = 2
+    if w[k] == "role":
+        k += 1
+    elif w[k : k + 2] == ["session", "authorization"]:
+        k += 2
+    else:
+        return False
+    value = tokens[k] if k < len(tokens) else None
+    if value is None or k + 1 != len(tokens) or value.kind not in ("ident", "qident", "string"):
+        state.role = state.local_role = None
+        first = tokens[0]
+        state.connect = Diagnostic(  # later jobs cannot say their owner
+            "PGD360",
+            f"the statement {_short(tokens)} at line {first.line} sets the role the reader "
+            "cannot read, and cron.schedule records that role as the job's owner: check the "
+            "job in the live cron.job (--from-db), or write SET ROLE name",
+            state.ref(first.line, first.col),
+        )
+        return True
+    name = None if value.kind == "ident" and value.value in ("none", "default") else value.value
+    if state.connect is not None and state.connect.code == "PGD360":
+        state.connect = None  # the role is known again
+    if local:
+        if state.saved is not None:  # outside a transaction SET LOCAL does nothing
+            state.local_role = name
+    else:
+        state.role = name
     return True
 
 
@@ -926,9 +986,12 @@ def _plpgsql_if(state: _Replay, tokens: list[Token], i: int) -> int:
             "as it was: compare with the live cron.job (--from-db)",
             state.ref(at.line, at.col),
         )
-        for key, job in state.jobs.items():
-            if before.get(key) != job and key not in before:
-                state.jobs[key] = replace(job, notes=(*job.notes, guard))
+        # every job the branch created or changed: on a database that already had a
+        # matching job, the branch did not run at all
+        touched = [key for key, job in state.jobs.items() if before.get(key) != job]
+        for key in touched:
+            job = state.jobs[key]
+            state.jobs[key] = replace(job, notes=(*job.notes, guard))
     return k + 3
 
 
@@ -1050,6 +1113,7 @@ def _meta(state: _Replay, meta: _Meta) -> str | None:
             state.database = database
         if user is not None:
             state.user = user
+        state.role = state.local_role = None  # a new session
         who = f" as {state.user!r}" if user is not None else ""
         state.connect = Diagnostic(
             "PGD260",

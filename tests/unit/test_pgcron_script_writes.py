@@ -295,3 +295,39 @@ def test_nested_dollar_quotes_point_at_the_inner_quote():
     assert d.code == "PGD102" and "nested $$ inside a $$ body" in d.message
     assert (d.ref.line, d.ref.col) == (4, 46)
     assert "$q$" in d.message
+
+
+# -- the role cron.schedule records ------------------------------------------------
+
+
+def test_set_role_and_rolled_back_transactions_are_replayed():
+    got = results(
+        "SET ROLE loader;\n"
+        "SELECT cron.schedule('as-loader', '0 1 * * *', 'SELECT 1');\n"
+        "RESET ROLE;\n"
+        "SELECT cron.schedule('as-script', '0 2 * * *', 'SELECT 2');\n"
+        'BEGIN;\nSET LOCAL ROLE "Odd Role";\n'
+        "SELECT cron.schedule('local', '0 3 * * *', 'SELECT 3');\nCOMMIT;\n"
+        "BEGIN;\nSELECT cron.schedule('undone', '0 4 * * *', 'SELECT 4');\nROLLBACK;\n"
+        "SET ROLE :owner;\n"
+        "SELECT cron.schedule('unknown-owner', '0 5 * * *', 'SELECT 5');\n"
+    )
+    assert got["as-loader"].workflow.run_as == "loader"
+    assert got["as-script"].workflow.run_as == "app"
+    assert got["local"].workflow.run_as == "Odd Role"
+    assert "undone" not in got
+    unknown = got["unknown-owner"]
+    assert unknown.fidelity == Fidelity.MANUAL and "PGD360" in codes(unknown)
+    assert "line 12" in message(unknown, "PGD360")
+    assert all(got[n].fidelity == Fidelity.EXACT for n in ("as-loader", "as-script", "local"))
+
+
+def test_a_guard_on_another_column_marks_the_job_it_changed():
+    got = results(
+        "SELECT cron.schedule('n', '0 1 * * *', 'SELECT 1');\n"
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM cron.job WHERE command = 'SELECT 2') THEN\n"
+        "  PERFORM cron.schedule('n', '0 2 * * *', 'SELECT 2'); END IF; END $$;\n"
+    )
+    n = got["n"]
+    assert n.workflow.schedule == "0 2 * * *" and n.fidelity == Fidelity.APPROXIMATE
+    assert "PGD259" in codes(n)
