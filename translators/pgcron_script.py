@@ -473,6 +473,25 @@ def _schedule(state: _Replay, call: _Call, args, ref: SourceRef, guard) -> None:
         notes.append(state.connect)
     if existing is not None:  # the named form is an upsert that keeps jobid and active
         job = state.jobs[existing]
+        if job.database != fields["database"]:
+            # pg_cron up to 1.6.2 updates schedule and command only; 1.6.3 (commit a19c6b9)
+            # also sets the database. A script does not say which version ran it.
+            def shown(name: str | None) -> str:
+                return repr(name) if name is not None else "cron.database_name"
+
+            notes.append(
+                Diagnostic(
+                    "PGD360",
+                    f"cron.{call.function} at line {call.line} re-schedules this job by name: "
+                    f"pg_cron up to 1.6.2 keeps its database ({shown(job.database)}), 1.6.3 "
+                    f"and later set it to {shown(fields['database'])}. The script does not "
+                    "say which version ran it; it is read with the first. Check the job in "
+                    "the live cron.job (--from-db), or name the database with "
+                    "cron.schedule_in_database / cron.alter_job(database => ...)",
+                    ref,
+                )
+            )
+            fields["database"] = job.database
         state.jobs[existing] = replace(job, **fields, notes=(*job.notes, *notes))
         return
     state.jobs[state.next_id] = CronJob(

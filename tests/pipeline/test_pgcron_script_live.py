@@ -1,12 +1,13 @@
 """The script replay against the real pg_cron (audit F1, M1): a script that edits
 cron.job directly, alters a job through a jobid subquery and schedules inside DO
-blocks is run by pg_cron, and the jobs the reader replays are the rows pg_cron
+blocks, switches roles and rolls a transaction back is run by pg_cron, and the jobs the reader replays are the rows pg_cron
 has afterwards (jobids aside: a script's are those of a fresh install)."""
 
 from __future__ import annotations
 
 from pgdurable import db
 from pgdurable.diagnostics import Fidelity
+from pgdurable.sqltext import split_statements
 from pgdurable.translators import pg_cron
 from pgdurable.translators.base import TranslateContext
 
@@ -39,6 +40,15 @@ BEGIN
   END IF;
 END
 $do$;
+SELECT cron.schedule('keeps-db', '0 7 * * *', 'SELECT 7');
+UPDATE cron.job SET database = 'warehouse' WHERE jobname = 'keeps-db';
+SELECT cron.schedule('keeps-db', '0 8 * * *', 'SELECT 8');
+SET ROLE cron_script_role;
+SELECT cron.schedule('by-role', '0 9 * * *', 'SELECT 9');
+RESET ROLE;
+BEGIN;
+SELECT cron.schedule('undone', '0 10 * * *', 'SELECT 10');
+ROLLBACK;
 """
 
 FIELDS = ("jobname", "schedule", "command", "database", "username", "active", "nodename")
@@ -48,8 +58,12 @@ def test_the_replay_matches_what_pg_cron_did(pg_cron_cluster):
     conninfo = pg_cron_cluster.conninfo("pgdurable")
     with db.connection(conninfo, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'cron_script_role'").fetchone():
+            conn.execute("CREATE ROLE cron_script_role")
+        conn.execute("GRANT USAGE ON SCHEMA cron TO cron_script_role")
         before = [r[0] for r in conn.execute("SELECT jobid FROM cron.job").fetchall()]
-        conn.execute(SCRIPT)
+        for statement in split_statements(SCRIPT):  # one at a time, as psql sends them
+            conn.execute(statement.text)
         try:
             role, database, host = conn.execute(
                 "SELECT current_user, current_database(), current_setting('cron.host')"
@@ -62,7 +76,7 @@ def test_the_replay_matches_what_pg_cron_did(pg_cron_cluster):
         finally:
             conn.execute("DELETE FROM cron.job WHERE NOT jobid = ANY(%s)", [before])
     jobs = [j for j in pg_cron.read_script(SCRIPT, "live.sql") if isinstance(j, pg_cron.CronJob)]
-    assert len(jobs) == len(live) == 6
+    assert len(jobs) == len(live) == 8
     # what the script leaves unsaid is the session's: its role, database and cron.host
     replayed = [
         (
@@ -90,5 +104,9 @@ def test_the_replay_matches_what_pg_cron_did(pg_cron_cluster):
     assert results["purge"].fidelity == Fidelity.APPROXIMATE  # the IF NOT EXISTS guard
     assert results["n"].workflow.schedule == "0 6 * * *"
     assert "doomed" not in results
+    # pg_cron 1.4 kept the database of a job re-scheduled by name (1.6.3+ would not)
+    assert results["keeps-db"].workflow.database == "warehouse"
+    assert results["keeps-db"].fidelity == Fidelity.MANUAL
+    assert results["by-role"].workflow.run_as == "cron_script_role"
     nightly = results["it's\nnightly"]
     assert not nightly.workflow.start and nightly.workflow.schedule == "30 3 * * *"
