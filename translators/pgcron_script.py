@@ -374,9 +374,11 @@ def _apply_call(state: _Replay, call: _Call, guard: Diagnostic | None = None) ->
                     + _LITERAL_HINT,
                 )
             )
-            if isinstance(name, str):
+            if "job_name" not in args:  # an unnamed job is a new row: it changes no other
+                named = []
+            elif isinstance(name, str):
                 named = [key for key, j in state.jobs.items() if j.jobname == name]
-            else:
+            else:  # a computed name may upsert any named job
                 named = [key for key, j in state.jobs.items() if j.jobname]
             state.unknown_write(named, ref, f"cron.{call.function} with a non-literal argument")
             return
@@ -705,7 +707,7 @@ def _statement(state: _Replay, tokens: list[Token]) -> None:
         consumed.update(range(start, end))
     # a statement that writes cron.job in another shape (WITH ... UPDATE, MERGE, COPY)
     rest = " ".join(t.text for k, t in enumerate(tokens) if k not in consumed)
-    if _CRON_WRITE.search(rest) and not calls:
+    if _CRON_WRITE.search(rest):
         state.unknown_write(state.jobs, ref, f"the statement {_short(tokens)}")
     for k, t in enumerate(tokens):
         if k not in consumed and t.kind == "string" and _CRON_MENTION.search(t.value or ""):
@@ -902,6 +904,10 @@ class _NotSimple(Exception):
     pass
 
 
+_PLPGSQL_CONTROL = {"exception", "loop", "for", "foreach", "while", "case", "begin", "declare"}
+_PLPGSQL_CONTROL |= {"return", "exit", "continue", "when", "elsif", "get", "open", "fetch"}
+
+
 def _do_block(state: _Replay, tokens: list[Token], ref: SourceRef) -> None:
     body = next((t for t in tokens[1:] if t.kind == "string"), None)
     if body is None or not _CRON_MENTION.search(body.value or ""):
@@ -953,6 +959,9 @@ def _plpgsql_statements(state: _Replay, tokens: list[Token], i: int, stop) -> in
         if end is None:
             raise _NotSimple("a statement without ';'")
         statement = tokens[i:end]
+        if t.value in _PLPGSQL_CONTROL or t.text == "<<":
+            # handlers, loops, nested blocks: what runs (and how often) depends on run time
+            raise _NotSimple(f"{t.text.upper()} in the block")
         if t.value == "perform":
             calls = _calls_in(statement)
             if len(calls) != 1 or calls[0][0] != 1 or calls[0][1] != len(statement):

@@ -331,3 +331,27 @@ def test_a_guard_on_another_column_marks_the_job_it_changed():
     n = got["n"]
     assert n.workflow.schedule == "0 2 * * *" and n.fidelity == Fidelity.APPROXIMATE
     assert "PGD259" in codes(n)
+
+
+def test_a_schedule_with_a_computed_argument_taints_only_the_jobs_it_may_upsert():
+    got = results(
+        "SELECT cron.schedule('a', '0 1 * * *', 'SELECT 1');\n"
+        "SELECT cron.schedule('b', '0 2 * * *', 'SELECT 2');\n"
+        "SELECT cron.schedule('0 3 * * *', format('SELECT %s', 3));\n"
+        "SELECT cron.schedule('a', '0 4 * * *', format('SELECT %s', 4));\n"
+    )
+    assert got["b"].fidelity == Fidelity.EXACT
+    assert got["a"].fidelity == Fidelity.MANUAL and "(line 4)" in message(got["a"], "PGD360")
+    assert {n for n, r in got.items() if r.workflow is None} == {"line_3", "line_4"}
+
+
+def test_an_exception_handler_in_the_block_is_not_read_as_straight_code():
+    got = results(
+        "SELECT cron.schedule('a', '0 1 * * *', 'SELECT 1');\n"
+        "DO $$ BEGIN PERFORM cron.schedule('b', '0 2 * * *', 'SELECT 2');\n"
+        "EXCEPTION WHEN others THEN PERFORM cron.unschedule('a'); END $$;\n"
+    )
+    assert "b" not in got and got["line_2"].workflow is None
+    assert [d.code for d in got["line_2"].diagnostics] == ["PGD361"]
+    assert "EXCEPTION" in got["line_2"].diagnostics[0].message
+    assert got["a"].fidelity == Fidelity.MANUAL  # the handler may unschedule it
