@@ -1146,9 +1146,9 @@ def _meta(state: _Replay, meta: _Meta) -> str | None:
         state.connect = Diagnostic(
             "PGD260",
             f"the script connects to database {state.database!r}{who} (\\{meta.command}, line "
-            f"{meta.line}) before this call: cron.schedule records cron.database_name, the "
-            "only database pg_cron can be installed in, so the job runs in "
-            f"{state.database!r}",
+            f"{meta.line}) before this call, so pg_cron recorded database {state.database!r} "
+            "for the job: cron.schedule stores cron.database_name, the only database pg_cron "
+            "can be installed in",
             ref,
         )
         return None
