@@ -142,6 +142,13 @@ CODES: dict[str, Code] = {
     "PGD255": Code(Severity.WARNING, Fidelity.APPROXIMATE, "start_date/end_date not enforced"),
     "PGD256": Code(Severity.INFO, Fidelity.EXACT, "start_date/end_date checked by SQL"),
     "PGD257": Code(Severity.WARNING, Fidelity.EXACT, "runs as another role: grant it access"),
+    "PGD258": Code(Severity.INFO, Fidelity.EXACT, "the script's UPDATE cron.job is replayed"),
+    "PGD259": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "scheduled only if cron.job lacks the job"
+    ),
+    "PGD260": Code(Severity.INFO, Fidelity.EXACT, "psql \\c before the call sets the database"),
+    "PGD261": Code(Severity.INFO, Fidelity.EXACT, "psql meta-commands not followed"),
+    "PGD262": Code(Severity.WARNING, Fidelity.APPROXIMATE, "the script set the job's nodeport"),
     "PGD270": Code(Severity.WARNING, Fidelity.APPROXIMATE, "command runs on a worker host"),
     "PGD271": Code(Severity.WARNING, Fidelity.APPROXIMATE, "bash command runs on a worker host"),
     "PGD275": Code(Severity.WARNING, Fidelity.APPROXIMATE, "Celery task runs as a Python step"),
@@ -216,6 +223,9 @@ CODES: dict[str, Code] = {
     "PGD357": Code(Severity.WARNING, Fidelity.MANUAL, "a custom timetable class"),
     "PGD358": Code(Severity.WARNING, Fidelity.MANUAL, "an asset alias schedule"),
     "PGD355": Code(Severity.WARNING, Fidelity.MANUAL, "asset updated by an AssetWatcher"),
+    "PGD360": Code(Severity.WARNING, Fidelity.MANUAL, "a cron.job write the reader cannot replay"),
+    "PGD361": Code(Severity.WARNING, Fidelity.MANUAL, "a cron.* call inside a body not read"),
+    "PGD362": Code(Severity.WARNING, Fidelity.MANUAL, "a psql meta-command changes the script"),
 }
 
 

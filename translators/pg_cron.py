@@ -78,6 +78,9 @@ class CronJob:
     nodeport: int | None = None
     jobid_known: bool = True  # False for scripts: ids are those of a fresh install
     superuser: bool | None = None  # the username is a superuser (known from a live database)
+    # what a script reader found about the job (a replayed UPDATE cron.job, a \\c before
+    # the call, a statement it could not replay that may have changed the job)
+    notes: tuple[Diagnostic, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class Unreadable:
     name: str
     ref: SourceRef
     message: str
+    code: str = "PGD102"  # the diagnostic of the item (failed: no workflow is written)
 
 
 Item = CronJob | Unreadable
@@ -221,14 +225,6 @@ def read_export(text: str, file: str) -> list[Item]:
     return jobs
 
 
-@dataclass
-class _Call:
-    function: str
-    line: int
-    col: int
-    args: list[tuple[str | None, str | None]]  # (name, value); value None is SQL NULL
-
-
 _PARAMS = {
     "schedule": ["job_name", "schedule", "command"],
     "schedule_in_database": ["job_name", "schedule", "command", "database", "username", "active"],
@@ -237,173 +233,17 @@ _PARAMS = {
 }
 
 
-def _calls(text: str) -> list[_Call | Unreadable]:
-    """Every ``cron.<function>(literal, ...)`` call in a script, in order."""
-    tokens = [t for t in tokenize(text) if t.kind not in ("space", "comment")]
-    found: list[_Call | Unreadable] = []
-    i = 0
-    while i + 3 < len(tokens):
-        t = tokens[i]
-        if not (
-            t.kind == "ident"
-            and t.value == "cron"
-            and tokens[i + 1].text == "."
-            and tokens[i + 2].kind == "ident"
-            and tokens[i + 2].value in _PARAMS
-            and tokens[i + 3].text == "("
-        ):
-            i += 1
-            continue
-        function = tokens[i + 2].value or ""
-        j = i + 4
-        args: list[tuple[str | None, str | None]] = []
-        problem = None
-        while j < len(tokens) and tokens[j].text != ")":
-            name = None
-            if (
-                tokens[j].kind == "ident"
-                and j + 1 < len(tokens)
-                and tokens[j + 1].text in ("=>", ":=")
-            ):
-                name, j = tokens[j].value, j + 2
-                if j >= len(tokens):
-                    break  # the script ends after "name =>"; reported as unclosed below
-            v = tokens[j]
-            if v.kind in ("string", "number"):
-                value: str | None = v.value if v.kind == "string" else v.text
-            elif v.kind == "ident" and v.value in ("null", "true", "false"):
-                value = None if v.value == "null" else v.value
-            else:
-                problem = (
-                    f"argument {len(args) + 1} of cron.{function} is not a literal ({v.text!r})"
-                )
-                break
-            j += 1
-            while j + 1 < len(tokens) and tokens[j].text == "::":  # casts: 'x'::text
-                j += 2
-            args.append((name, value))
-            if j < len(tokens) and tokens[j].text == ",":
-                j += 1
-        ref = SourceRef("", t.line, t.col)
-        if problem is None and j >= len(tokens):
-            problem = f"the call of cron.{function} is never closed (no ')' before the end)"
-        if problem:
-            found.append(
-                Unreadable(
-                    f"line_{t.line}",
-                    ref,
-                    problem + "; scripts are read, never "
-                    "executed, so only literal arguments can be translated",
-                )
-            )
-            while j < len(tokens) and tokens[j].text != ")":
-                j += 1
-        else:
-            found.append(_Call(function, t.line, t.col, args))
-        i = j + 1
-    return found
-
-
-def _bind(call: _Call) -> dict[str, str | None]:
-    params = _PARAMS[call.function]
-    positional = [v for n, v in call.args if n is None]
-    if call.function == "schedule" and len(positional) == 2 and len(call.args) == 2:
-        params = ["schedule", "command"]  # the unnamed form
-    if call.function == "unschedule" and positional and _job_id(positional[0]) is None:
-        params = ["job_name"]
-    bound = dict(zip(params, positional, strict=False))
-    bound.update({n: v for n, v in call.args if n is not None})
-    return bound
-
-
 def _job_id(text: str | None) -> int | None:
     """A jobid literal (ASCII digits only: '¹'.isdigit() is true in Python, not in SQL)."""
     return int(text) if text and re.fullmatch(r"[0-9]+", text) else None
 
 
-def _unknown_parameter(call: _Call) -> str | None:
-    """The first named argument the function does not have (pg_cron refuses the call)."""
-    unknown = [n for n, _ in call.args if n is not None and n not in _PARAMS[call.function]]
-    if not unknown:
-        return None
-    return (
-        f"cron.{call.function} has no parameter {unknown[0]!r} (it takes "
-        f"{', '.join(_PARAMS[call.function])}), so PostgreSQL refuses this call"
-    )
-
-
 def read_script(text: str, file: str) -> list[Item]:
-    """Replay a script's cron.* calls on an empty job table, as pg_cron would."""
-    try:
-        calls = _calls(text)
-    except SqlLexError as exc:
-        ref = SourceRef(file, exc.line, exc.col)
-        return [Unreadable("script", ref, f"cannot lex the script: {exc.reason}")]
-    jobs: dict[int, CronJob] = {}
-    unreadable: list[Unreadable] = []
-    next_id = 1
-    for call in calls:
-        if isinstance(call, Unreadable):
-            unreadable.append(replace(call, ref=replace(call.ref, file=file)))
-            continue
-        ref = SourceRef(file, call.line, call.col)
-        if problem := _unknown_parameter(call):
-            unreadable.append(Unreadable(f"line_{call.line}", ref, problem))
-            continue
-        args = _bind(call)
-        if call.function in ("schedule", "schedule_in_database"):
-            name = args.get("job_name")
-            existing = next(
-                (
-                    j
-                    for j in jobs.values()
-                    if name and j.jobname == name and j.username == args.get("username")
-                ),
-                None,
-            )
-            if args.get("schedule") is None or args.get("command") is None:
-                unreadable.append(
-                    Unreadable(
-                        name or f"line_{call.line}",
-                        ref,
-                        f"cron.{call.function} without a schedule or command",
-                    )
-                )
-                continue
-            fields = {
-                "schedule": args["schedule"] or "",
-                "command": args["command"] or "",
-                "database": args.get("database"),
-                "ref": ref,
-            }
-            if existing:  # the named form is an upsert that keeps jobid and active
-                jobs[existing.jobid or 0] = replace(existing, **fields)
-            else:
-                jobs[next_id] = CronJob(
-                    jobid=next_id,
-                    jobname=name,
-                    username=args.get("username"),
-                    active=(args.get("active") or "true") == "true",
-                    jobid_known=False,
-                    **fields,
-                )
-                next_id += 1
-        elif call.function == "unschedule":
-            target = _job_id(args.get("job_id"))
-            if target is None:
-                target = next(
-                    (i for i, j in jobs.items() if j.jobname == args.get("job_name")), None
-                )
-            jobs.pop(target or -1, None)
-        else:  # alter_job: a NULL argument leaves the field as it is
-            key = _job_id(args.get("job_id"))
-            if key in jobs:
-                job = jobs[key]
-                changes = {k: v for k, v in args.items() if k not in ("job_id",) and v is not None}
-                if "active" in changes:
-                    changes["active"] = changes["active"] == "true"  # type: ignore[assignment]
-                jobs[key] = replace(job, **changes)
-    return [*jobs.values(), *unreadable]
+    """Replay a script's statements on an empty job table, as pg_cron would
+    (``pgcron_script``: calls, direct edits of cron.job, DO blocks, psql's \\c)."""
+    from pgdurable.translators import pgcron_script
+
+    return pgcron_script.read(text, file)
 
 
 # -- translation ----------------------------------------------------------------
@@ -481,6 +321,7 @@ def _pg_cron_objects(command: str) -> list[str]:
 
 def _translate_one(job: CronJob, name: str, ctx: TranslateContext, roles: Roles) -> ItemResult:
     diag = Collector(job.ref)
+    diag.items.extend(job.notes)
     try:
         schedule = vixie.parse(job.schedule)
     except vixie.ScheduleError as exc:
@@ -736,7 +577,7 @@ def translate(
     for item, name in zip(items, _names(items), strict=True):
         if isinstance(item, Unreadable):
             results.append(
-                ItemResult(name, item.ref, (Diagnostic("PGD102", item.message, item.ref),))
+                ItemResult(name, item.ref, (Diagnostic(item.code, item.message, item.ref),))
             )
             continue
         try:
