@@ -143,6 +143,9 @@ CODES: dict[str, Code] = {
     "PGD256": Code(Severity.INFO, Fidelity.EXACT, "start_date/end_date checked by SQL"),
     "PGD257": Code(Severity.WARNING, Fidelity.EXACT, "runs as another role: grant it access"),
     "PGD270": Code(Severity.WARNING, Fidelity.APPROXIMATE, "command runs on a worker host"),
+    "PGD285": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "template rendered at run time differs from Airflow"
+    ),
     "PGD271": Code(Severity.WARNING, Fidelity.APPROXIMATE, "bash command runs on a worker host"),
     "PGD275": Code(Severity.WARNING, Fidelity.APPROXIMATE, "Celery task runs as a Python step"),
     "PGD276": Code(
@@ -161,6 +164,10 @@ CODES: dict[str, Code] = {
     "PGD308": Code(Severity.WARNING, Fidelity.MANUAL, "not psql, or psql-only features"),
     "PGD309": Code(Severity.WARNING, Fidelity.MANUAL, "the schedule has no workflow equivalent"),
     "PGD310": Code(Severity.WARNING, Fidelity.MANUAL, "a psql -f file is missing"),
+    "PGD345": Code(
+        Severity.WARNING, Fidelity.MANUAL, "template cannot be rendered at run time either"
+    ),
+    "PGD346": Code(Severity.WARNING, Fidelity.MANUAL, "TriggerDagRunOperator conf not passed"),
     "PGD311": Code(Severity.WARNING, Fidelity.MANUAL, "task needs a person (Python, shell, ...)"),
     "PGD312": Code(Severity.WARNING, Fidelity.MANUAL, "template expression not translated"),
     "PGD313": Code(Severity.WARNING, Fidelity.MANUAL, "connection id not mapped"),

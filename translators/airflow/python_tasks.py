@@ -73,6 +73,8 @@ class DagModule:
     nested: list[str] = field(default_factory=list)
     entries: list[tuple[str, str, str]] = field(default_factory=list)  # (task, entry, fn)
     third_party: set[str] = field(default_factory=set)
+    # bash tasks rendered at run time (runtime_templates): (task, entry, function code)
+    renders: list[tuple[str, str, str]] = field(default_factory=list)
 
     def text(self, header: list[str]) -> str:
         lines = [f"# {h}" for h in header]
@@ -96,6 +98,10 @@ class DagModule:
                 f"    # task {task_id!r}",
                 f"    return _pgdurable_context.run({fn}, payload)",
             ]
+        if self.renders:
+            body += ["", "", "import pgdurable.airflow_templates as _pgdurable_templates"]
+        for _task, _entry, code in self.renders:
+            body += ["", "", code.strip("\n")]
         return "\n".join([*lines, *body]) + "\n"
 
 
@@ -571,7 +577,7 @@ def attach(workflow: Any, module: DagModule, source: str) -> Any:
     every code step, the code root and the grant it needs."""
     from dataclasses import replace
 
-    if not module.entries:
+    if not module.entries and not module.renders:
         return workflow
     role = workflow.run_as or "ROLE"
     grant = (
@@ -580,7 +586,7 @@ def attach(workflow: Any, module: DagModule, source: str) -> Any:
     path = module.name.replace(".", "/") + ".py"
     lines = [
         f"code step: task {t!r} -> pgdurable.python('{module.name}:{e}')"
-        for t, e, _ in module.entries
+        for t, e, _ in [*module.entries, *module.renders]
     ]
     lines += [
         f"code root: the folder holding {PACKAGE}/ (this output folder): "
