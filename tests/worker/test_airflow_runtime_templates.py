@@ -14,8 +14,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from pgdurable import apply as applying
 from pgdurable import pipeline
 from pgdurable.model import encode
@@ -94,7 +92,7 @@ def test_templates_render_on_the_worker_as_airflow_renders_them(wf, database, al
     )
     # the param reaches bash through env, verbatim: Jinja output is not re-rendered,
     # the worker substitutes nothing in it, and bash does not run what is in a value
-    assert (files / "who.txt").read_text() == "o'k \"x\"\n$(touch pwned) {{ 7*7 }}"
+    assert (files / "who.txt").read_text() == 'o\'k "x"\n$(touch pwned) {{ 7*7 }}'
     assert not (files / "pwned").exists()
     assert (files / "raw.txt").read_text() == "quoted $dag_run.ds {sys_label} $$\n"
     assert not (files / "escaped.txt").exists()
@@ -104,7 +102,7 @@ def test_templates_render_on_the_worker_as_airflow_renders_them(wf, database, al
     )
 
 
-DECORATED = '''
+DECORATED = """
 from datetime import datetime
 
 from airflow.decorators import dag, task
@@ -126,7 +124,7 @@ def tpl_decorated():
 
 
 tpl_decorated()
-'''
+"""
 
 
 def test_a_task_bash_callable_runs_and_its_command_is_rendered(wf, database, alice, tmp_path):
@@ -135,9 +133,7 @@ def test_a_task_bash_callable_runs_and_its_command_is_rendered(wf, database, ali
     report, out = imported(DECORATED.format(out=str(files)), "tpl_decorated", tmp_path)
     (result,) = report.results
     assert str(result.fidelity) == "approximate", result.diagnostics
-    database.execute(
-        "SELECT pgdurable.grant_code('alice', 'python:airflow_tasks.tpl_decorated:*')"
-    )
+    database.execute("SELECT pgdurable.grant_code('alice', 'python:airflow_tasks.tpl_decorated:*')")
     database.execute("SELECT pgdurable.grant_code('alice', 'command:bash')")
     instance = start_at(wf, result.workflow, "2024-02-29")
     wf.run(code=CodeConfig.build([str(out)], allow_programs=[BASH]))
@@ -147,7 +143,7 @@ def test_a_task_bash_callable_runs_and_its_command_is_rendered(wf, database, ali
     assert "The returned value from the TaskFlow callable must be a non-empty string." in text
 
 
-CONTROLLER = '''
+CONTROLLER = """
 from datetime import datetime
 
 from airflow import DAG
@@ -159,9 +155,9 @@ with DAG("tpl_controller", schedule=None, start_date=datetime(2024, 1, 1)) as da
         trigger_dag_id="tpl_target",
         conf={{"message": "it's {{x}} $r_y '7b7d' /*pgdurable:dag_run.conf*/", "n": 2}},
     )
-'''
+"""
 
-TARGET = '''
+TARGET = """
 from datetime import datetime
 
 from airflow import DAG
@@ -174,7 +170,7 @@ with DAG("tpl_target", schedule=None, start_date=datetime(2024, 1, 1),
         bash_command='printf "%s|%s" "$MESSAGE" "{{{{ params.n }}}}" > {out}/message.txt',
         env={{"MESSAGE": '{{{{ dag_run.conf.get("message", "none") }}}}'}},
     )
-'''
+"""
 
 
 def test_trigger_conf_reaches_the_started_run(database, background_worker, alice, tmp_path):
@@ -208,8 +204,9 @@ def test_trigger_conf_reaches_the_started_run(database, background_worker, alice
     # conf overrides params (dag_run_conf_overrides_params); nothing in it was substituted
     assert message.read_text() == "it's {x} $r_y '7b7d' /*pgdurable:dag_run.conf*/|2"
     wait_for(
-        lambda: database.value("SELECT status FROM df.instances WHERE id = %s", [run])
-        == "completed",
+        lambda: (
+            database.value("SELECT status FROM df.instances WHERE id = %s", [run]) == "completed"
+        ),
         what="the controller run",
     )
     # an old caller (no conf) still works: the run's conf is {}

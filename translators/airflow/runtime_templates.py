@@ -108,8 +108,19 @@ def analyse(text: str, generation: int, uses: Uses) -> None:
     except jinja2.TemplateSyntaxError as exc:
         uses.problems.append(f"the template does not parse (line {exc.lineno}: {exc.message})")
         return
+    for node in tree.find_all(nodes.Filter):
+        if node.name not in env.filters:
+            uses.problems.append(f"the filter {node.name!r} is not one of Jinja's or Airflow's")
+    for node in tree.find_all(nodes.Test):
+        if node.name not in env.tests:
+            uses.problems.append(f"the test {node.name!r} is not one of Jinja's")
+    try:
+        undeclared = meta.find_undeclared_variables(tree)
+    except jinja2.TemplateError as exc:
+        uses.problems.append(f"the template does not compile ({exc})")
+        return
     known = _names(generation)
-    for name in sorted(meta.find_undeclared_variables(tree)):
+    for name in sorted(undeclared):
         if name not in known:
             uses.problems.append(
                 f"the template reads {name!r}, which the run-time context does not provide "
@@ -121,12 +132,6 @@ def analyse(text: str, generation: int, uses: Uses) -> None:
             f"{{% {type(node).__name__.lower()} %}} reads another template file, which is not "
             "deployed with the task: inline it"
         )
-    for node in tree.find_all(nodes.Filter):
-        if node.name not in env.filters:
-            uses.problems.append(f"the filter {node.name!r} is not one of Jinja's or Airflow's")
-    for node in tree.find_all(nodes.Test):
-        if node.name not in env.tests:
-            uses.problems.append(f"the test {node.name!r} is not one of Jinja's")
     for node in tree.find_all(nodes.Getattr):
         base = node.node
         if isinstance(base, nodes.Name) and base.name in _ATTRIBUTES:
@@ -151,7 +156,8 @@ def analyse(text: str, generation: int, uses: Uses) -> None:
             if isinstance(child, nodes.Name) and child.name in _DATE_OBJECTS:
                 uses.notes.append(
                     f"{{{{ {child.name} }}}} prints a Python datetime ('2024-01-01 "
-                    "00:00:00+00:00'), Airflow a pendulum one ('2024-01-01T00:00:00+00:00')"
+                    "00:00:00+00:00'), Airflow a pendulum DateTime (with pendulum 2: "
+                    "'2024-01-01T00:00:00+00:00')"
                 )
     if any(isinstance(n, nodes.ExprStmt) for n in tree.find_all(nodes.ExprStmt)):
         uses.notes.append(
@@ -240,7 +246,10 @@ def steps(task: Task, ctx: Context, command: str | None) -> m.Node | str:
         return "cwd is not a literal path"
     uses = Uses()
     for text in [*([command] if command is not None else []), *env.values()]:
-        analyse(text, ctx.generation, uses)
+        try:
+            analyse(text, ctx.generation, uses)
+        except Exception as exc:  # a hostile template must not fail the whole DAG
+            uses.problems.append(f"pgdurable could not read the template ({type(exc).__name__})")
     from pgdurable.translators.airflow import tasks as tasks_module
 
     upstream = python_tasks._ancestors(task.task_id, ctx)
@@ -327,7 +336,6 @@ def steps(task: Task, ctx: Context, command: str | None) -> m.Node | str:
     for note in dict.fromkeys(uses.notes):
         ctx.diag.add("PGD285", f"task {task.task_id!r}: rendered at run time: {note}", task.ref)
     return m.Seq((render, run))
-
 
 
 def compiles(task: Task, ctx: Context, command: str) -> bool:

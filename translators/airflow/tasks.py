@@ -1083,7 +1083,13 @@ def _psql(command: str, task: Task, ctx: Context) -> Work | None:
 def _bash(task: Task, ctx: Context) -> Work:
     command = task.args.get("bash_command")
     if not isinstance(command, str):
-        return stub(task, "bash_command is not a literal", ctx)
+        return stub(
+            task,
+            f"bash_command `{str(command)[:120]}` is not known without running the file "
+            "(literals, f-strings, concatenation, module constants, textwrap.dedent and "
+            "os.path.join of literals are): write it as a string",
+            ctx,
+        )
     work = _psql(command.strip(), task, ctx)
     if work is None:
         _env_for(task, ctx)  # the task's params, which the compile-time rendering reads
