@@ -186,7 +186,7 @@ def _template_names(context: dict[str, Any], state: _Run) -> None:
     context["task_instance_key_str"] = (
         f"{state.payload.get('dag_id')}__{state.payload.get('task_id')}__{run.get('ds_nodash')}"
     )
-    context["macros"] = airflow_macros
+    context["macros"] = airflow_macros.namespace()
     context["var"] = {"value": _VariableAccessor(False), "json": _VariableAccessor(True)}
     context["conn"] = _ConnectionAccessor()
 

@@ -11,11 +11,12 @@ never in the database, so the worker's ``$``/``{}`` substitution never touches i
 The environment is Airflow's (``DAG.get_template_env``): ``jinja2.ext.do``, no
 cache, ``StrictUndefined`` from Airflow 2 (``Undefined``, an empty string, in
 1.10), Airflow's filters (``ds``, ``ds_nodash``, ``ts``, ``ts_nodash``,
-``ts_nodash_with_tz``), and a sandbox. Ours is jinja2's
-``ImmutableSandboxedEnvironment``: Airflow's sandbox also lets a template change
-a list or dict in place (``{% do x.append(1) %}``); here that raises, which the
-translation reports (PGD285). The context is ``airflow_context``'s, the one
-Python tasks get.
+``ts_nodash_with_tz``), and a sandbox that, as Airflow's, refuses only internal
+attributes (``__class__``, ``func_globals``...), not every ``_name``. Ours is
+built on jinja2's ``ImmutableSandboxedEnvironment``: Airflow's sandbox also lets
+a template change a list or dict in place (``{% do x.append(1) %}``); here that
+raises, which the translation reports (PGD285). Airflow 1.10 has no sandbox at
+all. The context is ``airflow_context``'s, the one Python tasks get.
 
 Imported only inside the code step's child process; jinja2 is a declared
 dependency of pgdurable, so the worker's interpreter has it.
@@ -59,9 +60,19 @@ AIRFLOW_FILTERS = frozenset(_filters())
 def environment(generation: int) -> Any:
     """The Jinja environment of an Airflow ``generation`` DAG (sandboxed)."""
     import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.sandbox import (
+        ImmutableSandboxedEnvironment,
+        is_internal_attribute,
+        modifies_known_mutable,
+    )
 
-    env = ImmutableSandboxedEnvironment(
+    class Sandbox(ImmutableSandboxedEnvironment):
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            # Airflow's rule (airflow/templates.py): `_x` is allowed, internals are not;
+            # and, immutable, no in-place change of a list, dict or set
+            return not is_internal_attribute(obj, attr) and not modifies_known_mutable(obj, attr)
+
+    env = Sandbox(
         undefined=jinja2.Undefined if generation < 2 else jinja2.StrictUndefined,
         extensions=["jinja2.ext.do"],
         cache_size=0,

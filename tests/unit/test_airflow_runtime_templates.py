@@ -111,6 +111,11 @@ def test_values_that_differ_from_airflow_are_approximate_with_the_difference(tmp
     assert result.fidelity == Fidelity.APPROXIMATE
     notes = " ".join(messages(result, "PGD285"))
     assert "ti.try_number is always 1" in notes and "pendulum" in notes
+    result = translate(
+        tmp_path, dag('BashOperator(task_id="t", bash_command="echo {{ dag_run }}")'), "e"
+    )
+    assert result.fidelity == Fidelity.APPROXIMATE
+    assert "stand-in for Airflow's object" in " ".join(messages(result, "PGD285"))
 
 
 def test_bash_commands_built_from_literals_are_evaluated(tmp_path):
@@ -180,5 +185,28 @@ def test_the_renderer_follows_airflow_context_and_environment():
         airflow_templates.render("{{ missing }}", payload())
     with pytest.raises(jinja2.exceptions.SecurityError):
         airflow_templates.render("{{ ''.__class__.__mro__ }}", payload())
-    with pytest.raises(jinja2.exceptions.SecurityError):
+    with pytest.raises((jinja2.exceptions.SecurityError, jinja2.UndefinedError)):
         airflow_templates.render("{{ macros.json.__loader__ }}", payload())
+
+
+@pytest.mark.parametrize(
+    "escape",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ macros.uuid.os.system('touch /tmp/pwned') }}",
+        "{{ macros.json.codecs }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ ti._run.__dict__ }}",
+        "{% set x = [] %}{% do x.append(1) %}{{ x }}",
+    ],
+)
+def test_templates_cannot_leave_the_sandbox(escape):
+    import jinja2
+
+    with pytest.raises((jinja2.exceptions.SecurityError, jinja2.UndefinedError, AttributeError)):
+        airflow_templates.render(escape, payload())
+
+
+def test_single_underscore_attributes_and_module_functions_work_as_in_airflow():
+    text = "{{ macros.uuid.uuid4() | string | length }} {{ macros.json.dumps({'a': 1}) }} {{ ti._run is defined }}"
+    assert airflow_templates.render(text, payload()) == '36 {"a": 1} True'

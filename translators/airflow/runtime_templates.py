@@ -153,22 +153,49 @@ def analyse(text: str, generation: int, uses: Uses) -> None:
         _call(node, uses)
     for node in tree.find_all(nodes.Output):
         for child in node.nodes:
-            if isinstance(child, nodes.Name) and child.name in _DATE_OBJECTS:
-                uses.notes.append(
-                    f"{{{{ {child.name} }}}} prints a Python datetime ('2024-01-01 "
-                    "00:00:00+00:00'), Airflow a pendulum DateTime (with pendulum 2: "
-                    "'2024-01-01T00:00:00+00:00')"
-                )
-    if any(isinstance(n, nodes.ExprStmt) for n in tree.find_all(nodes.ExprStmt)):
-        uses.notes.append(
-            "{% do %} may not change a list or dict in place here (an immutable sandbox), "
-            "which Airflow's sandbox allows"
-        )
+            note = _printed_object(child)
+            if note:
+                uses.notes.append(note)
+    mutating = {"append", "extend", "insert", "pop", "remove", "update", "setdefault",
+                "clear", "add", "discard", "popitem", "sort", "reverse"}  # fmt: skip
+    for node in tree.find_all(nodes.Call):
+        if isinstance(node.node, nodes.Getattr) and node.node.attr in mutating:
+            uses.notes.append(
+                f".{node.node.attr}(...) may not change a list, dict or set in place here "
+                "(an immutable sandbox), which Airflow's template environment allows"
+            )
     if generation < 2:
-        uses.notes.append(
-            "Airflow 1.10 renders without a sandbox; here the sandbox refuses internal "
-            "attributes (`__class__`...)"
+        for node in tree.find_all(nodes.Getattr):
+            if node.attr.startswith("__"):
+                uses.notes.append(
+                    f"the attribute {node.attr!r} is refused by the sandbox here (Airflow "
+                    "1.10 renders without one)"
+                )
+
+
+_OBJECTS = {"dag_run", "ti", "task_instance", "dag", "task", "macros", "var", "conn", "params"}
+
+
+def _printed_object(node: Any) -> str | None:
+    """Why printing ``node`` as text may differ from Airflow: ours are stand-ins for
+    Airflow's objects (a DagRun, a TaskInstance, a pendulum DateTime), whose text is
+    not theirs; None for values (strings, numbers, conf's dict) that print the same."""
+    from jinja2 import nodes
+
+    if isinstance(node, nodes.Name) and node.name in _OBJECTS:
+        return (
+            f"{{{{ {node.name} }}}} prints pgdurable's stand-in for Airflow's object, whose "
+            "text differs from Airflow's (print one of its fields instead)"
         )
+    dated = (isinstance(node, nodes.Name) and node.name in _DATE_OBJECTS) or (
+        isinstance(node, nodes.Getattr) and node.attr in _DATE_OBJECTS
+    )
+    if dated:
+        return (
+            "a date printed as text is a Python datetime ('2024-01-01 00:00:00+00:00'), "
+            "in Airflow a pendulum DateTime (with pendulum 2: '2024-01-01T00:00:00+00:00')"
+        )
+    return None
 
 
 def _call(node: Any, uses: Uses) -> None:
