@@ -210,3 +210,21 @@ def test_templates_cannot_leave_the_sandbox(escape):
 def test_single_underscore_attributes_and_module_functions_work_as_in_airflow():
     text = "{{ macros.uuid.uuid4() | string | length }} {{ macros.json.dumps({'a': 1}) }} {{ ti._run is defined }}"
     assert airflow_templates.render(text, payload()) == '36 {"a": 1} True'
+
+
+def test_task_ids_alike_and_mapped_copies_get_their_own_render_step(tmp_path):
+    result = translate(
+        tmp_path,
+        dag(
+            'BashOperator.partial(task_id="t").expand(bash_command=['
+            '"echo {{ task_instance_key_str }} a", "echo {{ task_instance_key_str }} b"])',
+            'BashOperator(task_id="a.b", bash_command="echo {{ task_instance_key_str }} 1")',
+            'BashOperator(task_id="a_b", bash_command="echo {{ task_instance_key_str }} 2")',
+        ),
+    )
+    steps = [n for n in nodes(result.workflow.body) if isinstance(n, m.Python)]
+    assert sorted(s.name for s in steps) == ["render_a_b", "render_a_b_2", "render_t", "render_t_2"]
+    assert len({s.callable for s in steps}) == 4
+    module = result.workflow.code_files[0][1]
+    for text in ("} a'", "} b'", "} 1'", "} 2'"):
+        assert module.count(text) == 1

@@ -289,10 +289,21 @@ def steps(task: Task, ctx: Context, command: str | None) -> m.Node | str:
             )
     if uses.problems:
         return "; ".join(dict.fromkeys(uses.problems))
-    sid = tasks_module.sid(task.task_id)
-    name = f"render_{sid}"
-    entry = f"pgdurable_render_{sid}"
     module = ctx.python_module
+    # unique per module: task ids that differ only in punctuation ('a.b', 'a_b') and
+    # the expanded copies of a mapped task must not share a function or a result
+    sid = tasks_module.sid(task.task_id)
+    taken = {e for _, e, _ in module.renders}
+    suffix, n = "", 1
+    while f"pgdurable_render_{sid}{suffix}" in taken:
+        n += 1
+        suffix = f"_{n}"
+    name = f"render_{sid}{suffix}"
+    entry = f"pgdurable_render_{sid}{suffix}"
+    if getattr(task, "mapped", None) is not None and any(
+        "map_index" in t for t in [command or "", *env.values()]
+    ):
+        uses.notes.append("ti.map_index is -1 here, not the index of the mapped copy")
     if command is None:
         try:
             step = python_tasks.python_step(task, ctx, "python", name)
