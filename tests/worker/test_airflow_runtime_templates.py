@@ -46,7 +46,7 @@ with DAG("tpl_render", schedule=None, start_date=datetime(2024, 1, 1),
         bash_command="printf '%s' \\"$WHO\\" > who.txt; "
         "echo '{{{{ ti.task_id }}}} $dag_run.ds {{sys_label}} $$' > raw.txt",
         env={{"WHO": "{{{{ params.who }}}}"}},
-        params={{"who": "o'k \\"x\\"\\n$(touch pwned) {{{{ 7*7 }}}}"}},
+        params={{"who": "o'k \\"x\\"\\n$(touch pwned) {{{{ 7*7 }}}} $dag_run.ds {{sys_label}}"}},
         cwd=OUT,
     )
     escape = BashOperator(
@@ -92,7 +92,9 @@ def test_templates_render_on_the_worker_as_airflow_renders_them(wf, database, al
     )
     # the param reaches bash through env, verbatim: Jinja output is not re-rendered,
     # the worker substitutes nothing in it, and bash does not run what is in a value
-    assert (files / "who.txt").read_text() == 'o\'k "x"\n$(touch pwned) {{ 7*7 }}'
+    assert (files / "who.txt").read_text() == (
+        'o\'k "x"\n$(touch pwned) {{ 7*7 }} $dag_run.ds {sys_label}'
+    )
     assert not (files / "pwned").exists()
     assert (files / "raw.txt").read_text() == "quoted $dag_run.ds {sys_label} $$\n"
     assert not (files / "escaped.txt").exists()

@@ -324,16 +324,18 @@ def steps(task: Task, ctx: Context, command: str | None) -> m.Node | str:
             json.dumps(params, allow_nan=False)
         except (TypeError, ValueError):
             return "params are not static JSON values"
+        # params are static: written into the module, so the worker's substitution of
+        # the payload ($name, {var}) never touches their text
         payload = {
             "dag_id": ctx.dag.dag_id,
             "task_id": task.task_id,
             "generation": ctx.generation,
             "dag_run": "$dag_run.*",
-            "params": params,
         }
         body = (
             f"def {entry}(**payload):\n"
             f"    # task {task.task_id!r}: its bash command and env, rendered when it runs\n"
+            f"    payload['params'] = {params!r}\n"
             f"    return _pgdurable_templates.command({command!r}, {env!r}, payload)\n"
         )
     if uses.xcom:
