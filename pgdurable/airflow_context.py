@@ -162,6 +162,7 @@ class _Run:
             ),
             "outlet_events": self.outlet_events,
         }
+        _template_names(context, self)
         if self.payload.get("generation", 2) < 3:
             context.update(
                 execution_date=logical,
@@ -181,6 +182,59 @@ class _Run:
         if isinstance(value, dict):
             return {k: self.argument(v) for k, v in value.items()}
         return value
+
+
+def _template_names(context: dict[str, Any], state: _Run) -> None:
+    """What Airflow's context adds for templates: ``task_instance_key_str``, ``macros``,
+    ``var``, ``conn``, the run's ``conf`` (``dag_run.conf``, and over ``params`` where
+    Airflow's ``dag_run_conf_overrides_params`` is on: from 2.0, its default)."""
+    from pgdurable import airflow_macros
+
+    run = state.dag_run
+    conf = _json(run.get("conf")) if isinstance(run.get("conf"), str) else run.get("conf")
+    conf = conf if isinstance(conf, dict) else {}
+    generation = state.payload.get("generation", 2)
+    dag_run = context["dag_run"]
+    dag_run.conf = conf
+    dag_run.dag_id = state.payload.get("dag_id")
+    dag_run.data_interval_start = context["data_interval_start"]
+    dag_run.data_interval_end = context["data_interval_end"]
+    if generation < 3:
+        dag_run.execution_date = context["logical_date"]
+    if generation >= 2 and conf:
+        context["params"].update(conf)
+    context["task_instance_key_str"] = (
+        f"{state.payload.get('dag_id')}__{state.payload.get('task_id')}__{run.get('ds_nodash')}"
+    )
+    context["macros"] = airflow_macros.namespace()
+    context["var"] = {"value": _VariableAccessor(False), "json": _VariableAccessor(True)}
+    context["conn"] = _ConnectionAccessor()
+
+
+class _VariableAccessor:
+    """``var.value.X`` / ``var.json.X`` (and ``.get(X, default)``) in a template."""
+
+    def __init__(self, deserialize_json: bool) -> None:
+        self._json = deserialize_json
+
+    def __getattr__(self, key: str) -> Any:
+        return Variable.get(key, deserialize_json=self._json)
+
+    def get(self, key: str, default_var: Any = _UNSET) -> Any:
+        return Variable.get(key, default_var, deserialize_json=self._json)
+
+
+class _ConnectionAccessor:
+    """``conn.X`` in a template: the connection the translation mapped X to."""
+
+    def __getattr__(self, conn_id: str) -> Connection:
+        return _connection(conn_id)
+
+    def get(self, conn_id: str, default_conn: Any = None) -> Any:
+        try:
+            return _connection(conn_id)
+        except AirflowException:
+            return default_conn
 
 
 def _keywords(function: Callable[..., Any], args: list[Any], merged: dict[str, Any]) -> dict:

@@ -150,6 +150,9 @@ CODES: dict[str, Code] = {
     "PGD261": Code(Severity.INFO, Fidelity.EXACT, "psql meta-commands not followed"),
     "PGD262": Code(Severity.WARNING, Fidelity.APPROXIMATE, "the script set the job's nodeport"),
     "PGD270": Code(Severity.WARNING, Fidelity.APPROXIMATE, "command runs on a worker host"),
+    "PGD285": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "template rendered at run time differs from Airflow"
+    ),
     "PGD271": Code(Severity.WARNING, Fidelity.APPROXIMATE, "bash command runs on a worker host"),
     "PGD275": Code(Severity.WARNING, Fidelity.APPROXIMATE, "Celery task runs as a Python step"),
     "PGD276": Code(
@@ -199,6 +202,10 @@ CODES: dict[str, Code] = {
     "PGD308": Code(Severity.WARNING, Fidelity.MANUAL, "not psql, or psql-only features"),
     "PGD309": Code(Severity.WARNING, Fidelity.MANUAL, "the schedule has no workflow equivalent"),
     "PGD310": Code(Severity.WARNING, Fidelity.MANUAL, "a psql -f file is missing"),
+    "PGD345": Code(
+        Severity.WARNING, Fidelity.MANUAL, "template cannot be rendered at run time either"
+    ),
+    "PGD346": Code(Severity.WARNING, Fidelity.MANUAL, "TriggerDagRunOperator conf not passed"),
     "PGD311": Code(Severity.WARNING, Fidelity.MANUAL, "task needs a person (Python, shell, ...)"),
     "PGD312": Code(Severity.WARNING, Fidelity.MANUAL, "template expression not translated"),
     "PGD313": Code(Severity.WARNING, Fidelity.MANUAL, "connection id not mapped"),

@@ -36,7 +36,7 @@ def test_kwargs_get_the_whole_context_and_dates_are_datetimes():
 
     value = ac.run(f, payload())["rows"][0]["return_value"]
     assert value[:2] == [5, "manual__x"]  # 2024-06-01 is a Saturday
-    assert value[2] == ["dag", "dag_run", "data_interval_end"]
+    assert value[2] == ["conn", "dag", "dag_run"]  # Airflow's context has conn too
 
 
 def test_a_positional_argument_may_not_be_a_context_key():

@@ -251,3 +251,21 @@ def test_each_mapped_instance_is_retried_on_its_own(tmp_path):
     assert [type(part) for part in join.branches] == [m.Retry, m.Retry]
     assert not [n for n in m.walk(result.workflow.body) if isinstance(n, m.Retry)][2:]
     assert result.workflow.profile == "pgdurable"
+
+
+def test_a_trigger_with_its_own_logical_date_or_run_id_is_manual(tmp_path):
+    dag = tmp_path / "controller.py"
+    dag.write_text(
+        "from airflow import DAG\n"
+        "from airflow.operators.empty import EmptyOperator\n"
+        "from airflow.operators.trigger_dagrun import TriggerDagRunOperator\n"
+        "with DAG('target', schedule=None):\n"
+        "    EmptyOperator(task_id='x')\n"
+        "with DAG('controller', schedule=None):\n"
+        "    TriggerDagRunOperator(task_id='go', trigger_dag_id='target',\n"
+        "                          logical_date='{{ ds }}', trigger_run_id='nightly')\n"
+    )
+    controller = {r.name: r for r in _batch(dag).results}["controller"]
+    (message,) = _diags(controller, "PGD311")
+    assert "logical_date/trigger_run_id is not passed" in message
+    assert controller.fidelity == Fidelity.MANUAL

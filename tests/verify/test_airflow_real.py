@@ -103,3 +103,29 @@ def test_bash_commands_run_as_command_steps_against_a_real_airflow(admin):
     # the command's failure is the step's: its exit code is in the new side's errors
     errors = result.new_outcomes[0].errors
     assert errors and "exited with code 1" in errors[0], result.text()
+
+
+def test_templates_rendered_at_run_time_match_a_real_airflow(admin, tmp_path):
+    """The render steps run on verify's worker (the import's task module on its code
+    path): each command tests its rendered text, so equal states mean equal renderings."""
+    from pgdurable import pipeline
+
+    dag = DAGS / "v11_runtime_templates.py"
+    out = tmp_path / "out"
+    pipeline.import_airflow(paths=[dag], out_dir=out, default_username="pgdurable_verify")
+    assert (out / "airflow_tasks" / "v11_runtime_templates.py").is_file()
+    options = Options(
+        SEED, reference="airflow", logical_date=DATE, airflow_version="3", code_paths=[out]
+    )
+    result = verify("airflow", str(dag), options, admin)
+    assert result.equal, result.text()
+    real = result.reference_states[0]
+    assert real == {
+        "key": "success",
+        "loop": "success",
+        "day": "success",
+        "wrong": "failed",
+        "ok": "success",
+        "after": "success",
+    }
+    assert "table public.log: equal (2 rows)" in result.text()

@@ -56,8 +56,24 @@ def command_step(task: Task, ctx: Context, command: str, env: templates.Env) -> 
     args = argv(rendered, SHELL)  # Airflow's shell is bash, found on PATH
     variables = {str(k): templates.render_raw(str(v), env) for k, v in (own_env or {}).items()}
     variables.update(context_env(ctx.dag.dag_id, task, env))
-    program = args[0]
+    report(task, ctx, args[0])
+    return m.Command(args, tuple(sorted(variables.items())), cwd, source=task.ref)
+
+
+def report(
+    task: Task, ctx: Context, program: str, rendered_by: str | None = None, module: str = ""
+) -> None:
+    """The PGD271 note of a bash task: what differs from Airflow, what to deploy and grant
+    (``rendered_by``: the Python step that renders its templates when it runs)."""
     role = ctx.run_as or "ROLE"
+    render = ""
+    if rendered_by is not None:
+        grant = literal("python:" + module + ":*")
+        render = (
+            f"; its templates are rendered when it runs, by the Python step {rendered_by} "
+            f"(Airflow's Jinja, in a sandbox; grant: SELECT pgdurable.grant_code("
+            f"{literal(role)}, {grant}))"
+        )
     ctx.diag.add(
         "PGD271",
         f"task {task.task_id!r}: the bash command runs as a code step on a pgdurable worker's "
@@ -69,7 +85,7 @@ def command_step(task: Task, ctx: Context, command: str, env: templates.Env) -> 
             " (bash runs the whole command: granting it grants any command)"
             if program == SHELL
             else ""
-        ),
+        )
+        + render,
         task.ref,
     )
-    return m.Command(args, tuple(sorted(variables.items())), cwd, source=task.ref)

@@ -40,6 +40,7 @@ from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import comment, dollar_quote, literal
 from pgdurable.translators.airflow import (
     assets,
+    dag_run_conf,
     graph,
     python_mapped,
     rules,
@@ -313,7 +314,10 @@ def compile_dag(dag: Dag, ctx: Context, plan: schedule.Plan) -> tuple[m.Node, m.
     body = _assemble(structure, nodes)
     steps: list[m.Node] = []
     if ctx.env.uses_dates and plan.dates_sql:  # none: the schedule is not translated
-        steps.append(m.Sql(plan.dates_sql, name="dag_run"))
+        module = ctx.python_module  # code steps read dag_run.conf (dag_run_conf.py)
+        code = module is not None and bool(module.entries or module.renders)
+        dates = dag_run_conf.with_conf(plan.dates_sql) if code else plan.dates_sql
+        steps.append(m.Sql(dates, name="dag_run"))
     if body is not None:
         steps.append(body)
     if failing_leaves:
@@ -668,17 +672,27 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
 
     graph_json = encode(one_run)
     start_run = (
-        f"\n    SELECT df.start({literal(graph_json)}, coalesce(label, {literal('airflow:' + dag.dag_id)})"
+        f"\n    SELECT df.start({dag_run_conf.started_graph(literal(graph_json))}, "
+        f"coalesce(label, {literal('airflow:' + dag.dag_id)})"
         f"{', ' + literal(target) if target else ''})\n"
     )
+    function = trigger_function(dag.dag_id)
+    without_conf = f"\n    SELECT {function}(label, '{{}}'::jsonb)\n"
+    comment_text = literal(SOURCE + "/" + name + "#trigger")
+    # Two functions, no DROP: (label, conf) starts the run with conf as its dag_run.conf;
+    # (label DEFAULT NULL) is the form older imports created, kept for their callers
+    # (a two-argument function without defaults can never make a one-argument call
+    # ambiguous). The comment says whose they are: `pgdurable retire` drops both.
     epilogue = (
-        "-- Start one run of this DAG on demand (TriggerDagRunOperator, manual runs):\n"
+        "-- Start one run of this DAG on demand (TriggerDagRunOperator, manual runs);\n"
+        "-- conf becomes the run's dag_run.conf:\n"
         "CREATE SCHEMA IF NOT EXISTS airflow_dags;\n"
-        f"CREATE OR REPLACE FUNCTION {trigger_function(dag.dag_id)}(label text DEFAULT NULL)\n"
+        f"CREATE OR REPLACE FUNCTION {function}(label text, conf jsonb)\n"
         f"RETURNS varchar LANGUAGE sql AS {dollar_quote(start_run, 'trigger')};\n"
-        # whose function it is: `pgdurable retire` drops it with the workflow
-        f"COMMENT ON FUNCTION {trigger_function(dag.dag_id)}(text) IS "
-        f"{literal(SOURCE + '/' + name + '#trigger')};\n"
+        f"COMMENT ON FUNCTION {function}(text, jsonb) IS {comment_text};\n"
+        f"CREATE OR REPLACE FUNCTION {function}(label text DEFAULT NULL)\n"
+        f"RETURNS varchar LANGUAGE sql AS {dollar_quote(without_conf, 'trigger')};\n"
+        f"COMMENT ON FUNCTION {function}(text) IS {comment_text};\n"
     )
     return Workflow(
         name=name,

@@ -85,6 +85,8 @@ class DagModule:
     # literal constants bound once inside DAG-building code (`options = [...]` in a
     # `with DAG` block) that a callable reads: name -> `name = <literal>`
     constants: dict[str, str] = field(default_factory=dict)
+    # bash tasks rendered at run time (runtime_templates): (task, entry, function code)
+    renders: list[tuple[str, str, str]] = field(default_factory=list)
 
     def text(self, header: list[str]) -> str:
         lines = [f"# {h}" for h in header]
@@ -110,6 +112,10 @@ class DagModule:
                 f"    # task {task_id!r}",
                 f"    return _pgdurable_context.run({fn}, payload)",
             ]
+        if self.renders:
+            body += ["", "", "import pgdurable.airflow_templates as _pgdurable_templates"]
+        for _task, _entry, code in self.renders:
+            body += ["", "", code.strip("\n")]
         return "\n".join([*lines, *body]) + "\n"
 
 
@@ -764,7 +770,7 @@ def attach(workflow: Any, module: DagModule, source: str) -> Any:
     every code step, the code root and the grant it needs."""
     from dataclasses import replace
 
-    if not module.entries:
+    if not module.entries and not module.renders:
         return workflow
     role = workflow.run_as or "ROLE"
     grant = (
@@ -773,7 +779,7 @@ def attach(workflow: Any, module: DagModule, source: str) -> Any:
     path = module.name.replace(".", "/") + ".py"
     lines = [
         f"code step: task {t!r} -> pgdurable.python('{module.name}:{e}')"
-        for t, e, _ in module.entries
+        for t, e, _ in [*module.entries, *module.renders]
     ]
     lines += [
         f"code root: the folder holding {PACKAGE}/ (this output folder): "

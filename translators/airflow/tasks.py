@@ -33,10 +33,12 @@ from pgdurable.sqltext import (
 from pgdurable.sqltext import literal as sql_literal
 from pgdurable.translators.airflow import (
     bash,
+    dag_run_conf,
     external,
     python_isolated,
     python_operators,
     python_tasks,
+    runtime_templates,
     templates,
 )
 from pgdurable.translators.airflow.connections import Connections
@@ -1009,13 +1011,29 @@ def _trigger(task: Task, ctx: Context) -> Work:
     if not isinstance(target, str) or "{{" in target:
         return stub(task, "trigger_dag_id is not a literal", ctx)
     ctx.triggers.append(Trigger(target, task.task_id, task.ref))
-    if task.args.get("conf"):
+    conf = task.args.get("conf")
+    conf_sql = dag_run_conf.argument(conf) if conf else None
+    if conf and conf_sql is None:
         ctx.diag.add(
-            "PGD311",
-            f"task {task.task_id!r}: TriggerDagRunOperator conf is not passed to the started workflow",
+            "PGD346",
+            f"task {task.task_id!r}: TriggerDagRunOperator conf `{conf}` is not a static JSON "
+            "dict without templates, so it is not passed to the started workflow: write it "
+            "as a dict literal (render its values in the target DAG's tasks)",
             task.ref,
         )
-    start = m.Sql(f"SELECT {trigger_function(target)}() AS instance_id", source=task.ref)
+    arguments = f"NULL, {conf_sql}" if conf_sql else ""
+    start = m.Sql(
+        f"SELECT {trigger_function(target)}({arguments}) AS instance_id", source=task.ref
+    )
+    passed = [k for k in ("logical_date", "execution_date", "trigger_run_id") if task.args.get(k)]
+    if passed and not task.args.get("wait_for_completion"):
+        ctx.diag.add(
+            "PGD311",
+            f"task {task.task_id!r}: TriggerDagRunOperator {'/'.join(passed)} is not passed "
+            "to the started workflow (its run has its own start time as logical date and "
+            "run id); drop it or start the run yourself",
+            task.ref,
+        )
     if task.args.get("wait_for_completion"):
         problem = external.wait_problem(task)
         if problem is not None:
@@ -1079,9 +1097,21 @@ def _psql(command: str, task: Task, ctx: Context) -> Work | None:
 def _bash(task: Task, ctx: Context) -> Work:
     command = task.args.get("bash_command")
     if not isinstance(command, str):
-        return stub(task, "bash_command is not a literal", ctx)
+        return stub(
+            task,
+            f"bash_command `{str(command)[:120]}` is not known without running the file "
+            "(literals, f-strings, concatenation, module constants, textwrap.dedent and "
+            "os.path.join of literals are): write it as a string",
+            ctx,
+        )
     work = _psql(command.strip(), task, ctx)
     if work is None:
+        _env_for(task, ctx)  # the task's params, which the compile-time rendering reads
+        if not runtime_templates.compiles(task, ctx, command.strip()):
+            node = runtime_templates.steps(task, ctx, command.strip())
+            if not isinstance(node, str):
+                return Work(node)
+            runtime_templates.manual(task, ctx, node)
         step = bash.command_step(task, ctx, command.strip(), _env_for(task, ctx))
         if step is not None:
             return Work(step)
@@ -1272,11 +1302,20 @@ def _bash_decorated(task: Task, ctx: Context) -> Work:
     value = getattr(fn, "static_return", None) if fn is not None else None
     work = _psql(value.strip(), task, ctx) if isinstance(value, str) else None
     if work is None and isinstance(value, str) and value.strip():
+        _env_for(task, ctx)
+        if not runtime_templates.compiles(task, ctx, value.strip()):
+            node = runtime_templates.steps(task, ctx, value.strip())
+            if not isinstance(node, str):
+                return Work(node)
+            runtime_templates.manual(task, ctx, node)
         step = bash.command_step(task, ctx, value.strip(), _env_for(task, ctx))
         if step is not None:
             return Work(step)
-    if work is None:
-        return stub(task, "@task.bash does not return a literal psql command", ctx)
+    if work is None:  # the callable runs, its returned command is rendered and run
+        node = runtime_templates.steps(task, ctx, None)
+        if not isinstance(node, str):
+            return Work(node)
+        return stub(task, f"@task.bash: its callable cannot run as a Python step: {node}", ctx)
     return work
 
 

@@ -28,7 +28,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from pgdurable.diagnostics import SourceRef
 from pgdurable.translators import pyguard
-from pgdurable.translators.airflow import operators, setup_teardown
+from pgdurable.translators.airflow import operators, setup_teardown, static_calls
 from pgdurable.translators.airflow.dagfile import (
     Asset,
     ClockTime,
@@ -1295,6 +1295,9 @@ class Reader:
     def builtin(self, qname: str, short: str, args, kwargs, node) -> Any:
         if any(isinstance(a, Unknown) for a in args):
             return Unknown(self.src(node))
+        value = static_calls.evaluate(qname, args, kwargs)  # textwrap.dedent(...) ...
+        if value is not static_calls.NOT_HANDLED:
+            return value
         if qname in ("builtins.range", "range") or short == "range":
             return list(range(*args))
         if short == "enumerate":
