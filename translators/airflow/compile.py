@@ -38,7 +38,7 @@ from pathlib import PurePosixPath
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import comment, dollar_quote, literal
-from pgdurable.translators.airflow import assets, graph, rules, schedule, templates
+from pgdurable.translators.airflow import assets, dag_zone, graph, rules, schedule, templates
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
@@ -510,7 +510,8 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             dag.ref,
         )
     start_date = dag.args.get("start_date", dag.default("start_date"))
-    plan = schedule.plan(value, present=present, generation=gen, start_date=start_date)
+    tz = dag_zone.of(dag.args.get("start_date"), dag.default("start_date"))
+    plan = schedule.plan(value, present=present, generation=gen, start_date=start_date, timezone=tz)
     for code, message in plan.notes:
         diag.add(code, message, dag.ref)
     repeating = plan.kind in ("cron", "sleep", "continuous", "timetable")
@@ -662,6 +663,11 @@ def _instant(stamp: Timestamp) -> str:
     return f"(timestamp {literal(stamp.iso)} AT TIME ZONE {literal(zone)})"
 
 
+def _shown(stamp: Timestamp) -> str:
+    """A literal date for a message, with its zone (naive: UTC, Airflow's default_timezone)."""
+    return f"{stamp.iso} {stamp.timezone or 'UTC'}"
+
+
 @dataclass(frozen=True)
 class _Window:
     """start_date / end_date as SQL: ``inside`` (this tick's run is in the window),
@@ -705,7 +711,7 @@ def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) 
             return None
         diag.add(
             "PGD256",
-            f"@once with start_date {start.iso}: if that is still ahead, the run waits for "
+            f"@once with start_date {_shown(start)}: if that is still ahead, the run waits for "
             "it (checked every minute), as Airflow does not run it before",
             dag.ref,
         )
@@ -718,7 +724,7 @@ def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) 
         conditions.append(f"{interval_start} <= {_instant(end)}")
     inside = f"SELECT {' AND '.join(conditions)}"
     past = f"SELECT {interval_start} > {_instant(end)}" if end is not None else None
-    told = [f"start_date {start.iso}" if start else "", f"end_date {end.iso}" if end else ""]
+    told = [f"start_date {_shown(start)}" if start else "", f"end_date {_shown(end)}" if end else ""]
     diag.add(
         "PGD256",
         f"{' and '.join(t for t in told if t)}: each tick runs the DAG only when its data "

@@ -1204,14 +1204,25 @@ class Reader:
                 return Duration(timedelta(**values).total_seconds())
             except (TypeError, ValueError, OverflowError):
                 return Unknown(self.src(node))
+        if short in _ZONE_CALLS and len(args) == 1 and isinstance(args[0], str):
+            return args[0]  # pendulum.timezone("X"), ZoneInfo("X"): the zone's name
         if short == "datetime" or qname.endswith((".datetime", ".DateTime")):
             tz = kwargs.get("tz") or kwargs.get("tzinfo")
+            if isinstance(tz, Unknown) and tz.text.rsplit(".", 1)[-1] in ("utc", "UTC"):
+                tz = "UTC"  # datetime.timezone.utc, pendulum.UTC
+            if tz is not None and not isinstance(tz, str):
+                # an aware date whose zone is not known: the DAG's time zone is not known
+                return Unknown(self.src(node))
             try:
                 stamp = datetime(*[a for a in args if isinstance(a, int)])
             except (TypeError, ValueError):
                 return Unknown(self.src(node))
-            return Timestamp(stamp.isoformat(), tz if isinstance(tz, str) else None)
+            return Timestamp(stamp.isoformat(), tz)
         return Unknown(self.src(node))
+
+
+# calls that name a time zone (the DAG's zone comes from start_date's tzinfo)
+_ZONE_CALLS = ("timezone", "Timezone", "ZoneInfo", "gettz")
 
 
 class _Unknowable(Exception):
