@@ -31,7 +31,7 @@ from pgdurable.sqltext import (
     split_statements,
 )
 from pgdurable.sqltext import literal as sql_literal
-from pgdurable.translators.airflow import bash, python_tasks, templates
+from pgdurable.translators.airflow import bash, python_tasks, runtime_parameters, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
@@ -662,7 +662,11 @@ def _libpq_options(text: str) -> list[tuple[str, str]] | None:
 
 def compile_work(task: Task, ctx: Context) -> Work:
     kind = task.kind
-    ctx.settings = _hook_settings(task, ctx) if kind in _SQL_KINDS else []
+    ctx.settings = (
+        [*_hook_settings(task, ctx), *runtime_parameters.settings(task, ctx)]
+        if kind in _SQL_KINDS
+        else []
+    )
     try:
         work = _compile_work(task, ctx)
     finally:
