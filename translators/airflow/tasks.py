@@ -269,6 +269,7 @@ def _env_for(task: Task, ctx: Context) -> templates.Env:
     if isinstance(own, dict):
         params.update(own)
     ctx.env.params = params
+    ctx.env.names = templates.static_names(ctx.dag.dag_id, task.task_id)
     return ctx.env
 
 
