@@ -133,7 +133,9 @@ CODES: dict[str, Code] = {
     ),
     "PGD245": Code(Severity.WARNING, Fidelity.APPROXIMATE, "AirflowSkipException fails the step"),
     "PGD246": Code(
-        Severity.WARNING, Fidelity.APPROXIMATE, "DAG zone: a DST-changed local time runs differently"
+        Severity.WARNING,
+        Fidelity.APPROXIMATE,
+        "DAG zone: a DST-changed local time runs differently",
     ),
     "PGD247": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "DAG zone from start_date cannot be read"

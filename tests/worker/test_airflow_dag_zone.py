@@ -63,7 +63,11 @@ def dag_run(database, result, tick: datetime) -> dict:
     (step,) = [
         n for n in m.walk(result.workflow.body) if isinstance(n, m.Sql) and n.name == "dag_run"
     ]
-    row = at(database, f"SELECT ds, data_interval_start FROM ({step.query}) AS r", tick.isoformat(sep=" "))
+    row = at(
+        database,
+        f"SELECT ds, data_interval_start FROM ({step.query}) AS r",
+        tick.isoformat(sep=" "),
+    )
     return {"ds": row[0][0], "data_interval_start": row[0][1]}
 
 
@@ -90,7 +94,8 @@ def test_a_seoul_start_date_runs_the_cron_at_seoul_time(database, tmp_path):
 def test_the_start_date_bound_is_in_the_zone_of_start_date(database, tmp_path):
     result = translate(tmp_path, SEOUL)
     (window,) = [
-        n for n in m.walk(result.workflow.body)
+        n
+        for n in m.walk(result.workflow.body)
         if isinstance(n, m.If) and "data_interval_start" in n.condition.query
     ]
     (step,) = [

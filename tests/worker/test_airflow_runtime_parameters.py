@@ -55,7 +55,9 @@ def test_runtime_parameters_are_set_for_the_task_only(wf, database, tmp_path):
 def test_a_runtime_parameters_value_not_literal_is_approximate(tmp_path):
     result = translate(
         tmp_path,
-        DAG.replace('{"search_path": "reporting, public", "work_mem": "7MB"}', "settings_from_env()"),
+        DAG.replace(
+            '{"search_path": "reporting, public", "work_mem": "7MB"}', "settings_from_env()"
+        ),
     )
     assert str(result.fidelity) == "approximate"
     assert "PGD252" in {d.code for d in result.diagnostics}

@@ -724,7 +724,10 @@ def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) 
         conditions.append(f"{interval_start} <= {_instant(end)}")
     inside = f"SELECT {' AND '.join(conditions)}"
     past = f"SELECT {interval_start} > {_instant(end)}" if end is not None else None
-    told = [f"start_date {_shown(start)}" if start else "", f"end_date {_shown(end)}" if end else ""]
+    told = [
+        f"start_date {_shown(start)}" if start else "",
+        f"end_date {_shown(end)}" if end else "",
+    ]
     diag.add(
         "PGD256",
         f"{' and '.join(t for t in told if t)}: each tick runs the DAG only when its data "

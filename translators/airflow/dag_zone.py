@@ -52,7 +52,9 @@ def _names_a_zone(text: str) -> bool:
     lowered = text.replace(" ", "").lower()
     if "utc" in lowered and lowered.count('"') + lowered.count("'") <= 2:
         return False
-    return any(word in lowered for word in ("tz=", "tzinfo", "timezone", "zoneinfo", "today(", "now("))
+    return any(
+        word in lowered for word in ("tz=", "tzinfo", "timezone", "zoneinfo", "today(", "now(")
+    )
 
 
 def _covers_every_hour(expr: str) -> bool:
@@ -77,7 +79,9 @@ def _dst_windows(tz: str) -> list[tuple[datetime, datetime, str]]:
                 change += timedelta(minutes=1)
             low, high = sorted((before, after))
             start = (change + low).replace(tzinfo=None)
-            windows.append((start, start + (high - low), "skipped" if after > before else "repeated"))
+            windows.append(
+                (start, start + (high - low), "skipped" if after > before else "repeated")
+            )
         before = after
     return windows
 
