@@ -47,16 +47,20 @@ def at(database, query: str, clock: str):
 def first_run(database, result, after: str) -> datetime:
     waits = [n.cron for n in m.walk(result.workflow.body) if isinstance(n, m.WaitForSchedule)]
     (wake,) = waits
-    (guard,) = [n for n in m.walk(result.workflow.body) if isinstance(n, m.If)][:1]
+    guards = [
+        n
+        for n in m.walk(result.workflow.body)
+        if isinstance(n, m.If) and "data_interval_start" not in n.condition.query
+    ][:1]
     clock = after
-    for _ in range(200):
+    for _ in range(400):
         tick = database.value(
             f"SELECT pgdurable.cron_next('{wake}', timestamptz '{clock}+00') AT TIME ZONE 'UTC'"
         )
         clock = tick.isoformat(sep=" ")
-        if at(database, guard.condition.query, clock)[0][0]:
+        if not guards or at(database, guards[0].condition.query, clock)[0][0]:
             return tick
-    raise AssertionError("no run within 200 wake-ups")
+    raise AssertionError("no run within 400 wake-ups")
 
 
 def dag_run(database, result, tick: datetime) -> dict:
@@ -182,3 +186,37 @@ def test_a_naive_start_date_stays_utc(tmp_path):
     assert "PGD214" not in codes(result) and str(result.fidelity) == "exact"
     waits = [n.cron for n in m.walk(result.workflow.body) if isinstance(n, m.WaitForSchedule)]
     assert waits == ["0 6 * * *"]
+
+
+def schedule_dag(tmp_path, schedule: str, start: str = "datetime(2024, 1, 1)", catchup=False):
+    return translate(
+        tmp_path,
+        f"""
+        with DAG(dag_id="cal", start_date={start}, schedule={schedule!r}, catchup={catchup}) as dag:
+            PostgresOperator(task_id="t", postgres_conn_id="postgres_default", sql="SELECT 1")
+        """,
+    )
+
+
+def test_croniter_last_day_of_month_runs_on_the_last_day(database, tmp_path):
+    result = schedule_dag(tmp_path, "0 3 L * *")
+    assert "PGD314" not in codes(result) and "PGD211" in codes(result)
+    assert first_run(database, result, "2024-02-01 00:00") == datetime(2024, 2, 29, 3, 0)
+    assert first_run(database, result, "2024-02-29 03:00") == datetime(2024, 3, 31, 3, 0)
+    assert first_run(database, result, "2023-02-01 00:00") == datetime(2023, 2, 28, 3, 0)
+
+
+def test_croniter_nth_weekday_runs_on_that_weekday(database, tmp_path):
+    result = schedule_dag(tmp_path, "10 0 * * 6#2")  # the 2nd Saturday
+    assert "PGD314" not in codes(result)
+    assert first_run(database, result, "2024-03-01 00:00") == datetime(2024, 3, 9, 0, 10)
+    assert first_run(database, result, "2024-03-09 00:10") == datetime(2024, 4, 13, 0, 10)
+    assert first_run(database, result, "2024-06-01 00:00") == datetime(2024, 6, 8, 0, 10)
+
+
+def test_last_day_in_the_zone_of_start_date(database, tmp_path):
+    result = schedule_dag(tmp_path, "0 1 L * *", 'pendulum.datetime(2024, 1, 1, tz="Asia/Seoul")')
+    # 01:00 KST on 29 February is 16:00 UTC on the 28th
+    assert first_run(database, result, "2024-02-25 00:00") == datetime(2024, 2, 28, 16, 0)
+    assert first_run(database, result, "2024-03-28 00:00") == datetime(2024, 3, 30, 16, 0)
+    assert "PGD214" in codes(result)

@@ -509,6 +509,7 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             "with its Airflow 2 meaning",
             dag.ref,
         )
+    _note_unknown_defaults(dag, diag)
     start_date = dag.args.get("start_date", dag.default("start_date"))
     tz = dag_zone.of(dag.args.get("start_date"), dag.default("start_date"))
     plan = schedule.plan(value, present=present, generation=gen, start_date=start_date, timezone=tz)
@@ -519,6 +520,9 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     if window is not None and window.inside is not None:
         ctx.env.uses_dates = True  # the window is read from the run's own dates
     run, one_run, profile = compile_dag(dag, ctx, plan)
+    # the tasks read the run's dates (templates, Python context): a skipped interval
+    # is then a data difference (the window below reads them too, but only to decide)
+    reads_interval = "$dag_run." in m.encode(run)
     if window is not None and window.inside is not None:
         run = _in_window(run, window, dag)
     targets = set(ctx.databases.values())
@@ -543,7 +547,24 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             run = m.Timeout(run, max(1, int(timeout.seconds)))
             extension = True
     catchup = dag.args.get("catchup", dag.default("catchup", gen < 3))
-    if repeating and not plan.triggered:
+    if repeating and not plan.triggered and reads_interval:
+        caught = catchup is True and start_date is not None
+        diag.add(
+            "PGD248",
+            "the tasks read the run's data interval (ds, data_interval_*, logical_date, ts...): "
+            "a tick that comes due while a run is going is skipped here, so that interval's "
+            "run never happens (Airflow queues it, up to max_active_runs="
+            f"{dag.args.get('max_active_runs', 16)})"
+            + (
+                "; catchup is on: Airflow also runs every interval missed since start_date "
+                "(or while it was stopped), the workflow starts with the next tick and never "
+                "runs missed ones"
+                if caught
+                else ""
+            ),
+            dag.ref,
+        )
+    elif repeating and not plan.triggered:
         if catchup is True and start_date is not None:
             diag.add(
                 "PGD238",
@@ -655,6 +676,28 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         rollback=f"{OUTSIDE}airflow dags unpause {comment(shlex.quote(dag.dag_id))}",
         epilogue=epilogue,
     )
+
+
+# default_args keys that change nothing a workflow does (notification, ownership, UI)
+_NO_WORKFLOW_MEANING = frozenset(
+    {"owner", "email", "email_on_failure", "email_on_retry", "doc_md", "doc", "tags"}
+)
+
+
+def _note_unknown_defaults(dag: Dag, diag: Collector) -> None:
+    """A non-static value under such a key is noted (PGD249), not a reason for manual."""
+    defaults = dag.args.get("default_args")
+    if not isinstance(defaults, dict):
+        return
+    for key, value in defaults.items():
+        if key in _NO_WORKFLOW_MEANING and isinstance(value, Unknown):
+            diag.add(
+                "PGD249",
+                f"default_args[{key!r}] is only known when the file runs (`{str(value)[:60]}`); "
+                "it has no effect on the workflow (Airflow uses it for notifications and "
+                "display), so it is left out",
+                dag.ref,
+            )
 
 
 def _instant(stamp: Timestamp) -> str:

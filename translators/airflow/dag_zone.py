@@ -27,9 +27,10 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
+from pgdurable.translators import cron_extensions, vixie
 from pgdurable.translators.airflow import schedule as base
 from pgdurable.translators.airflow.dagfile import Timestamp, Unknown
-from pgdurable.translators.queue.schedules import is_utc, zone
+from pgdurable.translators.queue.schedules import is_utc, local_time_check, zone
 
 MINUTE_TICK = "date_trunc('minute', now())"
 
@@ -114,13 +115,23 @@ def plan(found: base.Plan, expr: str, tz: str, generation: int) -> base.Plan:
             )
         )
         return found
-    guarded = timetables._guarded([expr], tz)
-    if isinstance(guarded, str):  # the cron itself was read already; cannot happen
-        return found
-    wakes, guard = guarded
-    if guard == "SELECT true":  # minutes only, whole-hour offsets: same instants
+    extended = cron_extensions.read(expr)
+    parsed = vixie.parse(extended.plain if extended else expr)  # read by cron_plan already
+    assert isinstance(parsed, vixie.CronSchedule)
+    both = bool(extended and extended.both_days)
+    check = local_time_check(parsed, tz, both_days=both)
+    day = extended.condition if extended else None
+    if check is None and day is None:  # minutes only, whole-hour offsets: same instants
         found.text += f" (in {tz}, the zone of start_date: same instants as UTC)"
         return found
+    if check is None:
+        wakes = vixie.to_dsl(parsed, both_days=both)
+        local = "true"
+    else:
+        wakes, local = [check[0]], f"coalesce(({check[1]}), false)"
+    if day is not None:  # L: the last day of the month in the zone
+        local += f" AND coalesce(({cron_extensions.condition_sql(day, tz)}), false)"
+    guard = f"SELECT {local}"
     wait = timetables._race(wakes)
 
     def build(run):
@@ -133,7 +144,8 @@ def plan(found: base.Plan, expr: str, tz: str, generation: int) -> base.Plan:
         f" + local time in {tz}"
     )
     zoned.rule = found.rule
-    zoned.notes = [n for n in found.notes if n[0] != "PGD231"]  # re-judged below, in the zone
+    # PGD231 is re-judged below, in the zone; PGD211 (L) is checked in the zone now
+    zoned.notes = [n for n in found.notes if n[0] not in ("PGD231", "PGD211")]
     interval = generation < 3
     fixed = base._period(expr)  # the wall-clock period (UTC has no DST)
     if interval and fixed:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from croniter import croniter
 
 from pgdurable import model as m
-from pgdurable.translators import vixie
+from pgdurable.translators import cron_extensions, vixie
 from pgdurable.translators.airflow.dagfile import Asset, Duration, Timestamp, Unknown
 from pgdurable.translators.queue.schedules import is_utc, zone
 
@@ -93,14 +93,18 @@ def _period(expr: str) -> tuple[int, int] | None:
 
 
 def cron_plan(expr: str, text: str, generation: int) -> Plan:
+    # croniter's L (last day) and N#k (k-th weekday): a Vixie cron (+ a day condition)
+    extended = cron_extensions.read(expr)
     try:
-        parsed = vixie.parse(expr)
+        parsed = vixie.parse(extended.plain if extended else expr)
     except vixie.ScheduleError as exc:
         return Plan("manual", text, notes=[("PGD314", f"schedule {text!r}: {exc.reason}")])
     if not isinstance(parsed, vixie.CronSchedule):
         return Plan("manual", text, notes=[("PGD314", f"schedule {text!r} is not a cron")])
-    crons = vixie.to_dsl(parsed)
+    crons = vixie.to_dsl(parsed, both_days=bool(extended and extended.both_days))
     plan = Plan("cron", text, crons=crons)
+    if extended is not None:
+        _extended(plan, extended, text)
     fixed = _period(expr)
     interval = generation < 3
     if fixed:
@@ -122,6 +126,30 @@ def cron_plan(expr: str, text: str, generation: int) -> Plan:
             )
     plan.rule = _rule_text(generation, interval)
     return plan
+
+
+def _extended(plan: Plan, extended: cron_extensions.Extended, text: str) -> None:
+    """``plan`` made to run only on the days ``L``/``#`` select (in UTC)."""
+    if extended.condition is None:  # N#k: weekday N on days 7k-6..7k, both must match
+        return
+    guard = cron_extensions.condition_sql(extended.condition)
+    waits = [m.WaitForSchedule(c) for c in plan.crons]
+
+    def build(run: m.Node) -> m.Node:
+        wait = waits[0] if len(waits) == 1 else m.Race(waits[0], waits[1])
+        return m.Loop(m.Seq((wait, m.If(m.Sql(guard), run, m.Sleep(0)))))
+
+    plan.kind, plan.build = "timetable", build
+    plan.summary = " | ".join(f"df.wait_for_schedule('{c}')" for c in plan.crons) + (
+        f" + {extended.what}"
+    )
+    plan.notes.append(
+        (
+            "PGD211",
+            f"{text!r} runs on {extended.what}: the workflow wakes on days 28-31 and runs "
+            "only when the next day is the 1st (a SQL check in UTC)",
+        )
+    )
 
 
 def _min_gap(expr: str) -> int:
@@ -170,7 +198,7 @@ def _timedelta_cron(seconds: float, start: Timestamp | None) -> str | None:
 
 def _zoned(p: Plan, expr: str, timezone: str | None, generation: int) -> Plan:
     """A cron plan evaluated in the DAG's zone (translators/airflow/dag_zone.py)."""
-    if timezone is None or p.kind != "cron":
+    if timezone is None or p.kind == "manual":
         return p
     from pgdurable.translators.airflow import dag_zone  # it builds on this module
 

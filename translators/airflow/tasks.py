@@ -31,7 +31,13 @@ from pgdurable.sqltext import (
     split_statements,
 )
 from pgdurable.sqltext import literal as sql_literal
-from pgdurable.translators.airflow import bash, python_tasks, runtime_parameters, templates
+from pgdurable.translators.airflow import (
+    bash,
+    python_tasks,
+    runtime_parameters,
+    templates,
+    transaction_block,
+)
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
 from pgdurable.translators.base import INT_MAX, seconds, whole_number
@@ -718,9 +724,10 @@ def _sql(task: Task, ctx: Context) -> Work:
     if texts is None:
         return stub(task, "the SQL is not statically known", ctx, reported=True)
     split = bool(task.args.get("split_statements", False))
-    return sql_steps(
-        task, ctx, texts, autocommit=bool(task.args.get("autocommit", False)), split=split
-    )
+    autocommit = bool(task.args.get("autocommit", False))
+    if transaction_block.check(task, ctx, texts, autocommit):  # Airflow fails every run
+        return stub(task, "the statement cannot run in a transaction block", ctx, reported=True)
+    return sql_steps(task, ctx, texts, autocommit=autocommit, split=split)
 
 
 def _check(task: Task, ctx: Context) -> Work:

@@ -903,6 +903,9 @@ class Reader:
         try:
             walk(node.for_in, dict(env))
         except _Unknowable as exc:
+            if not self._may_create_tasks(node, env):
+                # a value only (emails, names): whoever uses it reports the Unknown
+                return Unknown(self.src(node))
             self.problem(
                 "PGD315",
                 f"a comprehension over `{exc}` cannot be unrolled statically; "
@@ -911,6 +914,22 @@ class Reader:
             )
             return Unknown(self.src(node))
         return results
+
+    def _may_create_tasks(self, node: cst.CSTNode, env: dict[str, Any]) -> bool:
+        """Whether the comprehension calls something that can make a task: a def of the
+        file, an Airflow name or a class (a method call such as ``x.strip()`` cannot)."""
+        parts = [getattr(node, name, None) for name in ("elt", "key", "value")]
+        for call in [c for part in parts if part is not None for c in _calls(part)]:
+            func = call.func
+            if isinstance(func, cst.Attribute) and not (self.qualified(func) or "").startswith(
+                "airflow"
+            ):
+                if not func.attr.value[:1].isupper():
+                    continue  # a method of a value
+            if isinstance(func, cst.Name) and func.value in ("str", "int", "len", "range"):
+                continue
+            return True
+        return False
 
     def binary(self, node: cst.BinaryOperation, env: dict[str, Any]) -> Any:
         left = self.eval(node.left, env)
@@ -1223,6 +1242,17 @@ class Reader:
 
 # calls that name a time zone (the DAG's zone comes from start_date's tzinfo)
 _ZONE_CALLS = ("timezone", "Timezone", "ZoneInfo", "gettz")
+
+
+def _calls(node: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class _Visitor(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            found.append(call)
+
+    node.visit(_Visitor())
+    return found
 
 
 class _Unknowable(Exception):
