@@ -148,3 +148,27 @@ def test_croniter_L_in_airflow_3_is_exact(tmp_path):
         airflow.read_paths([path]), TranslateContext(default_username="etl")
     ).results
     assert str(result.fidelity) == "exact", result.diagnostics
+
+
+def test_a_bash_step_that_ignores_its_context_environment_stays_exact(tmp_path):
+    result = translate(
+        tmp_path,
+        """
+        from airflow.operators.bash import BashOperator
+        with DAG(dag_id="d", schedule="@daily", start_date=datetime(2024, 1, 1),
+                 catchup=False) as dag:
+            BashOperator(task_id="nap", bash_command="sleep 1")
+            BashOperator(task_id="stamp", bash_command="echo $AIRFLOW_CTX_EXECUTION_DATE")
+        """,
+    )
+    assert "PGD248" in codes(result)  # 'stamp' reads the logical date from its environment
+    quiet = translate(
+        tmp_path,
+        """
+        from airflow.operators.bash import BashOperator
+        with DAG(dag_id="d", schedule="@daily", start_date=datetime(2024, 1, 1),
+                 catchup=False) as dag:
+            BashOperator(task_id="nap", bash_command="sleep 1")
+        """,
+    )
+    assert "PGD248" not in codes(quiet), quiet.diagnostics
