@@ -220,3 +220,23 @@ def test_last_day_in_the_zone_of_start_date(database, tmp_path):
     assert first_run(database, result, "2024-02-25 00:00") == datetime(2024, 2, 28, 16, 0)
     assert first_run(database, result, "2024-03-28 00:00") == datetime(2024, 3, 30, 16, 0)
     assert "PGD214" in codes(result)
+
+
+def test_pendulum_today_names_the_zone_though_the_date_is_unknown(database, tmp_path):
+    result = schedule_dag(tmp_path, "30 8 * * *", 'pendulum.today("Asia/Seoul").add(days=-1)')
+    assert "PGD214" in codes(result) and "PGD247" not in codes(result)
+    assert first_run(database, result, "2024-05-01 00:00") == datetime(2024, 5, 1, 23, 30)
+
+
+def test_pendulum_now_is_the_hosts_zone_so_not_exact(tmp_path):
+    result = schedule_dag(tmp_path, "30 8 * * *", "pendulum.now().subtract(days=1)")
+    assert "PGD247" in codes(result) and str(result.fidelity) != "exact"
+
+
+def test_an_irregular_cron_in_a_zone_says_its_ds_is_the_trigger_minute(tmp_path):
+    result = schedule_dag(
+        tmp_path, "0 6 * * 1-5", 'pendulum.datetime(2024, 1, 1, tz="America/New_York")'
+    )
+    assert str(result.fidelity) == "approximate"
+    assert {"PGD214", "PGD231"} <= codes(result)
+    assert "trigger minute" in "\n".join(result.workflow.description)

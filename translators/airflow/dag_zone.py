@@ -23,6 +23,7 @@ fire inside such a window of the zone, the plan is approximate (PGD246).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
@@ -42,19 +43,39 @@ def of(start_date: object, default_start: object) -> str | None:
             if is_utc(stamp.timezone):
                 return None
             return stamp.timezone if zone(stamp.timezone) is not None else "?"
-        if isinstance(stamp, Unknown) and _names_a_zone(stamp.text):
-            return "?"
+        if isinstance(stamp, Unknown):
+            named = set(_ZONE_NAMED.findall(stamp.text))
+            if (
+                len(named) == 1
+            ):  # pendulum.today("Asia/Seoul").add(days=-1): date unknown, zone known
+                (name,) = named
+                if is_utc(name):
+                    return None
+                return name if zone(name) is not None else "?"
+            if _names_a_zone(stamp.text):
+                return "?"
         if isinstance(stamp, Timestamp | Unknown):
             return None  # naive (Airflow: default_timezone) or days_ago (UTC)
     return None
 
 
+# a zone spelled as a literal inside a date that is not one: tz="X", today("X"), timezone("X")
+_ZONE_NAMED = re.compile(
+    r"""(?:\btz(?:info)?\s*=\s*|\b(?:today|now|yesterday|tomorrow|timezone|ZoneInfo)\(\s*)"""
+    r"""["']([^"']+)["']"""
+)
+
+
 def _names_a_zone(text: str) -> bool:
+    """Whether a date that cannot be read may carry a zone other than UTC (a naive
+    ``datetime.now()`` is UTC to Airflow; ``pendulum.now()`` is the host's zone)."""
     lowered = text.replace(" ", "").lower()
-    if "utc" in lowered and lowered.count('"') + lowered.count("'") <= 2:
-        return False
-    return any(
-        word in lowered for word in ("tz=", "tzinfo", "timezone", "zoneinfo", "today(", "now(")
+    if re.search(r"\butc\b", lowered):
+        return False  # timezone.utc, pendulum.UTC
+    if any(word in lowered for word in ("tz=", "tzinfo", "timezone", "zoneinfo")):
+        return True
+    return "pendulum." in lowered and any(
+        word in lowered for word in ("now(", "today(", "yesterday(", "tomorrow(")
     )
 
 
@@ -160,6 +181,10 @@ def plan(found: base.Plan, expr: str, tz: str, generation: int) -> base.Plan:
     else:
         zoned.dates_sql = base.run_dates(MINUTE_TICK, None, False, "scheduled")
         if interval:
+            zoned.rule = (
+                f"Airflow {generation}.x interval timetable, irregular in {tz}: a run's "
+                "logical date (ds) is taken as its trigger minute here (PGD231)"
+            )
             zoned.notes.append(
                 (
                     "PGD231",
