@@ -172,3 +172,32 @@ def test_a_bash_step_that_ignores_its_context_environment_stays_exact(tmp_path):
         """,
     )
     assert "PGD248" not in codes(quiet), quiet.diagnostics
+
+
+PY_DAG = """
+from airflow.decorators import task
+
+with DAG(dag_id="d", schedule="@daily", start_date=datetime(2024, 1, 1), catchup=False) as dag:
+    @task
+    def work({params}):
+        return 1
+
+    work()
+"""
+
+
+def test_a_python_task_reads_the_interval_only_when_it_can_receive_it(tmp_path):
+    quiet = translate(tmp_path, PY_DAG.format(params=""))
+    assert "PGD248" not in codes(quiet), quiet.diagnostics
+    for params in ("ds=None", "**context", "logical_date=None, ti=None"):
+        reading = translate(tmp_path, PY_DAG.format(params=params))
+        assert "PGD248" in codes(reading), params
+
+
+def test_get_current_context_reads_the_interval(tmp_path):
+    body = PY_DAG.format(params="").replace(
+        "        return 1",
+        "        from airflow.operators.python import get_current_context\n"
+        "        return get_current_context()['ds']",
+    )
+    assert "PGD248" in codes(translate(tmp_path, body))

@@ -38,7 +38,15 @@ from pathlib import PurePosixPath
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import comment, dollar_quote, literal
-from pgdurable.translators.airflow import assets, dag_zone, graph, rules, schedule, templates
+from pgdurable.translators.airflow import (
+    assets,
+    dag_zone,
+    graph,
+    interval_reads,
+    rules,
+    schedule,
+    templates,
+)
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Timestamp, Unknown
 from pgdurable.translators.airflow.tasks import (
     Context,
@@ -522,7 +530,7 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     run, one_run, profile = compile_dag(dag, ctx, plan)
     # the tasks read the run's dates (templates, Python context): a skipped interval
     # is then a data difference (the window below reads them too, but only to decide)
-    reads_interval = _reads_interval(m.encode(run))
+    reads_interval = interval_reads.reads_interval(m.encode(run), ctx.python_module)
     if window is not None and window.inside is not None:
         run = _in_window(run, window, dag)
     targets = set(ctx.databases.values())
@@ -676,18 +684,6 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
         rollback=f"{OUTSIDE}airflow dags unpause {comment(shlex.quote(dag.dag_id))}",
         epilogue=epilogue,
     )
-
-
-# an entry of the AIRFLOW_CTX_* environment every bash step gets
-_CTX_ENV = re.compile(r'\\*"AIRFLOW_CTX_\w+\\*": \\*"[^"\\]*\\*"')
-
-
-def _reads_interval(encoded: str) -> bool:
-    """Whether a task uses the run's dates: a ``$dag_run.`` reference other than the
-    AIRFLOW_CTX_* environment every bash step gets, or a command that names that
-    environment (a script file it runs is not read: then only its text counts)."""
-    rest = _CTX_ENV.sub("", encoded)
-    return "$dag_run." in rest or "AIRFLOW_CTX_" in rest
 
 
 # default_args keys that change nothing a workflow does (notification, ownership, UI)
