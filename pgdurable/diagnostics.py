@@ -132,6 +132,18 @@ CODES: dict[str, Code] = {
         Severity.WARNING, Fidelity.APPROXIMATE, "Python step imports third-party packages"
     ),
     "PGD245": Code(Severity.WARNING, Fidelity.APPROXIMATE, "AirflowSkipException fails the step"),
+    "PGD246": Code(
+        Severity.WARNING,
+        Fidelity.APPROXIMATE,
+        "DAG zone: a DST-changed local time runs differently",
+    ),
+    "PGD247": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "DAG zone from start_date cannot be read"
+    ),
+    "PGD248": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "skipped intervals of an interval-reading DAG"
+    ),
+    "PGD249": Code(Severity.INFO, Fidelity.EXACT, "non-static default_args key without effect"),
     "PGD250": Code(Severity.INFO, Fidelity.EXACT, "no postgres_conn_id: postgres_default"),
     "PGD251": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "no conn_id: Airflow fails the task, not here"
@@ -213,6 +225,9 @@ CODES: dict[str, Code] = {
         Severity.WARNING, Fidelity.MANUAL, "schedule not translated (assets, timetable)"
     ),
     "PGD315": Code(Severity.WARNING, Fidelity.MANUAL, "not statically knowable"),
+    "PGD366": Code(
+        Severity.WARNING, Fidelity.MANUAL, "Airflow fails every run: not in a transaction block"
+    ),
     "PGD316": Code(Severity.WARNING, Fidelity.MANUAL, "tasks use several databases"),
     "PGD317": Code(Severity.WARNING, Fidelity.MANUAL, "SQL template file not found"),
     "PGD318": Code(Severity.WARNING, Fidelity.MANUAL, "{sys_*} is replaced at run time"),

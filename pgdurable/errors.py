@@ -38,6 +38,13 @@ class EmbeddedClusterError(DatabaseUnavailable):
     """The embedded PostgreSQL cluster could not be prepared or started."""
 
 
+class MissingDependency(PgDurableError):
+    """A Python package pgdurable needs is not installed: reinstall pgdurable with
+    `pip install -e .` (or `pip install .`) in its checkout."""
+
+    exit_code = 2  # the installation, not the job: as a usage error
+
+
 class SchemaError(PgDurableError):
     """The pgdurable schema in this database is not usable."""
 

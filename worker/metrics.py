@@ -24,17 +24,51 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from pgdurable.errors import MissingDependency, PgDurableError
 
-from pgdurable.errors import PgDurableError
+# prometheus_client is imported when a Metrics is made, not with this module
+# (housekeeping imports it): an installation without it still runs workers and
+# `verify`; the series are then no-ops and only --metrics-address needs it.
+MISSING = (
+    "--metrics-address needs the Python package prometheus_client, which this installation "
+    "lacks: reinstall pgdurable with `pip install -e .` (or `pip install prometheus_client`)"
+)
 
 # Steps and delays from milliseconds to an hour.
 TIME_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
 
+def require_client() -> None:
+    """Raise MissingDependency when prometheus_client cannot be imported."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise MissingDependency(MISSING) from None
+
+
+class _Unkept:
+    """A series when prometheus_client is missing: every update does nothing."""
+
+    def labels(self, *_args: Any, **_kwargs: Any) -> _Unkept:
+        return self
+
+    def __getattr__(self, _name: str) -> Callable[..., None]:  # inc, observe, set, ...
+        return lambda *_args, **_kwargs: None
+
+
 class Metrics:
     def __init__(self) -> None:
+        try:
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        except ImportError:
+            self.registry = None
+            self.runs_started = self.runs_completed = self.runs_failed = _Unkept()
+            self.runs_cancelled = self.step_duration = self.schedule_delay = _Unkept()
+            self.first_step_latency = self.claimed = self.runnable = _Unkept()
+            self.leased = self.leases_lost = _Unkept()
+            return
         self.registry = CollectorRegistry(auto_describe=True)
         run = ["workflow", "kind"]
         r = self.registry
@@ -99,6 +133,10 @@ class Metrics:
                 "your workflows, so they are served on 127.0.0.1 or ::1 unless you add "
                 "--metrics-allow-remote (then restrict access, e.g. with a firewall)"
             )
+        if self.registry is None:
+            raise MissingDependency(MISSING)
+        from prometheus_client import start_http_server
+
         try:
             server, _thread = start_http_server(port, host, registry=self.registry)
         except OSError as exc:

@@ -127,7 +127,9 @@ def worker_command(
     from pgdurable.worker.code_roots import CodeConfig
 
     if metrics_address is not None:  # a bad address is a usage error, before connecting
-        from pgdurable.worker.metrics import is_loopback, parse_address
+        from pgdurable.worker.metrics import is_loopback, parse_address, require_client
+
+        require_client()  # a missing prometheus_client: one line with the fix, before connecting
 
         try:
             host, _ = parse_address(metrics_address)

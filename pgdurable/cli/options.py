@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from pgdurable.errors import PgDurableError, SchemaNotInstalled
+from pgdurable.errors import MissingDependency, PgDurableError, SchemaNotInstalled
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -98,24 +98,43 @@ class PgDurableGroup(click.Group):
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(EXIT_INTERRUPTED)
+        except ModuleNotFoundError as exc:
+            # a package of pyproject's dependencies missing from this venv (an install
+            # that drifted): one line with the fix instead of a traceback
+            if ctx.meta.get("traceback") or not exc.name or exc.name.startswith("pgdurable"):
+                raise
+            self._fail(ctx, MissingDependency(_missing(exc.name)))
         except PgDurableError as exc:
             if ctx.meta.get("traceback"):
                 raise
-            if ctx.meta.get("json"):
-                click.echo(
-                    json.dumps(
-                        {
-                            "error": {
-                                "type": type(exc).__name__,
-                                "message": exc.message,
-                                "exit_code": exc.exit_code,
-                            }
-                        },
-                        indent=2,
-                    )
+            self._fail(ctx, exc)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: PgDurableError) -> None:
+        if ctx.meta.get("json"):
+            click.echo(
+                json.dumps(
+                    {
+                        "error": {
+                            "type": type(exc).__name__,
+                            "message": exc.message,
+                            "exit_code": exc.exit_code,
+                        }
+                    },
+                    indent=2,
                 )
-            click.echo(f"error: {exc.message}", err=True)
-            ctx.exit(exc.exit_code)
+            )
+        click.echo(f"error: {exc.message}", err=True)
+        ctx.exit(exc.exit_code)
+
+
+def _missing(module: str) -> str:
+    package = module.split(".", 1)[0]
+    return (
+        f"the Python package {package!r} is not installed in this environment "
+        f"({sys.executable}): reinstall pgdurable with `pip install -e .` in its checkout "
+        f"(or `pip install {package.replace('_', '-')}`)"
+    )
 
 
 def connect_target(dsn: str | None, progress=say):

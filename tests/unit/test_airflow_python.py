@@ -302,3 +302,41 @@ with DAG("d", schedule=None, start_date=datetime(2024, 1, 1)):
     a, b = [d.message for d in result.diagnostics if d.code == "PGD311"]
     assert "'load' (line 10) is defined inside a `with` block at line 12" in a
     assert "load() (line 13) has the name of another module-level definition (line 6)" in b
+
+
+def test_the_deploy_advice_is_given_once_per_dag():
+    code = """
+from datetime import datetime
+from airflow.decorators import dag, task
+
+@dag(schedule=None, start_date=datetime(2024, 1, 1))
+def first():
+    @task
+    def extract():
+        return 1
+
+    @task
+    def load(value):
+        return value
+
+    load(extract())
+
+@dag(schedule=None, start_date=datetime(2024, 1, 1))
+def second():
+    @task
+    def only():
+        return 2
+
+    only()
+
+first()
+second()
+"""
+    results = airflow.translate(
+        [airflow.SourceFile("dags/two.py", code)], TranslateContext(default_username="etl")
+    ).results
+    advice = {r.name: [d.message for d in r.diagnostics if d.code == "PGD243"] for r in results}
+    (one,) = advice["first"]
+    assert "'extract' as " in one and "'load' as " in one and one.count("grant_code") == 1
+    (two,) = advice["second"]
+    assert "'only' as " in two and "extract" not in two

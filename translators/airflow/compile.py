@@ -41,7 +41,9 @@ from pgdurable.sqltext import comment, dollar_quote, literal
 from pgdurable.translators.airflow import (
     assets,
     dag_run_conf,
+    dag_zone,
     graph,
+    interval_reads,
     python_mapped,
     rules,
     schedule,
@@ -553,8 +555,10 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             "with its Airflow 2 meaning",
             dag.ref,
         )
+    _note_unknown_defaults(dag, diag)
     start_date = dag.args.get("start_date", dag.default("start_date"))
-    plan = schedule.plan(value, present=present, generation=gen, start_date=start_date)
+    tz = dag_zone.of(dag.args.get("start_date"), dag.default("start_date"))
+    plan = schedule.plan(value, present=present, generation=gen, start_date=start_date, timezone=tz)
     for code, message in plan.notes:
         diag.add(code, message, dag.ref)
     repeating = plan.kind in ("cron", "sleep", "continuous", "timetable")
@@ -562,6 +566,9 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     if window is not None and window.inside is not None:
         ctx.env.uses_dates = True  # the window is read from the run's own dates
     run, one_run, profile = compile_dag(dag, ctx, plan)
+    # the tasks read the run's dates (templates, Python context): a skipped interval
+    # is then a data difference (the window below reads them too, but only to decide)
+    reads_interval = interval_reads.reads_interval(m.encode(run), ctx.python_module)
     if window is not None and window.inside is not None:
         run = _in_window(run, window, dag)
     targets = set(ctx.databases.values())
@@ -586,7 +593,24 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
             run = m.Timeout(run, max(1, int(timeout.seconds)))
             extension = True
     catchup = dag.args.get("catchup", dag.default("catchup", gen < 3))
-    if repeating and not plan.triggered:
+    if repeating and not plan.triggered and reads_interval:
+        caught = catchup is True and start_date is not None
+        diag.add(
+            "PGD248",
+            "the tasks read the run's data interval (ds, data_interval_*, logical_date, ts...): "
+            "a tick that comes due while a run is going is skipped here, so that interval's "
+            "run never happens (Airflow queues it, up to max_active_runs="
+            f"{dag.args.get('max_active_runs', 16)})"
+            + (
+                "; catchup is on: Airflow also runs every interval missed since start_date "
+                "(or while it was stopped), the workflow starts with the next tick and never "
+                "runs missed ones"
+                if caught
+                else ""
+            ),
+            dag.ref,
+        )
+    elif repeating and not plan.triggered:
         if catchup is True and start_date is not None:
             diag.add(
                 "PGD238",
@@ -710,10 +734,37 @@ def workflow(dag: Dag, ctx: Context, name: str) -> Workflow:
     )
 
 
+# default_args keys that change nothing a workflow does (notification, ownership, UI)
+_NO_WORKFLOW_MEANING = frozenset(
+    {"owner", "email", "email_on_failure", "email_on_retry", "doc_md", "doc", "tags"}
+)
+
+
+def _note_unknown_defaults(dag: Dag, diag: Collector) -> None:
+    """A non-static value under such a key is noted (PGD249), not a reason for manual."""
+    defaults = dag.args.get("default_args")
+    if not isinstance(defaults, dict):
+        return
+    for key, value in defaults.items():
+        if key in _NO_WORKFLOW_MEANING and isinstance(value, Unknown):
+            diag.add(
+                "PGD249",
+                f"default_args[{key!r}] is only known when the file runs (`{str(value)[:60]}`); "
+                "it has no effect on the workflow (Airflow uses it for notifications and "
+                "display), so it is left out",
+                dag.ref,
+            )
+
+
 def _instant(stamp: Timestamp) -> str:
     """A literal date as SQL: a naive one is in UTC (Airflow's default_timezone)."""
     zone = stamp.timezone or "UTC"
     return f"(timestamp {literal(stamp.iso)} AT TIME ZONE {literal(zone)})"
+
+
+def _shown(stamp: Timestamp) -> str:
+    """A literal date for a message, with its zone (naive: UTC, Airflow's default_timezone)."""
+    return f"{stamp.iso} {stamp.timezone or 'UTC'}"
 
 
 @dataclass(frozen=True)
@@ -759,7 +810,7 @@ def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) 
             return None
         diag.add(
             "PGD256",
-            f"@once with start_date {start.iso}: if that is still ahead, the run waits for "
+            f"@once with start_date {_shown(start)}: if that is still ahead, the run waits for "
             "it (checked every minute), as Airflow does not run it before",
             dag.ref,
         )
@@ -772,7 +823,10 @@ def _window(dag: Dag, plan: schedule.Plan, start_date: object, diag: Collector) 
         conditions.append(f"{interval_start} <= {_instant(end)}")
     inside = f"SELECT {' AND '.join(conditions)}"
     past = f"SELECT {interval_start} > {_instant(end)}" if end is not None else None
-    told = [f"start_date {start.iso}" if start else "", f"end_date {end.iso}" if end else ""]
+    told = [
+        f"start_date {_shown(start)}" if start else "",
+        f"end_date {_shown(end)}" if end else "",
+    ]
     diag.add(
         "PGD256",
         f"{' and '.join(t for t in told if t)}: each tick runs the DAG only when its data "

@@ -24,6 +24,7 @@ run with the worker's packages and Python version (approximate, PGD244).
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import keyword
 import re
 import sys
@@ -732,13 +733,22 @@ def report(step: Step, task: Task, ctx: Context) -> None:
     grant = (
         f"SELECT pgdurable.grant_code({literal(role)}, {literal('python:' + module.name + ':*')})"
     )
-    ctx.diag.add(
-        "PGD243",
-        f"task {task.task_id!r}: its callable runs as the Python step {step.node.callable}, "
-        f"written to {module.name.replace('.', '/')}.py; deploy the output folder on the "
-        f"workers' code path (pgdurable worker --code-path OUT) and grant: {grant}",
-        task.ref,
+    # One PGD243 per DAG (the deploy and grant advice is the DAG's): each Python
+    # task adds its step to the list of the first one.
+    steps = f"{task.task_id!r} as {step.node.callable}"
+    items = ctx.diag.items
+    first = next((i for i, d in enumerate(items) if d.code == "PGD243"), None)
+    if first is not None:
+        steps = items[first].message.split(": ", 1)[1].split("; written to ", 1)[0] + f", {steps}"
+    message = (
+        f"Python tasks run as Python steps: {steps}; written to "
+        f"{module.name.replace('.', '/')}.py; deploy the output folder on the workers' code "
+        f"path (pgdurable worker --code-path OUT) and grant: {grant}"
     )
+    if first is None:
+        ctx.diag.add("PGD243", message, task.ref)
+    else:
+        items[first] = dataclasses.replace(items[first], message=message)
     if step.third_party:
         ctx.diag.add(
             "PGD244",

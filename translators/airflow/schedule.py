@@ -28,8 +28,9 @@ from datetime import UTC, datetime
 from croniter import croniter
 
 from pgdurable import model as m
-from pgdurable.translators import vixie
+from pgdurable.translators import cron_extensions, vixie
 from pgdurable.translators.airflow.dagfile import Asset, Duration, OrTime, Timestamp, Unknown
+from pgdurable.translators.queue.schedules import is_utc, zone
 
 PRESETS = {
     "@hourly": "0 * * * *",
@@ -59,9 +60,14 @@ class Plan:
     triggered: bool = False
 
 
-def run_dates(tick: str, period: str | None, interval: bool, run_type: str) -> str:
-    """The dag_run row; ``tick`` is the SQL timestamptz of the run's tick."""
+def run_dates(
+    tick: str, period: str | None, interval: bool, run_type: str, interval_start: str | None = None
+) -> str:
+    """The dag_run row; ``tick`` is the SQL timestamptz of the run's tick
+    (``interval_start``: the interval's start when it is not ``tick - period``)."""
     start, end = (f"{tick} - {period}", tick) if interval and period else (tick, tick)
+    if interval and interval_start:
+        start = interval_start
     iso = '\'YYYY-MM-DD"T"HH24:MI:SS"+00:00"\''
     return (
         "SELECT to_char(l, 'YYYY-MM-DD') AS ds, to_char(l, 'YYYYMMDD') AS ds_nodash,\n"
@@ -87,14 +93,18 @@ def _period(expr: str) -> tuple[int, int] | None:
 
 
 def cron_plan(expr: str, text: str, generation: int) -> Plan:
+    # croniter's L (last day) and N#k (k-th weekday): a Vixie cron (+ a day condition)
+    extended = cron_extensions.read(expr)
     try:
-        parsed = vixie.parse(expr)
+        parsed = vixie.parse(extended.plain if extended else expr)
     except vixie.ScheduleError as exc:
         return Plan("manual", text, notes=[("PGD314", f"schedule {text!r}: {exc.reason}")])
     if not isinstance(parsed, vixie.CronSchedule):
         return Plan("manual", text, notes=[("PGD314", f"schedule {text!r} is not a cron")])
-    crons = vixie.to_dsl(parsed)
+    crons = vixie.to_dsl(parsed, both_days=bool(extended and extended.both_days))
     plan = Plan("cron", text, crons=crons)
+    if extended is not None:
+        _extended(plan, extended, text)
     fixed = _period(expr)
     interval = generation < 3
     if fixed:
@@ -118,6 +128,30 @@ def cron_plan(expr: str, text: str, generation: int) -> Plan:
     return plan
 
 
+def _extended(plan: Plan, extended: cron_extensions.Extended, text: str) -> None:
+    """``plan`` made to run only on the days ``L``/``#`` select (in UTC)."""
+    if extended.condition is None:  # N#k: weekday N on days 7k-6..7k, both must match
+        return
+    guard = cron_extensions.condition_sql(extended.condition)
+    waits = [m.WaitForSchedule(c) for c in plan.crons]
+
+    def build(run: m.Node) -> m.Node:
+        wait = waits[0] if len(waits) == 1 else m.Race(waits[0], waits[1])
+        return m.Loop(m.Seq((wait, m.If(m.Sql(guard), run, m.Sleep(0)))))
+
+    plan.kind, plan.build = "timetable", build
+    plan.summary = " | ".join(f"df.wait_for_schedule('{c}')" for c in plan.crons) + (
+        f" + {extended.what}"
+    )
+    plan.notes.append(
+        (
+            "PGD211",
+            f"{text!r} runs on {extended.what}: the workflow wakes on days 28-31 and runs "
+            "only when the next day is the 1st (a SQL check in UTC)",
+        )
+    )
+
+
 def _min_gap(expr: str) -> int:
     it = croniter(expr, datetime(2024, 1, 1, tzinfo=UTC))
     ticks = [it.get_next(float) for _ in range(200)]
@@ -137,6 +171,9 @@ def _timedelta_cron(seconds: float, start: Timestamp | None) -> str | None:
     minute, hour = 0, 0
     if start is not None and not start.iso.startswith("days_ago"):
         stamp = datetime.fromisoformat(start.iso)
+        if start.timezone and not is_utc(start.timezone) and zone(start.timezone):
+            # a timedelta adds absolute time to the aware start: anchor on its UTC instant
+            stamp = stamp.replace(tzinfo=zone(start.timezone)).astimezone(UTC)
         minute, hour = stamp.minute, stamp.hour
         if stamp.second:
             return None
@@ -159,6 +196,15 @@ def _timedelta_cron(seconds: float, start: Timestamp | None) -> str | None:
     return None
 
 
+def _zoned(p: Plan, expr: str, timezone: str | None, generation: int) -> Plan:
+    """A cron plan evaluated in the DAG's zone (translators/airflow/dag_zone.py)."""
+    if timezone is None or p.kind == "manual":
+        return p
+    from pgdurable.translators.airflow import dag_zone  # it builds on this module
+
+    return dag_zone.plan(p, expr, timezone, generation)
+
+
 def _asset_text(schedule: object) -> str:
     parts = schedule if isinstance(schedule, list) else [schedule]
     return ", ".join(getattr(p, "text", str(p)) for p in parts)
@@ -170,13 +216,15 @@ def plan(
     present: bool,
     generation: int,
     start_date: object,
+    timezone: str | None = None,
 ) -> Plan:
     """How a DAG with this ``schedule`` runs. ``present`` is False when the DAG
-    names no schedule (daily in 1.x/2.x, on demand in 3.x)."""
+    names no schedule (daily in 1.x/2.x, on demand in 3.x). ``timezone``: the
+    DAG's zone (from start_date, ``dag_zone.of``), None for UTC."""
     if not present:
         if generation < 3:
             p = cron_plan("0 0 * * *", "(absent: @daily in Airflow 1.x/2.x)", generation)
-            return p
+            return _zoned(p, "0 0 * * *", timezone, generation)
         schedule = None
     if schedule is None:
         p = Plan("on_demand", "None (on demand)")
@@ -202,7 +250,8 @@ def plan(
             p.dates_sql = run_dates("now()", None, False, "scheduled")
             p.rule = "@continuous: a run's logical date is its start time"
             return p
-        return cron_plan(PRESETS.get(text, text), text, generation)
+        expr = PRESETS.get(text, text)
+        return _zoned(cron_plan(expr, text, generation), expr, timezone, generation)
     if isinstance(schedule, Duration):
         text = f"timedelta(seconds={schedule.seconds:g})"
         cron = _timedelta_cron(

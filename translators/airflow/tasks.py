@@ -38,8 +38,10 @@ from pgdurable.translators.airflow import (
     python_isolated,
     python_operators,
     python_tasks,
+    runtime_parameters,
     runtime_templates,
     templates,
+    transaction_block,
 )
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
@@ -278,6 +280,7 @@ def _env_for(task: Task, ctx: Context) -> templates.Env:
     if isinstance(own, dict):
         params.update(own)
     ctx.env.params = params
+    ctx.env.names = templates.static_names(ctx.dag.dag_id, task.task_id)
     return ctx.env
 
 
@@ -671,7 +674,11 @@ def _libpq_options(text: str) -> list[tuple[str, str]] | None:
 
 def compile_work(task: Task, ctx: Context) -> Work:
     kind = task.kind
-    ctx.settings = _hook_settings(task, ctx) if kind in _SQL_KINDS else []
+    ctx.settings = (
+        [*_hook_settings(task, ctx), *runtime_parameters.settings(task, ctx)]
+        if kind in _SQL_KINDS
+        else []
+    )
     try:
         work = _compile_work(task, ctx)
     finally:
@@ -725,9 +732,10 @@ def _sql(task: Task, ctx: Context) -> Work:
     if texts is None:
         return stub(task, "the SQL is not statically known", ctx, reported=True)
     split = bool(task.args.get("split_statements", False))
-    return sql_steps(
-        task, ctx, texts, autocommit=bool(task.args.get("autocommit", False)), split=split
-    )
+    autocommit = bool(task.args.get("autocommit", False))
+    if transaction_block.check(task, ctx, texts, autocommit):  # Airflow fails every run
+        return stub(task, "the statement cannot run in a transaction block", ctx, reported=True)
+    return sql_steps(task, ctx, texts, autocommit=autocommit, split=split)
 
 
 def _check(task: Task, ctx: Context) -> Work:

@@ -78,6 +78,15 @@ class Env:
     uses_dates: bool = False
     uses_xcom: set[str] = field(default_factory=set)
     python_results: set[str] = field(default_factory=set)  # tasks run as Python steps
+    # names known when translating: dag.dag_id, task.task_id, ... -> the literal id
+    names: dict[str, str] = field(default_factory=dict)
+
+
+def static_names(dag_id: str, task_id: str) -> dict[str, str]:
+    """The context names whose value is the DAG's or the task's id (both literal)."""
+    names = {f"{obj}.dag_id": dag_id for obj in ("dag", "dag_run", "task", "ti", "task_instance")}
+    names.update({f"{obj}.task_id": task_id for obj in ("task", "ti", "task_instance")})
+    return names
 
 
 class _Manual(Exception):
@@ -117,6 +126,8 @@ def _expression(expr: str, env: Env) -> tuple[str, str]:
             raise _Manual(f"{e} (no literal value for params.{key})")
         value = env.params[key]
         return "static", str(value)
+    if e in env.names:
+        return "static", env.names[e]
     if m := re.fullmatch(r"var\.value\.(\w+)|var\.value\.get\(\s*['\"](\w+)['\"].*\)", e):
         name = m.group(1) or m.group(2)
         env.variables.add(name)

@@ -997,6 +997,9 @@ class Reader:
         try:
             walk(node.for_in, dict(env))
         except _Unknowable as exc:
+            if not self._may_create_tasks(node, env):
+                # a value only (emails, names): whoever uses it reports the Unknown
+                return Unknown(self.src(node))
             self.problem(
                 "PGD315",
                 f"a comprehension over `{exc}` cannot be unrolled statically; "
@@ -1005,6 +1008,22 @@ class Reader:
             )
             return Unknown(self.src(node))
         return results
+
+    def _may_create_tasks(self, node: cst.CSTNode, env: dict[str, Any]) -> bool:
+        """Whether the comprehension calls something that can make a task: a def of the
+        file, an Airflow name or a class (a method call such as ``x.strip()`` cannot)."""
+        parts = [getattr(node, name, None) for name in ("elt", "key", "value")]
+        for call in [c for part in parts if part is not None for c in _calls(part)]:
+            func = call.func
+            if isinstance(func, cst.Attribute) and not (self.qualified(func) or "").startswith(
+                "airflow"
+            ):
+                if not func.attr.value[:1].isupper():
+                    continue  # a method of a value
+            if isinstance(func, cst.Name) and func.value in ("str", "int", "len", "range"):
+                continue
+            return True
+        return False
 
     def binary(self, node: cst.BinaryOperation, env: dict[str, Any]) -> Any:
         left = self.eval(node.left, env)
@@ -1338,8 +1357,12 @@ class Reader:
                 return Duration(timedelta(**values).total_seconds())
             except (TypeError, ValueError, OverflowError):
                 return Unknown(self.src(node))
+        if short in _ZONE_CALLS and len(args) == 1 and isinstance(args[0], str):
+            return args[0]  # pendulum.timezone("X"), ZoneInfo("X"): the zone's name
         if short == "datetime" or qname.endswith((".datetime", ".DateTime")):
             tz = kwargs.get("tz") or kwargs.get("tzinfo")
+            if isinstance(tz, Unknown) and tz.text.rsplit(".", 1)[-1] in ("utc", "UTC"):
+                tz = "UTC"  # datetime.timezone.utc, pendulum.UTC
             parts = {k: kwargs[k] for k in _DATETIME_FIELDS if k in kwargs}
             if any(not isinstance(v, int) for v in parts.values()):
                 return Unknown(self.src(node))
@@ -1349,6 +1372,7 @@ class Reader:
                 return Unknown(self.src(node))
             if tz is None and qname.startswith("pendulum."):
                 tz = "UTC"  # pendulum.datetime's default zone
+            # an aware date whose zone is not named: the DAG's time zone is not known
             return Timestamp(
                 stamp.isoformat(),
                 tz if isinstance(tz, str) else None,
@@ -1364,6 +1388,21 @@ class Reader:
                 return Unknown(self.src(node))
             return ClockTime(clock.isoformat(), zone_unknown="tzinfo" in kwargs or "tz" in kwargs)
         return Unknown(self.src(node))
+
+
+# calls that name a time zone (the DAG's zone comes from start_date's tzinfo)
+_ZONE_CALLS = ("timezone", "Timezone", "ZoneInfo", "gettz")
+
+
+def _calls(node: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class _Visitor(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            found.append(call)
+
+    node.visit(_Visitor())
+    return found
 
 
 class _Unknowable(Exception):
