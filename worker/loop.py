@@ -47,7 +47,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pgdurable import db
-from pgdurable.worker import fairness, housekeeping, liveness
+from pgdurable.worker import fairness, housekeeping, liveness, step_group
 from pgdurable.worker.claims import CANCELLED_BY_USER, drive
 from pgdurable.worker.code_roots import CodeConfig
 from pgdurable.worker.journal import Journal
@@ -153,6 +153,7 @@ class Worker:
             await own.execute(
                 "SELECT pgdurable.register_step_session_v1(%s)", [conn.info.backend_pid]
             )
+        await step_group.note_session(conn)  # may its steps share a transaction?
 
     # -- the main loop --------------------------------------------------------
 

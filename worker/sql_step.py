@@ -62,6 +62,9 @@ def _failure(exc: BaseException) -> Failed:
     return Failed(f"SQL execution failed: error returned from database: {db.error_text(exc)}")
 
 
+failure_of = _failure  # for the group commit (step_group)
+
+
 async def _last_result(cursor) -> str:
     columns: list[tuple[str, int]] = []
     rows: list = []
