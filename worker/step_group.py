@@ -17,8 +17,10 @@ When steps are grouped, per pool (role and database):
   waited anyway);
 - otherwise it queues; when a lane frees, up to ``MAX_GROUP`` queued steps run
   as one group. A lane busy for ``SLOW_SECONDS`` stops counting (a slow step
-  must not hold up the others' parallelism), and a group whose statements
-  have taken that long commits what ran and gives the rest back to the queue.
+  must not hold up the others' parallelism), and a group whose statement has
+  run that long (or whose statements together have) gives the steps not yet
+  started back to the queue, where they form groups on other connections;
+  the group commits what ran. So slow steps still end up running side by side.
 
 Which steps may share a transaction is decided from the step's text, with the
 lexer of ``pgdurable.sqltext``, conservatively (``groupable``): every statement
@@ -78,9 +80,12 @@ from pgdurable.worker.sql_step import (
 
 log = logging.getLogger("pgdurable.worker")
 
-LANES = int(os.environ.get("PGDURABLE_GROUP_LANES", "2"))  # transactions of one pool in flight
-MAX_GROUP = int(os.environ.get("PGDURABLE_GROUP_MAX", "16"))  # savepoints are subtransactions
+LANES = 2  # transactions of one pool in flight before steps queue for a group
+MAX_GROUP = 16  # steps per group: savepoints are subtransactions (64 cached per backend)
 SLOW_SECONDS = 0.02
+# PGDURABLE_GROUP_COMMIT=off: every step takes the single path (to measure
+# the difference; the benchmark's before/after).
+ENABLED = os.environ.get("PGDURABLE_GROUP_COMMIT", "on").lower() not in ("off", "0", "false")
 
 SAVEPOINT = "pgdurable_step"
 GROUP_BEGIN = f"{db.STEP_SESSION_RESET};\nBEGIN;\nSAVEPOINT {SAVEPOINT};\n"
@@ -214,7 +219,7 @@ class _Lane:
     async def run(self, member: Member, alone: Callable[[], Awaitable[Completion]]) -> Completion:
         # The text is read only when the step would wait: the idle path
         # pays nothing for grouping.
-        if (self.busy < LANES and not self.queue) or not groupable(member.text):
+        if not ENABLED or (self.busy < LANES and not self.queue) or not groupable(member.text):
             async with self._counted():
                 return await alone()
         member.future = asyncio.get_running_loop().create_future()
@@ -303,11 +308,16 @@ class _Lane:
             if ran and loop.time() - started > SLOW_SECONDS:
                 # Slow statements: commit what ran, the rest queue again.
                 pending.appendleft(member)
-                self.queue.extendleft(reversed(pending))
-                pending.clear()
-                self._kick()
+                self._give_back(pending)
                 break
-            outcome = await self._statement(conn, member, GROUP_NEXT if begun else GROUP_BEGIN)
+            # A statement still running after SLOW_SECONDS gives the steps
+            # behind it back to the queue, where they form groups of their own
+            # (on other connections): a slow step holds up nobody for long.
+            timer = loop.call_later(SLOW_SECONDS, self._give_back, pending)
+            try:
+                outcome = await self._statement(conn, member, GROUP_NEXT if begun else GROUP_BEGIN)
+            finally:
+                timer.cancel()
             if isinstance(outcome, str):
                 ran.append((member, outcome))
                 begun = True
@@ -331,6 +341,11 @@ class _Lane:
                 await _end(conn, "ROLLBACK")
             return
         await self._complete(conn, ran)
+
+    def _give_back(self, pending: deque[Member]) -> None:
+        self.queue.extendleft(reversed(pending))
+        pending.clear()
+        self._kick()
 
     async def _statement(self, conn, member: Member, prefix: str) -> str | BaseException:
         """Run one member's text in its savepoint: its result, or the outcome

@@ -33,19 +33,21 @@ DECLARE
     missing text;
     s record;
 BEGIN
+    -- By primary key (an index probe per element), then the epochs compared.
     held := ARRAY(
-        SELECT r.instance_id::text
+        SELECT r.instance_id::text || ':' || r.epoch
         FROM pgdurable.runs r
-        JOIN jsonb_array_elements(p_steps) e(value)
-          ON r.instance_id = e.value ->> 'instance' AND r.epoch = (e.value ->> 'epoch')::bigint
-        WHERE r.token_hash = sha256(p_token)
+        WHERE r.instance_id = ANY (ARRAY(SELECT e.value ->> 'instance'
+                                         FROM jsonb_array_elements(p_steps) e(value)))
+          AND r.token_hash = sha256(p_token)
           AND r.lease_expires_at > clock_timestamp()
         ORDER BY r.instance_id
         FOR UPDATE OF r);
     -- Two steps of one instance (JOIN branches) may share a group: a missing
     -- instance, not a count, tells a lost lease.
     missing := (SELECT e.value ->> 'instance' FROM jsonb_array_elements(p_steps) e(value)
-                WHERE NOT (e.value ->> 'instance') = ANY (held) LIMIT 1);
+                WHERE NOT ((e.value ->> 'instance') || ':' || (e.value ->> 'epoch')) = ANY (held)
+                LIMIT 1);
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'pgdurable: lease lost for instance % (group commit)', missing
             USING ERRCODE = 'PD001';

@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 
 from pgdurable import db
+from pgdurable.testing import wait_for
 from pgdurable.worker import step_group
 from pgdurable.worker.step_group import groupable
 
@@ -217,3 +218,37 @@ def test_a_lone_ready_step_takes_the_single_path(wf, database, effects, monkeypa
     wf.run(concurrency=10)
     assert wf.status(instance) == "completed"
     assert grouped == []
+
+
+def test_steps_waiting_behind_a_slow_one_leave_its_group(
+    wf, database, effects, groups, background_worker
+):
+    """Grouped statements run one after another; a statement still running
+    after SLOW_SECONDS gives the steps behind it back, so steps that block
+    (here on a row the test holds) end up waiting side by side, as they
+    would each on their own connection, and all commit once it is free."""
+    database.execute("CREATE TABLE gate (n int)")
+    database.execute("INSERT INTO gate VALUES (0)")
+    database.execute("GRANT ALL ON gate TO alice")
+    with database.connect(autocommit=False) as holder:
+        holder.execute("SELECT * FROM gate FOR UPDATE")
+        instances = [
+            wf.start(wf.sql(f"INSERT INTO effects VALUES ({k}); UPDATE gate SET n = n + 1"))
+            for k in range(6)
+        ]
+        background_worker(concurrency=6)
+        wait_for(
+            lambda: (
+                database.value(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE gate%'"
+                )
+                == 6
+            ),
+            what="six steps waiting for the gate at once",
+        )
+        holder.commit()
+    for instance in instances:
+        wf.wait_status(instance)
+    assert counts(database) == Counter(range(6))
+    assert database.value("SELECT n FROM gate") == 6
