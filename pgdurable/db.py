@@ -32,6 +32,7 @@ __all__ = [
     "conninfo_params",
     "conninfo_with",
     "in_transaction",
+    "transaction_state",
     "connection_lost",
     "is_connection_error",
     "sqlstate",
@@ -239,6 +240,11 @@ def error_text(exc: BaseException) -> str:
 def in_transaction(conn: psycopg.AsyncConnection | psycopg.Connection) -> bool:
     """True while the connection is inside an open, healthy transaction block."""
     return conn.info.transaction_status == TransactionStatus.INTRANS
+
+
+def transaction_state(conn: psycopg.AsyncConnection | psycopg.Connection) -> str:
+    """libpq's transaction status, lower case: idle, active, intrans, inerror or unknown."""
+    return conn.info.transaction_status.name.lower()
 
 
 def used_password(conn: psycopg.Connection) -> bool:

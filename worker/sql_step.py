@@ -19,6 +19,10 @@ token must travel as a bind parameter (never in query text, where the user's
 SQL could read it from pg_stat_activity), so it cannot ride along with the
 user's simple-protocol text.
 
+A busy worker runs ready steps of one role and database together instead,
+one savepoint each in one transaction with one completion call
+(``step_group``); a step alone takes this path.
+
 Exceptions to exactly-once, marked ``"delivery":"at_least_once"``:
 - statements PostgreSQL refuses in a transaction block (VACUUM, CREATE INDEX
   CONCURRENTLY, procedures that COMMIT…, SQLSTATE 25001/2D000) are re-run in
@@ -60,6 +64,9 @@ class StepKey:
 def _failure(exc: BaseException) -> Failed:
     # The reference wraps sqlx's Display of a server error.
     return Failed(f"SQL execution failed: error returned from database: {db.error_text(exc)}")
+
+
+failure_of = _failure  # for the group commit (step_group)
 
 
 async def _last_result(cursor) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pgdurable import db
-from pgdurable.worker import deadlines, step_text
+from pgdurable.worker import deadlines, step_group, step_text
 from pgdurable.worker.code_roots import CodeConfig
 from pgdurable.worker.code_steps import run_code
 from pgdurable.worker.fairness import FairSlots
@@ -25,7 +25,7 @@ from pgdurable.worker.http_step import run_http
 from pgdurable.worker.logs import event
 from pgdurable.worker.outcomes import Broke, Cancelled, Failed, LeaseLost, ShuttingDown, Suspended
 from pgdurable.worker.results import as_result_text, dumps
-from pgdurable.worker.sql_step import StepKey, run_sql_step
+from pgdurable.worker.sql_step import Completion, StepKey, run_sql_step
 from pgdurable.worker.substitution import SubstitutionError, substitute
 
 # Leaves that run nothing as the instance's role: they may finish after the
@@ -45,14 +45,15 @@ if TYPE_CHECKING:
 class Services:
     """What executors share across instances: user pools, the step bound
     (shared fairly by roles), the step time limit (seconds, None for none), the
-    shutdown flag (set on SIGTERM: no new step starts after it) and the code
-    roots of code steps."""
+    shutdown flag (set on SIGTERM: no new step starts after it), the code
+    roots of code steps and the group commit of SQL steps (``step_group``)."""
 
     user_pool: Callable[[str, str | None], Awaitable[db.AsyncPool]]  # (role, database) -> pool
     step_slots: FairSlots
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     code: CodeConfig = field(default_factory=CodeConfig)
     step_timeout: float | None = None
+    groups: step_group.StepGroups = field(default_factory=step_group.StepGroups)
 
 
 def _replayed(ex: Execution, node: Node, scope: Scope) -> str | None:
@@ -172,18 +173,32 @@ async def _sql(ex: Execution, node: Node, scope: Scope) -> str:
         same_database = instance.database in (None, instance.control_database)
         root_scope = scope.name == instance.id and scope.gen == 1
         final = ex.final_steps.get(node.id) if root_scope else None
+        time_limit = ex.services.step_timeout
+
+        def alone() -> Awaitable[Completion]:
+            return run_sql_step(
+                pool,
+                ex.journal,
+                key,
+                text,
+                same_database=same_database,
+                stamps=(take, ex.give_back),
+                final=final,
+                time_limit=time_limit,
+            )
+
+        # Several ready steps of one role and database may commit together
+        # (step_group); a TIMEOUT's cancel names one backend, so not under one.
+        grouped = same_database and not deadlines.active()
         async with ex.services.step_slots.hold(instance.role):
             try:
-                completion = await run_sql_step(
-                    pool,
-                    ex.journal,
-                    key,
-                    text,
-                    same_database=same_database,
-                    stamps=(take, ex.give_back),
-                    final=final,
-                    time_limit=ex.services.step_timeout,
-                )
+                if grouped:
+                    member = step_group.Member(
+                        ex.journal, key, text, (take, ex.give_back), final, time_limit
+                    )
+                    completion = await ex.services.groups.run(pool, member, alone)
+                else:
+                    completion = await alone()
             except Failed as failure:
                 raise await _fail(ex, node, scope, failure.error) from failure
     finally:
