@@ -121,7 +121,10 @@ def test_branch_day_of_week(wf, tables, clock, logical, expected):
 
 def one_run(result) -> dict:
     """The graph of one run (what the DAG's trigger function starts)."""
-    found = re.search(r"df\.start\((\$\w*\$)(.*?)\1", result.workflow.epilogue, re.S)
+    # df.start(<graph>, ...) or, with a conf, df.start(replace(<graph>, ...), ...)
+    found = re.search(
+        r"df\.start\((?:replace\()?(\$\w*\$)(.*?)\1", result.workflow.epilogue, re.S
+    )
     assert found
     return json.loads(found.group(2))
 
