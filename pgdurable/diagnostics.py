@@ -142,6 +142,15 @@ CODES: dict[str, Code] = {
     "PGD255": Code(Severity.WARNING, Fidelity.APPROXIMATE, "start_date/end_date not enforced"),
     "PGD256": Code(Severity.INFO, Fidelity.EXACT, "start_date/end_date checked by SQL"),
     "PGD257": Code(Severity.WARNING, Fidelity.EXACT, "runs as another role: grant it access"),
+    "PGD263": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "psql session state not carried to later steps"
+    ),
+    "PGD264": Code(Severity.INFO, Fidelity.EXACT, "psql session settings set again per step"),
+    "PGD265": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "libpq environment setting not carried"
+    ),
+    "PGD266": Code(Severity.INFO, Fidelity.EXACT, "entry replaced at run time: not translated"),
+    "PGD267": Code(Severity.INFO, Fidelity.EXACT, "'L' / '#' checked by a SQL condition"),
     "PGD270": Code(Severity.WARNING, Fidelity.APPROXIMATE, "command runs on a worker host"),
     "PGD271": Code(Severity.WARNING, Fidelity.APPROXIMATE, "bash command runs on a worker host"),
     "PGD275": Code(Severity.WARNING, Fidelity.APPROXIMATE, "Celery task runs as a Python step"),
@@ -173,6 +182,9 @@ CODES: dict[str, Code] = {
     "PGD318": Code(Severity.WARNING, Fidelity.MANUAL, "{sys_*} is replaced at run time"),
     "PGD319": Code(Severity.WARNING, Fidelity.MANUAL, "the job maintains pg_cron itself"),
     "PGD320": Code(Severity.WARNING, Fidelity.MANUAL, "vacuumdb/reindexdb --all: every database"),
+    "PGD363": Code(Severity.WARNING, Fidelity.MANUAL, "psql session switches role"),
+    "PGD364": Code(Severity.WARNING, Fidelity.MANUAL, "the shell expands the psql arguments"),
+    "PGD365": Code(Severity.WARNING, Fidelity.MANUAL, "'L' / '#' form not translated"),
     "PGD330": Code(Severity.WARNING, Fidelity.MANUAL, "triggers a DAG not translated here"),
     "PGD331": Code(Severity.WARNING, Fidelity.MANUAL, "the job runs as a superuser"),
     "PGD332": Code(Severity.WARNING, Fidelity.MANUAL, "the queue task cannot be called as is"),

@@ -31,6 +31,7 @@ from pgdurable.sqltext import (
     split_statements,
 )
 from pgdurable.sqltext import literal as sql_literal
+from pgdurable.translators import session
 from pgdurable.translators.airflow import bash, python_tasks, templates
 from pgdurable.translators.airflow.connections import Connections
 from pgdurable.translators.airflow.dagfile import Dag, Duration, Task, Unknown
@@ -1064,6 +1065,10 @@ def _psql(command: str, task: Task, ctx: Context) -> Work | None:
         if work.node is not None:
             steps.append(work.node)
     node = steps[0] if len(steps) == 1 else m.Seq(tuple(steps))
+    # One psql session: a SET in an earlier statement holds in the later steps.
+    where = f"task {task.task_id!r}: psql"
+    node, prefixed = session.carry(node, ctx.diag, where, portable=ctx.portable)
+    ctx.multi_statement = ctx.multi_statement or prefixed
     return Work(node)
 
 
