@@ -169,7 +169,7 @@ def _set_config(tokens: list[Token], text: str, state: _State, short: str) -> bo
         len(calls) == 1
         and _kw(tokens[0]) == "select"
         and (i == 1 or (i == 3 and _kw(tokens[1]) == "pg_catalog" and tokens[2].text == "."))
-        and len(tokens) == i + 9
+        and len(tokens) == i + 8
         and tokens[-1].text == ")"
         and len(args) == 5
         and args[0].kind == "string"
@@ -267,16 +267,17 @@ def carry(
     if state.lost:
         diag.add(
             "PGD263",
-            f"{where} runs in one psql session, the workflow in one transaction per step; "
-            f"later steps do not see: {'; '.join(dict.fromkeys(state.lost))}. Check that the "
+            f"{where}: psql ran the statements in one session, the workflow runs them in "
+            f"one transaction per step, and the later steps do not see: {'; '.join(dict.fromkeys(state.lost))}. Check that the "
             "later statements do not depend on it",
         )
     if state.shown:
         shown = ", ".join(sorted(state.shown))
         diag.add(
             "PGD264",
-            f"{where}: the session settings ({shown}) are set again at the start of every "
-            "step that ran after them in psql's session (SET LOCAL / set_config(..., true))",
+            f"{where}: the session settings ({shown}) are set again, for its own transaction, "
+            "at the start of every step they applied to in psql's session "
+            "(SET LOCAL / set_config(..., true))",
         )
     return result, bool(state.shown)
 

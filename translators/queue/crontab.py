@@ -227,7 +227,9 @@ def read(path: Path, text: str, file: str, used: dict[str, int], kind: str = "au
             if len(found) > 1:
                 raise psql.NotPsql("the line chains several psql commands; map it in --tasks")
             action = found[0][0]
-        except psql.NotPsql:
+        except psql.NotPsql as exc:
+            if isinstance(exc, psql.ShellExpands):
+                notes.append(Diagnostic("PGD225", f"{exc}: it runs as a shell command", ref))
             action = Task(
                 " ".join(psql.strip_redirections(command).split()),
                 "command",

@@ -368,21 +368,87 @@ def substitute_variables(script: str, variables: dict[str, str]) -> str:
     return "".join(out)
 
 
+class ShellExpands(NotPsql):
+    """The shell replaces part of the command at run time ($VAR, $(...), backticks)."""
+
+
+_ASSIGNED = re.compile(r"(?:^|[\s;&|])(?:export\s+)?([A-Za-z_]\w*)=")
+
+
+def shell_expansion(command: str, env: dict[str, str]) -> str | None:
+    """The first expansion /bin/sh performs in ``command`` that the source does not
+    resolve (a variable neither in ``env`` nor assigned in the command itself, a
+    command substitution, a backtick, a special parameter), or None. Single quotes
+    and backslashes protect, as in sh."""
+    known = set(env) | set(_ASSIGNED.findall(command))
+    quote: str | None = None
+    i = 0
+    while i < len(command):
+        c = command[i]
+        if quote == "'":
+            if c == "'":
+                quote = None
+            i += 1
+            continue
+        if c == "\\":
+            i += 2
+            continue
+        if c == "'" and quote is None:
+            quote = "'"
+        elif c == '"':
+            quote = None if quote == '"' else '"'
+        elif c == "`":
+            return "a backtick command substitution"
+        elif c == "$" and i + 1 < len(command):
+            rest = command[i + 1 :]
+            if rest.startswith("("):
+                return f"the command substitution {command[i : i + 30]!r}"
+            name = re.match(r"\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*)", rest)
+            if name:
+                var = name.group(1) or name.group(2)
+                if var not in known:
+                    return f"${var}, which the crontab does not set (the shell or cron sets it)"
+                i += 1 + name.end()
+                continue
+            if rest.startswith("{"):
+                return f"the parameter expansion {command[i : i + 30]!r}"
+            if rest[0] in "$?!#*@-0123456789":
+                return f"the special parameter ${rest[0]}"
+        i += 1
+    return None
+
+
+def _kube_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' own ``$(VAR)`` in a container's command and args (before any shell)."""
+    return re.sub(
+        r"(?<!\$)\$\(([A-Za-z_]\w*)\)",
+        lambda match: env.get(match.group(1), match.group(0)),
+        text,
+    )
+
+
 def parse_shell(
     command: str | list[str], env: dict[str, str], base_dir: Path, stdin: str | None = None
 ) -> list[tuple[Psql, bool]]:
     """The psql invocations of a command, each with "continue after failure"
-    (joined by ``;``). Raises NotPsql when the command does anything else."""
+    (joined by ``;``). Raises NotPsql when the command does anything else, and
+    ShellExpands when the shell changes the command at run time (so the SQL
+    text is not known)."""
     env = dict(env)
     if isinstance(command, list):
         name = Path(command[0]).name if command else ""
         if name in _SHELLS and len(command) >= 3 and command[1] in ("-c", "-ec", "-ce"):
-            return parse_shell(command[2], env, base_dir)
+            return parse_shell(_kube_expand(command[2], env), env, base_dir)
         if name == "psql":
             return [(parse_psql(command, env, base_dir), False)]
         if name in ("vacuumdb", "reindexdb"):
             return [(parse_maintenance(command, env), False)]
         raise NotPsql(f"the container runs {command[0] if command else 'nothing'}, not psql")
+    if (expansion := shell_expansion(command, env)) is not None:
+        raise ShellExpands(
+            f"the shell expands {expansion} in the command at run time, so the SQL it "
+            "sends is not known here"
+        )
     lexer = shlex.shlex(strip_redirections(command), posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
     try:
