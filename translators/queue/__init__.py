@@ -28,7 +28,7 @@ from pathlib import Path
 from pgdurable.diagnostics import SourceRef
 from pgdurable.errors import SourceParseError
 from pgdurable.translators.base import crash
-from pgdurable.translators.queue import celery, crontab, helm, k8s, sidekiq
+from pgdurable.translators.queue import celery, celery_django, crontab, helm, k8s, sidekiq
 from pgdurable.translators.queue.build import translate
 from pgdurable.translators.queue.jobs import Item, Unreadable
 
@@ -214,6 +214,9 @@ def read_batch(
             found_items = []
         for item in found_items:
             batch.items.setdefault(item.format, []).append(item)
+    if batch.items.get("celery"):  # apps configured from Django settings among the inputs
+        texts = celery_django.sources([path for path, _ in files])
+        batch.items["celery"] = celery_django.link(batch.items["celery"], texts)
     # A file read without a single entry (a .py module with no beat schedule) is skipped.
     found_in = {i.ref.file for items in batch.items.values() for i in items}
     for path, outcome in outcomes.items():
