@@ -141,9 +141,10 @@ def _observe(text: str, state: _State) -> None:
         return
     if _set_config(tokens, text, state, short):
         return
-    if first == "create" and (second in ("temp", "temporary") or (
-        second in ("local", "global") and third in ("temp", "temporary")
-    )):
+    if first == "create" and (
+        second in ("temp", "temporary")
+        or (second in ("local", "global") and third in ("temp", "temporary"))
+    ):
         state.pending.append(f"{short!r} (a temporary object)")
     elif first == "prepare" and second != "transaction":
         state.pending.append(f"{short!r} (a prepared statement)")
@@ -158,8 +159,9 @@ def _observe(text: str, state: _State) -> None:
 def _set_config(tokens: list[Token], text: str, state: _State, short: str) -> bool:
     """``SELECT set_config('n', 'v', false)`` (alone in its statement) as a setting."""
     calls = [
-        i for i, t in enumerate(tokens) if _kw(t) == "set_config" and i + 1 < len(tokens)
-        and tokens[i + 1].text == "("
+        i
+        for i, t in enumerate(tokens)
+        if _kw(t) == "set_config" and i + 1 < len(tokens) and tokens[i + 1].text == "("
     ]
     if not calls:
         return False
@@ -265,11 +267,12 @@ def carry(
 
     result = visit(node)
     if state.lost:
+        lost = "; ".join(dict.fromkeys(state.lost))
         diag.add(
             "PGD263",
             f"{where}: psql ran the statements in one session, the workflow runs them in "
-            f"one transaction per step, and the later steps do not see: {'; '.join(dict.fromkeys(state.lost))}. Check that the "
-            "later statements do not depend on it",
+            f"one transaction per step, and the later steps do not see: {lost}. Check that "
+            "the later statements do not depend on it",
         )
     if state.shown:
         shown = ", ".join(sorted(state.shown))
@@ -280,4 +283,3 @@ def carry(
             "(SET LOCAL / set_config(..., true))",
         )
     return result, bool(state.shown)
-

@@ -11,7 +11,7 @@ from pgdurable.translators import queue
 from pgdurable.translators.base import TranslateContext
 from pgdurable.translators.queue.jobs import QueueJob
 
-APP = '''import os
+APP = """import os
 from celery import Celery
 from celery.schedules import crontab
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_cfg.settings")
@@ -20,13 +20,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.beat_schedule = {
     "close-day": {"task": "books.close_day", "schedule": crontab(hour=23, minute=55)},
 }
-'''
-SETTINGS = '''TIME_ZONE = "UTC"
+"""
+SETTINGS = """TIME_ZONE = "UTC"
 CELERY_TIMEZONE = "America/Sao_Paulo"
 CELERY_BEAT_SCHEDULE = {
     "old-close": {"task": "books.close_day_old", "schedule": 3600.0},
 }
-'''
+"""
 
 
 def _jobs(paths: list[Path]) -> dict[str, QueueJob]:
@@ -48,7 +48,10 @@ def test_zone_from_the_settings_module_and_replaced_entries(tmp_path):
     assert jobs["close-day"].schedule.timezone == "America/Sao_Paulo"
     old = jobs["old-close"]
     assert not old.enabled and "PGD266" in {n.code for n in old.notes}
-    results = {r.name: r for r in queue.translate(list(jobs.values()), TranslateContext(default_username="app"))}
+    results = {
+        r.name: r
+        for r in queue.translate(list(jobs.values()), TranslateContext(default_username="app"))
+    }
     assert "PGD214" in {d.code for d in results["close-day"].diagnostics}
 
 
@@ -58,4 +61,3 @@ def test_settings_module_not_given_names_it(tmp_path):
     (note,) = [n for n in jobs["close-day"].notes if n.code == "PGD206"]
     assert "site_cfg.settings" in note.message and "pass that file" in note.message
     assert jobs["close-day"].schedule.timezone is None
-

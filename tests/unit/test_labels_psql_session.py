@@ -151,8 +151,7 @@ def test_script_role_switch_and_set_via_variables(tmp_path):
     results = _translate(
         tmp_path,
         "crontab",
-        "PGOPTIONS=-c lock_timeout=1s\n"
-        "0 1 * * * psql -U app -v ON_ERROR_STOP=1 -f job.sql\n",
+        "PGOPTIONS=-c lock_timeout=1s\n0 1 * * * psql -U app -v ON_ERROR_STOP=1 -f job.sql\n",
         {"job.sql": "SET search_path TO reporting;\nSELECT refresh_all();\n"},
     )
     assert results[0].fidelity is Fidelity.EXACT, results[0].diagnostics

@@ -22,7 +22,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from pgdurable.diagnostics import Diagnostic, SourceRef
+from pgdurable.diagnostics import Diagnostic
 from pgdurable.translators.queue.jobs import Cron, Item, QueueJob
 
 _LOAD = re.compile(
@@ -98,8 +98,7 @@ def link(items: list[Item], texts: dict[Path, str]) -> list[Item]:
                     )
                 else:
                     where = (
-                        f"{settings_path}, which sets no {prefix}TIMEZONE (Celery's default "
-                        "is UTC)"
+                        f"{settings_path}, which sets no {prefix}TIMEZONE (Celery's default is UTC)"
                         if settings_path is not None
                         else f"{shown}, which is not among the inputs: pass that file too"
                     )

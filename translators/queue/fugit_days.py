@@ -36,7 +36,9 @@ class Rewritten:
 def special(text: str) -> bool:
     """True when the fields use fugit's ``L`` or ``#`` day forms."""
     fields = text.split()
-    return len(fields) == 5 and ("L" in fields[2].upper() or re.search(r"[#Ll]", fields[4]) is not None)
+    return len(fields) == 5 and (
+        "L" in fields[2].upper() or re.search(r"[#Ll]", fields[4]) is not None
+    )
 
 
 def rewrite(text: str, timezone: str | None) -> Rewritten | str:
