@@ -95,6 +95,7 @@ class Psql:
     caveats: tuple[tuple[str, str], ...] = ()  # (code, message) of what the SQL loses
     # Server settings the connection makes (PGOPTIONS -c, PGTZ, ...): (name, value).
     settings: tuple[tuple[str, str], ...] = ()
+    database_is_user: bool = False  # no -d / PGDATABASE: libpq's default, the user name
 
 
 @dataclass(frozen=True)

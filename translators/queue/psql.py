@@ -224,7 +224,8 @@ def parse_psql(
                 f"the connection comes from {unresolved}, which is not set in the source; "
                 "map the job in --tasks or set the variable in the file"
             )
-    if "dbname" not in info and "user" in info:
+    defaulted = "dbname" not in info and "user" in info
+    if defaulted:
         info["dbname"] = info["user"]  # libpq's default database is the user name
     stop = variables.get("ON_ERROR_STOP", "").lower() in _TRUE
     settings, caveats = env_settings(env)
@@ -237,6 +238,7 @@ def parse_psql(
         on_error_stop=stop,
         settings=tuple(settings),
         caveats=tuple(caveats),
+        database_is_user=defaulted,
     )
 
 
