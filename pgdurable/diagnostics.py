@@ -182,13 +182,12 @@ CODES: dict[str, Code] = {
     "PGD318": Code(Severity.WARNING, Fidelity.MANUAL, "{sys_*} is replaced at run time"),
     "PGD319": Code(Severity.WARNING, Fidelity.MANUAL, "the job maintains pg_cron itself"),
     "PGD320": Code(Severity.WARNING, Fidelity.MANUAL, "vacuumdb/reindexdb --all: every database"),
-    "PGD363": Code(Severity.WARNING, Fidelity.MANUAL, "psql session switches role"),
-    "PGD364": Code(Severity.WARNING, Fidelity.MANUAL, "the shell expands the psql arguments"),
-    "PGD365": Code(Severity.WARNING, Fidelity.MANUAL, "'L' / '#' form not translated"),
     "PGD330": Code(Severity.WARNING, Fidelity.MANUAL, "triggers a DAG not translated here"),
     "PGD331": Code(Severity.WARNING, Fidelity.MANUAL, "the job runs as a superuser"),
     "PGD332": Code(Severity.WARNING, Fidelity.MANUAL, "the queue task cannot be called as is"),
     "PGD333": Code(Severity.WARNING, Fidelity.MANUAL, "no DAG translated here updates the asset"),
+    "PGD363": Code(Severity.WARNING, Fidelity.MANUAL, "psql session switches role"),
+    "PGD365": Code(Severity.WARNING, Fidelity.MANUAL, "'L' / '#' form not translated"),
 }
 
 
