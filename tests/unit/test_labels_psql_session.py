@@ -235,3 +235,30 @@ spec:
     text = _queries(purge)[0]
     assert "SELECT purge(30, 30)" in text and "set_config('search_path', 'archive', true)" in text
     assert home.fidelity is not Fidelity.EXACT
+
+
+def test_percent_shell_if_names_and_root_hint(tmp_path):
+    """U2, U4: the % explanation, a name from the program, the root-role hint."""
+    cron = tmp_path / "cron.d" / "maint"
+    cron.parent.mkdir()
+    cron.write_text(
+        "0 1 * * * root psql -c \"DELETE FROM t WHERE name LIKE 'tmp%'\"\n"
+        "0 2 * * * root if [ -x /usr/sbin/pg_tidy ]; then /usr/sbin/pg_tidy -q; fi\n"
+        '0 4 * * * root psql -d app -c "SELECT 1"\n'
+    )
+    batch = queue.read_batch([cron], crontab_kind="system")
+    percent, tidy, select = batch.items["crontab"]
+    assert any(n.code == "PGD308" and "write \\%" in n.message for n in percent.notes)
+    assert tidy.name == "pg-tidy"
+    assert not any("-U ROLE" in n.message for n in tidy.notes)  # no psql: no role hint
+    assert any(n.code == "PGD242" and "-U ROLE" in n.message for n in select.notes)
+
+
+def test_folder_mode_names_a_skipped_possible_crontab(tmp_path):
+    """U5: a cron.d-style file in a folder is skipped, but said to look like a crontab."""
+    (tmp_path / "pg.cron.d").write_text("0 3 * * * postgres vacuumdb -a -q\n")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    batch = queue.read_batch([tmp_path])
+    reasons = {f.path.name: f.reason for f in batch.files}
+    assert reasons["pg.cron.d"].startswith("possible crontab")
+    assert reasons["notes.txt"].startswith("not a queue configuration")
