@@ -219,6 +219,22 @@ def carry(
     for the diagnostics."""
     state = _State(dict(base or {}))
     if not _leaves(node):
+        # Steps wrapped in other nodes: nothing is rewritten, but nothing is hidden either.
+        leaves = [n for n in m.walk(node) if isinstance(n, m.Sql)]
+        for leaf in leaves[:-1]:
+            try:
+                for st in split_statements(leaf.query):
+                    _observe(st.text, state)
+            except SqlLexError:
+                continue
+        changed = state.carried or state.pending or state.role_change or state.base
+        if changed and len(leaves) > 1:
+            diag.add(
+                "PGD263",
+                f"{where}: psql ran the statements in one session; the workflow's steps "
+                "here are wrapped in other nodes, so the session settings are not carried "
+                "into the later steps. Check that the later statements do not depend on them",
+            )
         return node, False
 
     def visit(n: m.Node) -> m.Node:

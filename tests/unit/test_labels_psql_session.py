@@ -262,3 +262,11 @@ def test_folder_mode_names_a_skipped_possible_crontab(tmp_path):
     reasons = {f.path.name: f.reason for f in batch.files}
     assert reasons["pg.cron.d"].startswith("possible crontab")
     assert reasons["notes.txt"].startswith("not a queue configuration")
+
+
+def test_wrapped_steps_are_not_rewritten_but_reported():
+    diag = Collector(SourceRef("x"))
+    node = m.Seq((m.Sql("SET search_path TO a"), m.Timeout(m.Sql("SELECT f()"), 5)))
+    carried, prefixed = session.carry(node, diag, "psql", portable=False)
+    assert carried == node and not prefixed
+    assert [d.code for d in diag.items] == ["PGD263"]
