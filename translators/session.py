@@ -27,6 +27,8 @@ Shared by every psql reader (crontab, Kubernetes, Airflow's BashOperator).
 
 from __future__ import annotations
 
+import re
+import shlex
 from dataclasses import dataclass, field, replace
 
 from pgdurable import model as m
@@ -299,3 +301,86 @@ def carry(
             "(SET LOCAL / set_config(..., true))",
         )
     return result, bool(state.shown)
+
+
+# -- the connection's own settings (libpq environment) -------------------------
+
+# libpq variables that set a server setting at connection start (libpq's
+# PQconndefaults table): carried as set_config per step.
+_SETTING_ENV = {
+    "PGTZ": "TimeZone",
+    "PGDATESTYLE": "DateStyle",
+    "PGGEQO": "geqo",
+    "PGAPPNAME": "application_name",
+}
+# libpq variables that change what a run does but have no per-step equivalent.
+_OTHER_ENV = {
+    "PGCLIENTENCODING": "the client encoding (characters the server cannot convert fail)",
+    "PGPORT": "the server port (another cluster on the same host?)",
+    "PGSERVICE": "a pg_service.conf entry (its database, user and options are not read)",
+    "PGSERVICEFILE": "a pg_service.conf file (its entries are not read)",
+    "PGTARGETSESSIONATTRS": "which server of a list it connects to",
+    "PGHOSTADDR": "the server address",
+}
+
+
+def libpq_options(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """PGOPTIONS / ``options``: ``-c a=1 -cb=2 --c=3`` as (name, value) pairs, and
+    the words that are something else (backslash escapes a space, as in libpq)."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return [], [text]
+    found: list[tuple[str, str]] = []
+    other: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-c" and i + 1 < len(words):
+            pair, i = words[i + 1], i + 2
+        elif word.startswith("-c") and len(word) > 2:
+            pair, i = word[2:], i + 1
+        elif word.startswith("--") and "=" in word:
+            name, _, value = word[2:].partition("=")
+            pair, i = name.replace("-", "_") + "=" + value, i + 1
+        else:
+            other.append(word)
+            i += 1
+            continue
+        name, eq, value = pair.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
+            other.append(pair)
+            continue
+        found.append((name, value))
+    return found, other
+
+
+def env_settings(env: dict[str, str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The server settings the libpq environment makes (PGOPTIONS, PGTZ, ...), and
+    (code, message) caveats for the variables that cannot be carried."""
+    settings: list[tuple[str, str]] = []
+    caveats: list[tuple[str, str]] = []
+    if env.get("PGOPTIONS"):
+        found, other = libpq_options(env["PGOPTIONS"])
+        settings += found
+        if other:
+            caveats.append(
+                (
+                    "PGD265",
+                    f"PGOPTIONS holds {' '.join(other)[:60]!r}, which is not '-c name=value'; "
+                    "the workflow's steps do not get it",
+                )
+            )
+    for var, name in _SETTING_ENV.items():
+        if env.get(var):
+            settings.append((name, env[var]))
+    for var, what in _OTHER_ENV.items():
+        if env.get(var):
+            caveats.append(
+                (
+                    "PGD265",
+                    f"{var}={env[var][:40]!r} sets {what} for psql; the workflow's steps "
+                    "run on the worker's own connection without it",
+                )
+            )
+    return settings, caveats

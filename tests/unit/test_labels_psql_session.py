@@ -270,3 +270,23 @@ def test_wrapped_steps_are_not_rewritten_but_reported():
     carried, prefixed = session.carry(node, diag, "psql", portable=False)
     assert carried == node and not prefixed
     assert [d.code for d in diag.items] == ["PGD263"]
+
+
+def test_airflow_bash_psql_env_pgoptions_is_carried(tmp_path):
+    from pgdurable.translators import airflow
+
+    dag = tmp_path / "env_dag.py"
+    dag.write_text(
+        "from datetime import datetime\n"
+        "from airflow import DAG\n"
+        "from airflow.operators.bash import BashOperator\n"
+        'with DAG(dag_id="envd", schedule=None, start_date=datetime(2024, 1, 1)) as dag:\n'
+        '    BashOperator(task_id="t", bash_command="psql -c \'SELECT refresh_all()\'",\n'
+        '                 env={"PGOPTIONS": "-c search_path=reporting", "PGPORT": "5433"})\n'
+    )
+    (result,) = airflow.translate(airflow.read_paths([dag]), TranslateContext()).results
+    assert result.fidelity is Fidelity.APPROXIMATE  # PGPORT: PGD265
+    codes = {d.code for d in result.diagnostics}
+    assert {"PGD264", "PGD265"} <= codes
+    queries = [n.query for n in m.walk(result.workflow.body) if isinstance(n, m.Sql)]
+    assert any(q.startswith("SELECT set_config('search_path', 'reporting', true)") for q in queries)

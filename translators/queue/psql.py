@@ -61,23 +61,6 @@ _LONG_WITH_VALUE = {
 _SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
 _TRUE = {"1", "on", "true", "yes", "t", "y"}
 _LIBPQ_ENV = (("dbname", "PGDATABASE"), ("user", "PGUSER"), ("host", "PGHOST"))
-# libpq variables that set a server setting at connection start (libpq's
-# PQconndefaults table): carried as set_config per step.
-_SETTING_ENV = {
-    "PGTZ": "TimeZone",
-    "PGDATESTYLE": "DateStyle",
-    "PGGEQO": "geqo",
-    "PGAPPNAME": "application_name",
-}
-# libpq variables that change what a run does but have no per-step equivalent.
-_OTHER_ENV = {
-    "PGCLIENTENCODING": "the client encoding (characters the server cannot convert fail)",
-    "PGPORT": "the server port (another cluster on the same host?)",
-    "PGSERVICE": "a pg_service.conf entry (its database, user and options are not read)",
-    "PGSERVICEFILE": "a pg_service.conf file (its entries are not read)",
-    "PGTARGETSESSIONATTRS": "which server of a list it connects to",
-    "PGHOSTADDR": "the server address",
-}
 
 
 class NotPsql(ValueError):
@@ -228,7 +211,7 @@ def parse_psql(
     if defaulted:
         info["dbname"] = info["user"]  # libpq's default database is the user name
     stop = variables.get("ON_ERROR_STOP", "").lower() in _TRUE
-    settings, caveats = env_settings(env)
+    settings, caveats = session.env_settings(env)
     return Psql(
         tuple(parts),
         database=info.get("dbname"),
@@ -240,68 +223,6 @@ def parse_psql(
         caveats=tuple(caveats),
         database_is_user=defaulted,
     )
-
-
-def libpq_options(text: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """PGOPTIONS / ``options``: ``-c a=1 -cb=2 --c=3`` as (name, value) pairs, and
-    the words that are something else (backslash escapes a space, as in libpq)."""
-    try:
-        words = shlex.split(text)
-    except ValueError:
-        return [], [text]
-    found: list[tuple[str, str]] = []
-    other: list[str] = []
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word == "-c" and i + 1 < len(words):
-            pair, i = words[i + 1], i + 2
-        elif word.startswith("-c") and len(word) > 2:
-            pair, i = word[2:], i + 1
-        elif word.startswith("--") and "=" in word:
-            name, _, value = word[2:].partition("=")
-            pair, i = name.replace("-", "_") + "=" + value, i + 1
-        else:
-            other.append(word)
-            i += 1
-            continue
-        name, eq, value = pair.partition("=")
-        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
-            other.append(pair)
-            continue
-        found.append((name, value))
-    return found, other
-
-
-def env_settings(env: dict[str, str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The server settings the libpq environment makes (PGOPTIONS, PGTZ, ...), and
-    (code, message) caveats for the variables that cannot be carried."""
-    settings: list[tuple[str, str]] = []
-    caveats: list[tuple[str, str]] = []
-    if env.get("PGOPTIONS"):
-        found, other = libpq_options(env["PGOPTIONS"])
-        settings += found
-        if other:
-            caveats.append(
-                (
-                    "PGD265",
-                    f"PGOPTIONS holds {' '.join(other)[:60]!r}, which is not '-c name=value'; "
-                    "the workflow's steps do not get it",
-                )
-            )
-    for var, name in _SETTING_ENV.items():
-        if env.get(var):
-            settings.append((name, env[var]))
-    for var, what in _OTHER_ENV.items():
-        if env.get(var):
-            caveats.append(
-                (
-                    "PGD265",
-                    f"{var}={env[var][:40]!r} sets {what} for psql; the workflow's steps "
-                    "run on the worker's own connection without it",
-                )
-            )
-    return settings, caveats
 
 
 def parse_maintenance(argv: list[str], env: dict[str, str]) -> Psql:
@@ -321,7 +242,7 @@ def parse_maintenance(argv: list[str], env: dict[str, str]) -> Psql:
                 f"the connection comes from {unresolved}, which is not set in the source; "
                 "map the job in --tasks or set the variable in the file"
             )
-    settings, caveats = env_settings(env)
+    settings, caveats = session.env_settings(env)
     return replace(found, settings=tuple(settings), caveats=found.caveats + tuple(caveats))
 
 
