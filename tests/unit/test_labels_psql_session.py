@@ -175,6 +175,11 @@ def test_shell_expansion_is_a_command_step_not_exact_sql(tmp_path, line):
     assert "PGD270" in _codes(result), result.diagnostics
 
 
+def test_a_crontab_variable_inside_single_quotes_is_not_substituted_silently(tmp_path):
+    (result,) = _translate(tmp_path, "crontab", "DAYS=7\n0 5 * * * psql -U app -c 'SELECT $DAYS'\n")
+    assert result.fidelity is not Fidelity.EXACT and "PGD270" in _codes(result)
+
+
 def test_crontab_variables_and_single_quotes_stay_exact(tmp_path):
     results = _translate(
         tmp_path,

@@ -311,6 +311,14 @@ def shell_expansion(command: str, env: dict[str, str]) -> str | None:
         if quote == "'":
             if c == "'":
                 quote = None
+            elif c == "$":
+                # sh leaves it alone, but psql's argument reader would substitute it
+                name = re.match(r"\{?([A-Za-z_]\w*)", command[i + 1 :])
+                if name and name.group(1) in known:
+                    return (
+                        f"${name.group(1)} inside single quotes reaches psql as written, "
+                        "which this reader cannot keep apart from the substituted ones"
+                    )
             i += 1
             continue
         if c == "\\":
@@ -321,22 +329,28 @@ def shell_expansion(command: str, env: dict[str, str]) -> str | None:
         elif c == '"':
             quote = None if quote == '"' else '"'
         elif c == "`":
-            return "a backtick command substitution"
+            return "the shell expands a backtick command substitution at run time"
         elif c == "$" and i + 1 < len(command):
             rest = command[i + 1 :]
             if rest.startswith("("):
-                return f"the command substitution {command[i : i + 30]!r}"
+                found = command[i : i + 30]
+                return f"the shell expands the command substitution {found!r} at run time"
             name = re.match(r"\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*)", rest)
             if name:
                 var = name.group(1) or name.group(2)
                 if var not in known:
-                    return f"${var}, which the crontab does not set (the shell or cron sets it)"
+                    return (
+                        f"the shell expands ${var} at run time, which the crontab does not set "
+                        "(the shell or cron sets it)"
+                    )
                 i += 1 + name.end()
                 continue
             if rest.startswith("{"):
-                return f"the parameter expansion {command[i : i + 30]!r}"
+                return (
+                    f"the shell expands the parameter expansion {command[i : i + 30]!r} at run time"
+                )
             if rest[0] in "$?!#*@-0123456789":
-                return f"the special parameter ${rest[0]}"
+                return f"the shell expands the special parameter ${rest[0]} at run time"
         i += 1
     return None
 
@@ -368,10 +382,7 @@ def parse_shell(
             return [(parse_maintenance(command, env), False)]
         raise NotPsql(f"the container runs {command[0] if command else 'nothing'}, not psql")
     if (expansion := shell_expansion(command, env)) is not None:
-        raise ShellExpands(
-            f"the shell expands {expansion} in the command at run time, so the SQL it "
-            "sends is not known here"
-        )
+        raise ShellExpands(f"{expansion}, so the SQL it sends is not known here")
     lexer = shlex.shlex(strip_redirections(command), posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
     try:
