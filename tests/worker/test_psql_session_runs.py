@@ -20,6 +20,7 @@ from pgdurable.translators.base import TranslateContext
 from pgdurable.translators.queue import enqueue
 
 ROLE = "session_e2e"
+HOSTILE = "it's $sql$ */ $enqueue$ nightly"  # quotes and the generated file's own tags
 
 
 def _setup(database) -> None:
@@ -85,7 +86,7 @@ def test_script_set_set_config_and_reset(database, background_worker, wf, tmp_pa
     (tmp_path / "nightly.sql").write_text(
         "-- nightly refresh\n"
         "SET search_path = reporting;\n"
-        "SELECT set_config('application_name', 'it''s nightly', false);\n"
+        "SELECT set_config('application_name', 'it''s $sql$ */ $enqueue$ nightly', false);\n"
         "SET LOCAL statement_timeout = '7s';\n"
         "SELECT refresh_all();\n"
         "RESET search_path;\n"
@@ -101,10 +102,10 @@ def test_script_set_set_config_and_reset(database, background_worker, wf, tmp_pa
     )
     assert [r.fidelity.name for r in report.results] == ["EXACT"], report.text()
     first, second = _seen(database)
-    assert first[0] == "reporting" and first[4] == "it's nightly"
+    assert first[0] == "reporting" and first[4] == HOSTILE
     assert first[3] == "0"  # SET LOCAL ended with its own statement's transaction
     assert second[:3] == ("public", '"$user", public', "Asia/Tokyo")
-    assert second[4] == "it's nightly"
+    assert second[4] == HOSTILE
 
 
 def test_pgoptions_and_pgtz_reach_every_step(database, background_worker, wf, tmp_path):
