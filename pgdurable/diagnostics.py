@@ -161,6 +161,15 @@ CODES: dict[str, Code] = {
     "PGD260": Code(Severity.INFO, Fidelity.EXACT, "psql \\c before the call sets the database"),
     "PGD261": Code(Severity.INFO, Fidelity.EXACT, "psql meta-commands not followed"),
     "PGD262": Code(Severity.WARNING, Fidelity.APPROXIMATE, "the script set the job's nodeport"),
+    "PGD263": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "psql session state not carried to later steps"
+    ),
+    "PGD264": Code(Severity.INFO, Fidelity.EXACT, "psql session settings set again per step"),
+    "PGD265": Code(
+        Severity.WARNING, Fidelity.APPROXIMATE, "libpq environment setting not carried"
+    ),
+    "PGD266": Code(Severity.INFO, Fidelity.EXACT, "entry replaced at run time: not translated"),
+    "PGD267": Code(Severity.INFO, Fidelity.EXACT, "'L' / '#' checked by a SQL condition"),
     "PGD270": Code(Severity.WARNING, Fidelity.APPROXIMATE, "command runs on a worker host"),
     "PGD285": Code(
         Severity.WARNING, Fidelity.APPROXIMATE, "template rendered at run time differs from Airflow"
@@ -248,6 +257,8 @@ CODES: dict[str, Code] = {
     "PGD360": Code(Severity.WARNING, Fidelity.MANUAL, "a cron.job write the reader cannot replay"),
     "PGD361": Code(Severity.WARNING, Fidelity.MANUAL, "a cron.* call inside a body not read"),
     "PGD362": Code(Severity.WARNING, Fidelity.MANUAL, "a psql meta-command changes the script"),
+    "PGD363": Code(Severity.WARNING, Fidelity.MANUAL, "psql session switches role"),
+    "PGD365": Code(Severity.WARNING, Fidelity.MANUAL, "'L' / '#' form not translated"),
 }
 
 

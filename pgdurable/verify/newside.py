@@ -85,10 +85,20 @@ class NewRun:
 _TARGET_DATABASE = re.compile(r"^(\s*target_database => )'(?:[^']|'')*'", re.MULTILINE)
 
 
+# The database argument of a queue job's enqueue function: the last argument of
+# its ``RETURN df.start(graph, label, database);`` (translators/queue/enqueue.py).
+_ENQUEUE_DATABASE = re.compile(
+    r"(\n    RETURN df\.start\(\n(?:        .*\n)*?        )'(?:[^']|'')*'(\n    \);\nEND;)"
+)
+
+
 def in_clone(text: str, database: str) -> str:
     """The file with its ``target_database`` made the clone: a job of database ``app``
-    is replayed in this side's copy of the fixture, never in a database named app."""
-    return _TARGET_DATABASE.sub(lambda m: m.group(1) + literal(database), text)
+    is replayed in this side's copy of the fixture, never in a database named app.
+    The same for the database a queue job's enqueue function starts its runs in
+    (a psql job's ``-d``, ``PGDATABASE`` or libpq's default, the user name)."""
+    text = _TARGET_DATABASE.sub(lambda m: m.group(1) + literal(database), text)
+    return _ENQUEUE_DATABASE.sub(lambda m: m.group(1) + literal(database) + m.group(2), text)
 
 
 def deploy(

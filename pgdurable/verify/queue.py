@@ -109,6 +109,15 @@ def _psql(action: Psql, conninfo: str) -> QueueRun:
                 "PGDATABASE": params.get("dbname", ""),
             }
         )
+        if action.settings:
+            # The server settings the source's environment made (PGOPTIONS, PGTZ ...),
+            # as one PGOPTIONS: libpq escapes a space or a backslash with a backslash.
+            def escaped(text: str) -> str:
+                return text.replace("\\", "\\\\").replace(" ", "\\ ")
+
+            env["PGOPTIONS"] = " ".join(
+                f"-c {escaped(name)}={escaped(value)}" for name, value in action.settings
+            )
         result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0 or "ERROR:" in result.stderr:
         return QueueRun("failed", result.stderr.strip())

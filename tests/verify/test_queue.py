@@ -22,6 +22,10 @@ QUEUE = FIXTURES / "verify" / "queue"
         "celeryconfig.py:expire-tokens",
         "celeryconfig.py:nightly-summary",  # $args bound to the entry's kwargs
         "app.crontab",  # psql -c: one implicit transaction, run by the real psql
+        # -U without -d (libpq: database queue_app) and PGDATABASE=shop: the run starts
+        # in this side's clone; SET before a later -c and PGTZ hold as in psql's session
+        "session.crontab:search-path-to-pg-catalog",
+        "session.crontab:insert-summaries-region",
     ],
 )
 def test_translated_queue_entries_leave_the_same_data(admin, spec):

@@ -31,6 +31,7 @@ from pgdurable.sqltext import (
     split_statements,
 )
 from pgdurable.sqltext import literal as sql_literal
+from pgdurable.translators import session
 from pgdurable.translators.airflow import (
     bash,
     dag_run_conf,
@@ -1099,6 +1100,16 @@ def _psql(command: str, task: Task, ctx: Context) -> Work | None:
         if work.node is not None:
             steps.append(work.node)
     node = steps[0] if len(steps) == 1 else m.Seq(tuple(steps))
+    # One psql session: a SET in an earlier statement (or PGOPTIONS/PGTZ in the
+    # operator's env=) holds in the later steps.
+    where = f"task {task.task_id!r}: psql"
+    env = task.args.get("env")
+    settings, caveats = session.env_settings(env if isinstance(env, dict) else {})
+    for code, message in caveats:
+        ctx.diag.add(code, f"{where}: {message}", task.ref)
+    base = {name.lower(): session.local_setting(name, value) for name, value in settings}
+    node, prefixed = session.carry(node, ctx.diag, where, portable=ctx.portable, base=base)
+    ctx.multi_statement = ctx.multi_statement or prefixed
     return Work(node)
 
 

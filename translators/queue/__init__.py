@@ -28,7 +28,7 @@ from pathlib import Path
 from pgdurable.diagnostics import SourceRef
 from pgdurable.errors import SourceParseError
 from pgdurable.translators.base import crash
-from pgdurable.translators.queue import celery, crontab, helm, k8s, sidekiq
+from pgdurable.translators.queue import celery, celery_django, crontab, helm, k8s, sidekiq
 from pgdurable.translators.queue.build import translate
 from pgdurable.translators.queue.jobs import Item, Unreadable
 
@@ -71,6 +71,16 @@ def detect(path: Path, text: str) -> str | None:
     return None
 
 
+def _looks_like_crontab(path: Path) -> bool:
+    """A small text file whose content reads as a crontab (a skipped file's hint only)."""
+    try:
+        if path.stat().st_size > 1_000_000:
+            return False
+        return crontab.looks_like(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _expand(paths: list[Path], exclude: set[Path]) -> tuple[list[tuple[Path, bool]], list]:
     """(files to read with "named explicitly", files skipped by name). Folders are
     searched recursively; hidden files and folders (``.git``) are not inputs."""
@@ -86,6 +96,18 @@ def _expand(paths: list[Path], exclude: set[Path]) -> tuple[list[tuple[Path, boo
                     skipped.append(SourceFile(child, "skipped", reason="the --tasks file"))
                 elif child.suffix in _SUFFIXES or helm.chart_file(child):
                     files.append((child, False))
+                elif _looks_like_crontab(child):
+                    # A cron.d file has no telling suffix: say so, rather than a bare skip.
+                    skipped.append(
+                        SourceFile(
+                            child,
+                            "skipped",
+                            reason="possible crontab (its lines look like cron entries), but "
+                            f"files ending {child.suffix or '(no suffix)'} are not read in "
+                            "folder mode: name the file itself to read it (add "
+                            "--crontab system for a cron.d file)",
+                        )
+                    )
                 else:
                     skipped.append(
                         SourceFile(
@@ -214,6 +236,9 @@ def read_batch(
             found_items = []
         for item in found_items:
             batch.items.setdefault(item.format, []).append(item)
+    if batch.items.get("celery"):  # apps configured from Django settings among the inputs
+        texts = celery_django.sources([path for path, _ in files])
+        batch.items["celery"] = celery_django.link(batch.items["celery"], texts)
     # A file read without a single entry (a .py module with no beat schedule) is skipped.
     found_in = {i.ref.file for items in batch.items.values() for i in items}
     for path, outcome in outcomes.items():

@@ -246,6 +246,16 @@ def _translate_one(
         f"run (label {enqueue.run_label(job.format, job.name)}, concurrency {job.concurrency})",
         *job.description,
     ]
+    if database is not None:
+        # The header's "runs as" line is the schedule loop's; the run itself starts
+        # in the enqueue function's database: say which, and why.
+        why = ""
+        if isinstance(job.action, Psql) and job.action.database_is_user:
+            why = f" ({job.action.program} names no database: libpq's default is the user name)"
+        description.append(
+            f"database: each run starts in database {database}{why}; the schedule loop "
+            "(runs as, below) calls the enqueue function where this file is applied"
+        )
     if job.args is not None:
         description.append(f"args: {json.dumps(job.args)}" + ("" if uses_args else " (unused)"))
     needs = multi or m.uses_extensions(run)

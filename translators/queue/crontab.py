@@ -132,10 +132,22 @@ def _slug(text: str) -> str:
 _NOISE = {"select", "perform", "call", "from", "where", "into", "values", "set", "the", "table"}
 
 
+_SHELL_WORDS = {"then", "else", "do", "!", "{", "(", "exec", "nice", "time", "command"}
+_TESTS = {"if", "elif", "while", "until", "[", "[[", "test", "fi", "done", "esac", "}", ")"}
+
+
 def _name_for(action: psql.Psql | Task) -> str:
     """A readable, stable name: the -f script, the SQL's main words, or the program."""
     if isinstance(action, Task):
-        last = re.split(r"&&|\|\||;", action.name)[-1]
+        # The last segment that runs a program: not a test ([ ... ], if ...), not 'fi'.
+        segments = [seg.split() for seg in re.split(r"&&|\|\||;", action.name)]
+        runs = []
+        for seg in segments:
+            while seg and seg[0] in _SHELL_WORDS:
+                seg = seg[1:]
+            if seg and seg[0] not in _TESTS:
+                runs.append(seg)
+        last = " ".join(runs[-1]) if runs else action.name
         words = [w for w in last.split() if not w.startswith("-") and w not in "()"]
         words = [Path(w).stem if "/" in w else w for w in words[:3]]
         return _slug("-".join(words))
@@ -203,7 +215,13 @@ def read(path: Path, text: str, file: str, used: dict[str, int], kind: str = "au
                     f"system crontab (told by {system}): the sixth field '{user}' is the OS "
                     "user cron runs the command as, not part of the command; it is psql's "
                     "default role unless the line names one (pass --crontab user if the "
-                    "file is a user's crontab)",
+                    "file is a user's crontab)"
+                    + (
+                        f"; '{user}' is an OS account that rarely exists as a database role: "
+                        "add -U ROLE to the psql command (or map the line in --tasks)"
+                        if user == "root" and re.search(r"\b(psql|vacuumdb|reindexdb)\b", rest)
+                        else ""
+                    ),
                     ref,
                 )
             )
@@ -227,7 +245,20 @@ def read(path: Path, text: str, file: str, used: dict[str, int], kind: str = "au
             if len(found) > 1:
                 raise psql.NotPsql("the line chains several psql commands; map it in --tasks")
             action = found[0][0]
-        except psql.NotPsql:
+        except psql.NotPsql as exc:
+            if stdin is not None:
+                cut = command.rstrip()[-30:]
+                notes.append(
+                    Diagnostic(
+                        "PGD308",
+                        f"an unescaped % ends the cron command after {cut!r}; cron feeds the "
+                        "rest on standard input. If the % belongs to the command (LIKE "
+                        "'tmp%', date +%F), write \\% in the crontab and regenerate",
+                        ref,
+                    )
+                )
+            if isinstance(exc, psql.ShellExpands):
+                notes.append(Diagnostic("PGD225", f"{exc}: it runs as a shell command", ref))
             action = Task(
                 " ".join(psql.strip_redirections(command).split()),
                 "command",

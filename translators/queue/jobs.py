@@ -93,6 +93,9 @@ class Psql:
     stdin_script: bool = False  # the SQL came on stdin (crontab '%')
     program: str = "psql"  # or vacuumdb / reindexdb (``maintenance``), sending SQL too
     caveats: tuple[tuple[str, str], ...] = ()  # (code, message) of what the SQL loses
+    # Server settings the connection makes (PGOPTIONS -c, PGTZ, ...): (name, value).
+    settings: tuple[tuple[str, str], ...] = ()
+    database_is_user: bool = False  # no -d / PGDATABASE: libpq's default, the user name
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.sqltext import SqlLexError, is_transaction_control, split_statements, tokenize
+from pgdurable.translators import session
 from pgdurable.translators.queue.jobs import Psql, PsqlPart
 from pgdurable.translators.sqlcommand import Runner, command_steps, looks_invalid
 
@@ -205,9 +207,11 @@ def parse_psql(
                 f"the connection comes from {unresolved}, which is not set in the source; "
                 "map the job in --tasks or set the variable in the file"
             )
-    if "dbname" not in info and "user" in info:
+    defaulted = "dbname" not in info and "user" in info
+    if defaulted:
         info["dbname"] = info["user"]  # libpq's default database is the user name
     stop = variables.get("ON_ERROR_STOP", "").lower() in _TRUE
+    settings, caveats = session.env_settings(env)
     return Psql(
         tuple(parts),
         database=info.get("dbname"),
@@ -215,6 +219,9 @@ def parse_psql(
         host=info.get("host"),
         single_transaction=single,
         on_error_stop=stop,
+        settings=tuple(settings),
+        caveats=tuple(caveats),
+        database_is_user=defaulted,
     )
 
 
@@ -235,7 +242,8 @@ def parse_maintenance(argv: list[str], env: dict[str, str]) -> Psql:
                 f"the connection comes from {unresolved}, which is not set in the source; "
                 "map the job in --tasks or set the variable in the file"
             )
-    return found
+    settings, caveats = session.env_settings(env)
+    return replace(found, settings=tuple(settings), caveats=found.caveats + tuple(caveats))
 
 
 def _set_lines(script: str, variables: dict[str, str]) -> str:
@@ -283,21 +291,98 @@ def substitute_variables(script: str, variables: dict[str, str]) -> str:
     return "".join(out)
 
 
+class ShellExpands(NotPsql):
+    """The shell replaces part of the command at run time ($VAR, $(...), backticks)."""
+
+
+_ASSIGNED = re.compile(r"(?:^|[\s;&|])(?:export\s+)?([A-Za-z_]\w*)=")
+
+
+def shell_expansion(command: str, env: dict[str, str]) -> str | None:
+    """The first expansion /bin/sh performs in ``command`` that the source does not
+    resolve (a variable neither in ``env`` nor assigned in the command itself, a
+    command substitution, a backtick, a special parameter), or None. Single quotes
+    and backslashes protect, as in sh."""
+    known = set(env) | set(_ASSIGNED.findall(command))
+    quote: str | None = None
+    i = 0
+    while i < len(command):
+        c = command[i]
+        if quote == "'":
+            if c == "'":
+                quote = None
+            elif c == "$":
+                # sh leaves it alone, but psql's argument reader would substitute it
+                name = re.match(r"\{?([A-Za-z_]\w*)", command[i + 1 :])
+                if name and name.group(1) in known:
+                    return (
+                        f"${name.group(1)} inside single quotes reaches psql as written, "
+                        "which this reader cannot keep apart from the substituted ones"
+                    )
+            i += 1
+            continue
+        if c == "\\":
+            i += 2
+            continue
+        if c == "'" and quote is None:
+            quote = "'"
+        elif c == '"':
+            quote = None if quote == '"' else '"'
+        elif c == "`":
+            return "the shell expands a backtick command substitution at run time"
+        elif c == "$" and i + 1 < len(command):
+            rest = command[i + 1 :]
+            if rest.startswith("("):
+                found = command[i : i + 30]
+                return f"the shell expands the command substitution {found!r} at run time"
+            name = re.match(r"\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*)", rest)
+            if name:
+                var = name.group(1) or name.group(2)
+                if var not in known:
+                    return (
+                        f"the shell expands ${var} at run time, which the crontab does not set "
+                        "(the shell or cron sets it)"
+                    )
+                i += 1 + name.end()
+                continue
+            if rest.startswith("{"):
+                return (
+                    f"the shell expands the parameter expansion {command[i : i + 30]!r} at run time"
+                )
+            if rest[0] in "$?!#*@-0123456789":
+                return f"the shell expands the special parameter ${rest[0]} at run time"
+        i += 1
+    return None
+
+
+def _kube_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' own ``$(VAR)`` in a container's command and args (before any shell)."""
+    return re.sub(
+        r"(?<!\$)\$\(([A-Za-z_]\w*)\)",
+        lambda match: env.get(match.group(1), match.group(0)),
+        text,
+    )
+
+
 def parse_shell(
     command: str | list[str], env: dict[str, str], base_dir: Path, stdin: str | None = None
 ) -> list[tuple[Psql, bool]]:
     """The psql invocations of a command, each with "continue after failure"
-    (joined by ``;``). Raises NotPsql when the command does anything else."""
+    (joined by ``;``). Raises NotPsql when the command does anything else, and
+    ShellExpands when the shell changes the command at run time (so the SQL
+    text is not known)."""
     env = dict(env)
     if isinstance(command, list):
         name = Path(command[0]).name if command else ""
         if name in _SHELLS and len(command) >= 3 and command[1] in ("-c", "-ec", "-ce"):
-            return parse_shell(command[2], env, base_dir)
+            return parse_shell(_kube_expand(command[2], env), env, base_dir)
         if name == "psql":
             return [(parse_psql(command, env, base_dir), False)]
         if name in ("vacuumdb", "reindexdb"):
             return [(parse_maintenance(command, env), False)]
         raise NotPsql(f"the container runs {command[0] if command else 'nothing'}, not psql")
+    if (expansion := shell_expansion(command, env)) is not None:
+        raise ShellExpands(f"{expansion}, so the SQL it sends is not known here")
     lexer = shlex.shlex(strip_redirections(command), posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
     try:
@@ -443,6 +528,17 @@ def steps(psql: Psql, diag: Collector, portable: bool) -> tuple[m.Node, bool] | 
             "relative to the source file); add it and regenerate",
         )
         return None
+    result = _session_steps(psql, diag, portable)
+    if result is None:
+        return None
+    node, multi = result
+    # One psql session: its settings (SET, PGOPTIONS, PGTZ) hold in every later step.
+    base = {name.lower(): session.local_setting(name, value) for name, value in psql.settings}
+    node, prefixed = session.carry(node, diag, psql.program, portable=portable, base=base)
+    return node, multi or prefixed or m.uses_extensions(node)
+
+
+def _session_steps(psql: Psql, diag: Collector, portable: bool) -> tuple[m.Node, bool] | None:
     if psql.single_transaction:
         text = ";\n".join((p.sql or "").strip().rstrip(";") for p in psql.parts)
         return command_steps(
@@ -470,4 +566,4 @@ def steps(psql: Psql, diag: Collector, portable: bool) -> tuple[m.Node, bool] | 
     if len(psql.parts) > 1 and not psql.on_error_stop and all(p.file is None for p in psql.parts):
         nodes = _continue_on_error(nodes, "-c command", diag, portable)
     node = nodes[0] if len(nodes) == 1 else m.Seq(tuple(nodes))
-    return node, multi or m.uses_extensions(node)
+    return node, multi

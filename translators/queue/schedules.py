@@ -22,12 +22,14 @@ a worker. Conversions (diagnostic codes in MIGRATING.md):
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pgdurable import model as m
 from pgdurable.diagnostics import Collector
 from pgdurable.translators import vixie
+from pgdurable.translators.queue import fugit_days
 from pgdurable.translators.queue.jobs import Cron, Every, Once, Schedule, Unschedulable
 
 UTC_NAMES = {"utc", "etc/utc", "gmt", "etc/gmt", "uct", "zulu", "universal", "z", "etc/zulu"}
@@ -171,6 +173,23 @@ def _seconds_field(text: str) -> frozenset[int]:
 
 
 def _cron(spec: Cron, fire: m.Node, diag: Collector) -> tuple[m.Node, str] | None:
+    condition, force_both = None, False
+    if spec.grammar == "fugit" and fugit_days.special(spec.text):
+        rewritten = fugit_days.rewrite(spec.text, spec.timezone)
+        if isinstance(rewritten, str):
+            diag.add(
+                "PGD365",
+                f"'{spec.original or spec.text}': {rewritten}. The file registers the run "
+                "without starting it: write the schedule as plain cron fields (or call the "
+                "enqueue function from your own trigger)",
+            )
+            return fire, "none"
+        diag.add("PGD267", rewritten.note)
+        condition = rewritten.condition
+        force_both = rewritten.both_days
+        spec = replace(spec, text=rewritten.text)
+    if condition is not None:
+        fire = m.If(m.Sql(f"SELECT {condition}"), fire, m.Sleep(0))
     try:
         parsed = parse_cron(spec)
         seconds = _seconds_field(spec.seconds) if spec.seconds is not None else frozenset({0})
@@ -198,7 +217,7 @@ def _cron(spec: Cron, fire: m.Node, diag: Collector) -> tuple[m.Node, str] | Non
             f"unknown time zone '{spec.timezone}'; use an IANA name such as Europe/Berlin",
         )
         return None
-    both_days = spec.grammar == "celery"
+    both_days = spec.grammar == "celery" or force_both
     run: m.Node = fire
     if not is_utc(spec.timezone):
         check = local_time_check(parsed, spec.timezone or "", both_days)
