@@ -109,8 +109,10 @@ def tokenize(text: str) -> list[Token]:
                 j += 1
             emit("space", j)
         elif text.startswith("--", i):
-            j = text.find("\n", i)
-            emit("comment", n if j < 0 else j)
+            # PostgreSQL's scanner ends a -- comment at \n or \r: a comment running on
+            # past a lone \r would hide the statements after it from our checks
+            ends = [j for j in (text.find("\n", i), text.find("\r", i)) if j >= 0]
+            emit("comment", min(ends) if ends else n)
         elif text.startswith("/*", i):
             depth, j = 1, i + 2
             while depth:

@@ -260,13 +260,11 @@ class Worker:
         slots = self.options.concurrency
         free = slots - len(self.active)
         held = Counter(self.claimed_roles.values())
-        # Claim in batches of at least half the slots while work is running:
-        # a claim costs the server about as much for one instance as for ten
-        # (issue 22: ~2 ms a call), and grouped steps end their claims several
-        # at a time; a quarter made it ~2.7 instances a claim and 13% more CPU
-        # per one-step workflow. An idle worker claims at once; a full one
-        # only when another role could borrow a slot.
-        if free <= 0 or (self.active and free < max(1, slots // 2)):
+        # Claim in batches of at least a quarter of the slots while work is
+        # running: a claim is a round trip and a commit, and refilling one
+        # slot at a time made it one per instance. An idle worker claims at
+        # once; a full one only when another role could borrow a slot.
+        if free <= 0 or (self.active and free < max(1, slots // 4)):
             if free > 0 or not fairness.borrowable(slots, held):
                 return None
         async with self.pool.connection() as conn:

@@ -77,7 +77,7 @@ FIDELITY_DAGS = {
 
         with DAG("nightly", schedule="@daily", start_date=pendulum.datetime(2024, 1, 1)):
             PostgresOperator(task_id="vacuum", postgres_conn_id="postgres_default",
-                             sql="VACUUM ANALYZE orders")
+                             sql="VACUUM ANALYZE orders", autocommit=True)
     """,
     "2.10.5/workday.py": """
         import pendulum

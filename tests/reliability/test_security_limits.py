@@ -329,7 +329,15 @@ EDGE_CASES = [
     "ROLLBACK PREPARED 'x'",
     "select 1 /* unterminated; COMMIT",
     "SELECT 'é'; COMMIT",
+    "SELECT 2 --x\r; COMMIT; SELECT 1",  # a comment ends at a carriage return too
+    "SELECT 2 --x\r\n; COMMIT",
 ]
+
+
+def test_a_comment_ends_at_a_carriage_return_as_in_postgresql():
+    # otherwise `--x<CR>; ROLLBACK; BEGIN` would end the step's transaction unseen
+    assert transaction_control("SELECT 2 --x\r; ROLLBACK; BEGIN; SELECT 1") == "rollback"
+    assert transaction_control("SELECT 2 --x; ROLLBACK") is None
 
 
 def test_df_start_and_the_worker_read_transaction_control_alike(database):

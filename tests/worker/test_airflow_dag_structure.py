@@ -387,14 +387,16 @@ def test_partitioned_schedules_and_custom_timetables(wf, database, log, tmp_path
     codes = {name: {d.code for d in r.diagnostics} for name, r in results.items()}
     fidelity = {name: str(r.fidelity) for name, r in results.items()}
     assert fidelity == {
-        "hourly": "exact",
-        "daily_key": "exact",
+        # both read their interval ({{ ds }}): a tick skipped while a run is going is a
+        # lost interval (PGD248), which Airflow would have queued
+        "hourly": "approximate",
+        "daily_key": "approximate",
         "shifted": "manual",
         "by_region": "approximate",
         "combine": "manual",
         "workday": "manual",
     }, codes
-    assert "PGD298" in codes["hourly"] and "PGD356" in codes["shifted"] | codes["combine"]
+    assert {"PGD298", "PGD248"} <= codes["hourly"] and "PGD356" in codes["shifted"] | codes["combine"]
     assert "PGD299" in codes["by_region"] and "PGD357" in codes["workday"]
     workday = next(d for d in results["workday"].diagnostics if d.code == "PGD357")
     assert "AfterWorkdayTimetable" in workday.message

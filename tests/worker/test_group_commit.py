@@ -20,6 +20,12 @@ from pgdurable.worker import step_group
 from pgdurable.worker.step_group import groupable
 
 
+@pytest.fixture(autouse=True)
+def enabled(monkeypatch):
+    """Group commit is opt-in (PGDURABLE_GROUP_COMMIT=on); these tests turn it on."""
+    monkeypatch.setattr(step_group, "ENABLED", True)
+
+
 @pytest.fixture
 def groups(monkeypatch):
     """One lane per pool (steps queue as soon as one runs); the size of each

@@ -27,6 +27,7 @@ template) are approximate (PGD285).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -393,7 +394,39 @@ def compiles(task: Task, ctx: Context, command: str) -> bool:
     texts = [command, *(str(v) for v in own.values())] if isinstance(own, dict) else [command]
     for text in texts:
         templates.render_raw(text, trial)
-    return not trial.problems
+    if trial.problems:
+        return False
+    # Compile-time rendering puts the text into the command node, where the worker
+    # substitutes {var}, {sys_*} and $result references (SPEC B §5); source text that
+    # spells one would change when it runs, so it is rendered at run time instead.
+    params = {**(ctx.dag.args.get("params") or {}), **(task.args.get("params") or {})}
+    spelled = [*texts, *(v for v in _strings(params))]
+    return not any(_substituted(text, ctx.env.variables) for text in spelled)
+
+
+_RESULT_REFERENCE = re.compile(r"\$(?:dag_run|r_|render_|trig_|st_|br_)")
+_BRACED = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substituted(text: str, variables: set[str]) -> bool:
+    """Whether the worker's substitution would change this source text."""
+    if _RESULT_REFERENCE.search(text):
+        return True
+    return any(
+        name.startswith("sys_") or name in variables for name in _BRACED.findall(text)
+    )
+
+
+def _strings(value: object):
+    """Every string inside a params value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def manual(task: Task, ctx: Context, reason: str) -> None:
