@@ -241,3 +241,15 @@ spec:
     (warning,) = [d for d in result.diagnostics if d.code == "PGD213"]
     assert "spec.jobTemplate.spec" in warning.message and "spec.timeZone" in warning.message
     assert result.fidelity == Fidelity.EXACT  # the schedule ran in the controller's zone too
+
+
+@pytest.mark.parametrize("entry", ['"args": 1', '"args": "a"', '"kwargs": [1]'])
+def test_celery_args_that_apply_async_cannot_pass_are_manual(tmp_path, entry):
+    # found by tests/reliability/test_translator_fuzz.py: `args: 1` crashed the import
+    text = (
+        "beat_schedule = {'x': {" + entry + ", 'task': 't.x', 'schedule': 10.0}}\n"
+    )
+    results, _ = _translate(tmp_path, "celeryconfig.py", text)
+    (result,) = results
+    assert result.fidelity == Fidelity.MANUAL
+    assert any(d.code == "PGD332" and "must be a list" in d.message for d in result.diagnostics)

@@ -175,6 +175,16 @@ def _celery(
     if not isinstance(job.args, dict):  # the reader reported arguments that are not JSON
         return None
     args = job.args
+    positional, named = args.get("args") or (), args.get("kwargs") or {}
+    if not isinstance(positional, list | tuple) or not isinstance(named, dict):
+        # Celery passes them on as *args / **kwargs: anything else fails when the entry fires
+        diag.add(
+            "PGD332",
+            f"the Celery entry's args ({positional!r}) must be a list or tuple and its kwargs "
+            f"({named!r}) a dict; Celery's apply_async cannot pass anything else. Fix the "
+            "entry and regenerate",
+        )
+        return None
     registered = code.celery_tasks.get(task.name)
     if registered is not None:
         target = registered.callable
@@ -212,9 +222,8 @@ def _celery(
         f"pgdurable.grant_code({literal(role or 'ROLE')}, "
         f"{literal('python:' + target)})",
     )
-    positional = tuple(args.get("args") or ())
-    kwargs = tuple(sorted((str(k), v) for k, v in (args.get("kwargs") or {}).items()))
-    return m.Python(target, positional, kwargs)
+    kwargs = tuple(sorted((str(k), v) for k, v in named.items()))
+    return m.Python(target, tuple(positional), kwargs)
 
 
 # -- Sidekiq classes through a command template ------------------------------------
