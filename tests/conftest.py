@@ -28,6 +28,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Property tests run the same examples on every ordinary run, so CI cannot fail
+    # on a new random find; --long explores at random (and finds new inputs).
+    from hypothesis import settings
+
+    settings.register_profile("pgdurable", derandomize=True)
+    settings.register_profile("pgdurable-long", derandomize=False)
+    settings.load_profile("pgdurable-long" if config.getoption("--long") else "pgdurable")
+
+
 @pytest.fixture(scope="session")
 def update_goldens(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-goldens"))

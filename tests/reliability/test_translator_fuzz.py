@@ -218,9 +218,6 @@ def _budget(long_run: bool, default: int) -> int:
 def _fuzz(long_run: bool, default: int = 12):
     return settings(
         max_examples=_budget(long_run, default),
-        # the short budget runs the same examples every time (a CI run must not fail on
-        # a new random find); --long explores at random
-        derandomize=not long_run,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
