@@ -145,11 +145,12 @@ def run(ctx: Context) -> Section:
     }
     section.notes.append(
         "Per one-step workflow the worker makes a share of one transaction (the step, its "
-        "completion and the instance's finish commit together; with PGDURABLE_GROUP_COMMIT=on, "
-        "opt-in, steps ready at once share a transaction, each in its own savepoint) plus a "
-        "share of a claim (several instances each while busy); on 2 cores the worker processes and PostgreSQL "
-        "compete for the CPU, which is why a second process adds little. The worker logs "
-        "every step transition at the default `--log-level info`."
+        "completion and the instance's finish commit together; with "
+        "PGDURABLE_GROUP_COMMIT=on, opt-in, steps ready at once share a transaction, each in "
+        "its own savepoint) plus a share of a claim (several instances each while busy); on "
+        "2 cores the worker processes and PostgreSQL compete for the CPU, which is why a "
+        "second process adds little. The worker logs every step transition at the default "
+        "`--log-level info`."
     )
     best = max(rates[1].median, rates[2].median)
     section.target(
