@@ -32,12 +32,18 @@ COMPLETE_STEP = (
 )
 # Sent just before it, in the same pipeline: the step may have asked the
 # server to log the parameters of a failing statement (the lease token is
-# one) or to cancel ours quickly; SET LOCAL ends with the transaction.
+# one) or to cancel ours quickly; SET LOCAL ends with the transaction. The
+# last one is a session setting, kept by the COMMIT: the next step's text is
+# lexed by the server before its session reset runs, so quotes must be read
+# as step_text read them (the step may have turned the setting off; a step
+# that fails has its settings rolled back). It replaced a SET after COMMIT,
+# a statement less per step.
 COMPLETION_SETTINGS = (
     "SELECT pg_catalog.set_config('log_parameter_max_length_on_error', '0', true),"
     " pg_catalog.set_config('search_path', 'pg_catalog', true),"
     " pg_catalog.set_config('statement_timeout', '0', true),"
-    " pg_catalog.set_config('lock_timeout', '0', true)"
+    " pg_catalog.set_config('lock_timeout', '0', true),"
+    " pg_catalog.set_config('standard_conforming_strings', 'on', false)"
 )
 
 

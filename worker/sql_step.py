@@ -50,6 +50,8 @@ from pgdurable.worker.results import UnsupportedType, sql_result
 STEP_PREFIX = db.STEP_SESSION_RESET + ";\nBEGIN;\n"
 NEEDS_AUTOCOMMIT = {"25001", "2D000"}  # active_sql_transaction, invalid_transaction_termination
 UNIQUE_VIOLATION = "23505"
+# Ends a step that ran outside the completion's transaction: the next step's
+# text is lexed before its reset runs (see COMPLETION_SETTINGS).
 SCS_ON = "SET standard_conforming_strings = on"
 ACQUIRE_SECONDS = 10  # the step pool's own connection attempts, before it gives up
 
@@ -179,7 +181,9 @@ async def _run(pool, journal, key, text, same_database, stamps, final, time_limi
                         raise Retry(str(exc)) from exc
                     raise _failure(exc) from exc
         if needs_autocommit:
-            return await _autocommit(pool, journal, key, text, time_limit)
+            # On this connection: a second one from the pool would wait
+            # forever when the pool holds one (concurrency 1).
+            return await _autocommit_on(conn, journal, key, text, time_limit)
         if watch and watch.fired:  # the step caught the cancel and ended on its own
             await _rollback(conn)
             raise Failed(watch.error)
@@ -187,6 +191,7 @@ async def _run(pool, journal, key, text, same_database, stamps, final, time_limi
             # The text ended our transaction (COMMIT): its effects are already
             # durable, so the completion can only follow at least once.
             await _rollback(conn)
+            await conn.execute(SCS_ON)  # see COMPLETION_SETTINGS
             await journal.record(
                 key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
             )
@@ -209,9 +214,6 @@ async def _run(pool, journal, key, text, same_database, stamps, final, time_limi
                 await conn.execute(COMPLETION_SETTINGS)
                 completion = await conn.execute(statement, params)
                 await conn.execute("COMMIT")
-                # The next step's text is lexed before its session reset runs:
-                # with the server's reading of quotes, as step_text checked it.
-                await conn.execute(SCS_ON)
             status = (await completion.fetchone())[0]
         except db.DatabaseError as exc:
             give_back(batch)
@@ -229,24 +231,32 @@ async def _run(pool, journal, key, text, same_database, stamps, final, time_limi
 
 async def _autocommit(
     pool: db.AsyncPool, journal: Journal, key: StepKey, text: str, time_limit: float | None
-):
+) -> Completion:
     async with pool.connection(timeout=ACQUIRE_SECONDS) as conn:
-        async with step_limits.limited(conn, journal.pool, time_limit) as watch:
-            try:
-                # On its own: text such as VACUUM must be a message of its own.
-                await conn.execute(db.STEP_SESSION_RESET)
-                result = await _last_result(await conn.execute(text))
-            except UnsupportedType as exc:
-                raise Failed(str(exc)) from exc
-            except db.DatabaseError as exc:
-                await _rollback(conn)
-                if watch and watch.fired:
-                    raise Failed(watch.error) from exc
-                if db.connection_lost(exc, conn):
-                    raise Retry(str(exc)) from exc
-                raise _failure(exc) from exc
-        if watch and watch.fired:
-            raise Failed(watch.error)
+        return await _autocommit_on(conn, journal, key, text, time_limit)
+
+
+async def _autocommit_on(
+    conn, journal: Journal, key: StepKey, text: str, time_limit: float | None
+) -> Completion:
+    """Run ``text`` outside a transaction on ``conn`` (idle), then record it."""
+    async with step_limits.limited(conn, journal.pool, time_limit) as watch:
+        try:
+            # On its own: text such as VACUUM must be a message of its own.
+            await conn.execute(db.STEP_SESSION_RESET)
+            result = await _last_result(await conn.execute(text))
+            await conn.execute(SCS_ON)  # the text ran outside our transaction
+        except UnsupportedType as exc:
+            raise Failed(str(exc)) from exc
+        except db.DatabaseError as exc:
+            await _rollback(conn)
+            if watch and watch.fired:
+                raise Failed(watch.error) from exc
+            if db.connection_lost(exc, conn):
+                raise Retry(str(exc)) from exc
+            raise _failure(exc) from exc
+    if watch and watch.fired:
+        raise Failed(watch.error)
     await journal.record(
         key.scope, key.gen, key.node, "completed", result=result, delivery="at_least_once"
     )

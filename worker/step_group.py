@@ -412,7 +412,6 @@ class _Lane:
                 await conn.execute(COMPLETION_SETTINGS)
                 completion = await conn.execute(COMPLETE_STEPS, [token, json.dumps(steps)])
                 await conn.execute("COMMIT")
-                await conn.execute(SCS_ON)
             statuses = dict(await completion.fetchall())
         except BaseException:
             for (member, _), batch in zip(ran, taken, strict=True):

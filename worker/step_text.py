@@ -20,12 +20,20 @@ from __future__ import annotations
 from pgdurable.sqltext import SqlLexError, tokenize
 
 _CONTROL_FIRST_WORDS = frozenset({"begin", "commit", "end", "abort"})
+# Every statement _controls_transaction accepts starts with one of these
+# words. PostgreSQL matches keywords in ASCII only, so text whose lowercase
+# holds none of them cannot control a transaction and need not be lexed
+# (lexing was the worker's largest own cost per step; issue 22).
+_CONTROL_WORDS = (*_CONTROL_FIRST_WORDS, "start", "rollback")
 
 
 def transaction_control(text: str) -> str | None:
     """The leading words of the first top-level transaction-control statement
     of ``text`` (e.g. ``"commit"``), or None. Text that does not lex (an
     unterminated string) gives None: the server refuses it with its own error."""
+    lowered = text.lower()
+    if not any(word in lowered for word in _CONTROL_WORDS):
+        return None
     try:
         tokens = tokenize(text)
     except SqlLexError:

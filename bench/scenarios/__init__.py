@@ -13,6 +13,7 @@ from bench.scenarios import (
     recovery,
     scale,
     scaleout,
+    step_breakdown,
     step_overhead,
     throughput,
     translation,
@@ -20,6 +21,7 @@ from bench.scenarios import (
 
 ALL = [
     step_overhead,
+    step_breakdown,
     throughput,
     latency,
     scale,

@@ -34,12 +34,21 @@ def _bench(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 def test_a_quick_run_writes_every_selected_section(tmp_path):
     report = tmp_path / "BENCH.md"
     done = _bench(
-        "step", "throughput", "latency", "scaleout", "--quick", "--json", "--output", str(report)
+        "step",
+        "breakdown",
+        "throughput",
+        "latency",
+        "scaleout",
+        "--quick",
+        "--json",
+        "--output",
+        str(report),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     text = report.read_text()
     for title in (
         "## 1. Per-step overhead",
+        "## 1b. Where a step's time goes",
         "## 2. Throughput",
         "## 3. Latency",
         "## 8. Scale-out across worker processes",
@@ -53,7 +62,12 @@ def test_a_quick_run_writes_every_selected_section(tmp_path):
     assert re.search(r"\*\*load average\*\*: [\d. ]+ before the run, [\d. ]+ after it", text)
     figures = json.loads(done.stdout)
     sections = {section["key"]: section for section in figures["sections"]}
-    assert set(sections) == {"step", "throughput", "latency", "scaleout"}
+    assert set(sections) == {"step", "breakdown", "throughput", "latency", "scaleout"}
+    breakdown = sections["breakdown"]["data"]
+    assert breakdown["wall_s"] > breakdown["worker_cpu_s"] > 0
+    queries = [s["query"] for s in breakdown["statements"]]
+    assert any("complete_step_v3" in q for q in queries), "the completion is in the breakdown"
+    assert {f["name"] for f in breakdown["functions"]} >= {"claim_v3", "complete_step_v3"}
     scaleout = sections["scaleout"]["data"]
     assert all(scaleout[f"workers_{p}"]["median"] > 0 for p in (1, 2, 4))
     step = sections["step"]["data"]

@@ -62,6 +62,26 @@ def test_the_claim_returns_the_instance_as_claimed(wf, database):
     assert loaded == database.value("SELECT pgdurable.load_v1(%s)", [instance])
 
 
+def test_a_claim_of_several_returns_each_instance_loaded_in_wake_order(wf, database):
+    """claim_v3 loads what it claimed in one query (migration 0020): the same
+    documents load_v1 gives, one per claimed run, in the order runs became ready."""
+    started = [wf.start(wf.then(wf.sql(f"SELECT {n}"), wf.sql("SELECT 0"))) for n in range(4)]
+    rows = database.execute(
+        "SELECT instance_id, epoch, role_oid, instance"
+        " FROM pgdurable.claim_v3('w', sha256('t'), 3, '{}', 60)"
+    )
+    assert [row[0] for row in rows] == started[:3]
+    alice_oid = database.value("SELECT oid FROM pg_roles WHERE rolname = 'alice'")
+    for instance_id, epoch, role_oid, loaded in rows:
+        held = database.value(
+            "SELECT epoch FROM pgdurable.runs WHERE instance_id = %s", [instance_id]
+        )
+        assert (epoch, role_oid) == (held, alice_oid)
+        assert loaded == database.value("SELECT pgdurable.load_v1(%s)", [instance_id])
+        assert loaded["id"] == instance_id and loaded["status"] == "running"
+        assert len(loaded["nodes"]) == 3
+
+
 def test_a_long_step_is_stamped_running_while_a_short_one_is_not(wf, database, background_worker):
     slow = wf.start(wf.then(wf.sql("SELECT 1"), wf.sql("SELECT pg_sleep(30)")))
     background_worker()
@@ -126,6 +146,37 @@ def test_no_session_state_reaches_the_next_step(wf, database):
     }
     for instance in (after_success, after_failure):
         assert wf.result(instance)["rows"] == [clean]
+
+
+# With standard_conforming_strings on, '\' is a whole literal and the text
+# that follows an unterminated one: the server refuses it. With it off, '\''
+# is a literal holding a quote and the statement returns 1.
+QUOTE_READING = "SELECT length('\\'') AS n"
+
+
+@pytest.mark.parametrize(
+    "turn_off",
+    [
+        "SET standard_conforming_strings = off",
+        "SET LOCAL standard_conforming_strings = off",
+        "SAVEPOINT s; SET standard_conforming_strings = off",
+        # COMMIT inside: the step is re-run outside a transaction (at least once).
+        "CALL public.scs_off_then_commit()",
+    ],
+)
+def test_the_next_step_is_read_with_standard_conforming_strings_on(wf, database, turn_off):
+    """The server lexes a step's text before the step's own session reset runs,
+    so a step that turned the setting off must not change how the next step's
+    quotes are read: the worker checked that text for transaction control
+    with the setting on (step_text)."""
+    database.execute(
+        "CREATE PROCEDURE public.scs_off_then_commit() LANGUAGE plpgsql AS $$ BEGIN"
+        " PERFORM set_config('standard_conforming_strings', 'off', false); COMMIT; END $$"
+    )
+    instance = wf.start(wf.then(wf.sql(turn_off), wf.sql(QUOTE_READING)))
+    wf.run(concurrency=1)
+    assert wf.status(instance) == "failed"
+    assert "unterminated quoted string" in wf.output(instance)
 
 
 def test_the_last_step_finishes_its_instance_in_its_own_transaction(wf, database):
